@@ -1,13 +1,77 @@
-"""regdata: container registries as pandas DataFrames."""
+"""regdata: container registries (Docker Registry HTTP API v2 / OCI Distribution) as pandas DataFrames.
 
-from .errors import InvalidReference, RegdataError
+>>> import regdata
+>>> reg = regdata.Registry()                                   # doctest: +SKIP
+>>> reg.get_repository("127.0.0.1:5000/team/app")              # doctest: +SKIP
+
+The public API is what this module exports; everything else is an
+implementation detail that may move.
+"""
+
+from .cache import Cache
+from .cache.open import open_cache
+from .context import Context
+from .credentials import Credential, Credentials
+from .errors import (
+    BudgetExceeded,
+    Cancelled,
+    ContentError,
+    CredentialsError,
+    Denied,
+    DigestMismatch,
+    InsecureRequest,
+    InvalidReference,
+    MalformedContent,
+    NotFound,
+    RegdataError,
+    RegistryError,
+    RequestTimeout,
+    ServerError,
+    TooManyRequests,
+    TransportError,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from .reference import Reference, Repository, parse_reference, parse_repository
+from .registry import Registry
+from .remote import Remote, RemoteFactory
+from .requestlog import RequestLog
+from .transport import RetryPolicy, Timeouts
+
+__version__ = "0.1.0"
 
 __all__ = [
+    "BudgetExceeded",
+    "Cache",
+    "Cancelled",
+    "ContentError",
+    "Context",
+    "Credential",
+    "Credentials",
+    "CredentialsError",
+    "Denied",
+    "DigestMismatch",
+    "InsecureRequest",
     "InvalidReference",
+    "MalformedContent",
+    "NotFound",
     "Reference",
     "RegdataError",
+    "Registry",
+    "RegistryError",
+    "Remote",
+    "RemoteFactory",
     "Repository",
+    "RequestLog",
+    "RequestTimeout",
+    "RetryPolicy",
+    "ServerError",
+    "Timeouts",
+    "TooManyRequests",
+    "TransportError",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "open_cache",
     "parse_reference",
     "parse_repository",
 ]

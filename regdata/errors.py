@@ -150,9 +150,9 @@ class TooManyRequests(RegistryError):
 class ServerError(RegistryError):
     """5xx: the registry failed; 502, 503 and 504 may pass."""
 
-    @property  # type: ignore[override]
-    def temporary(self) -> bool:
-        return self.status in (502, 503, 504)
+    def __init__(self, status: int, url: str, *args: object, **kwargs: object) -> None:
+        super().__init__(status, url, *args, **kwargs)  # type: ignore[arg-type]
+        self.temporary = status in (502, 503, 504)
 
 
 class ContentError(RegdataError):

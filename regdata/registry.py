@@ -1,0 +1,250 @@
+"""The Registry: one repository, or one image, at a time, as DataFrames.
+
+The Flux v1 ``GetRepository``/``GetImage``, returning pandas frames::
+
+    reg = regdata.Registry()
+    df = reg.get_repository("127.0.0.1:5000/team/app")   # one row per tag x platform
+    df = reg.get_image("127.0.0.1:5000/multi/arch:1.0")  # the rows of one tag or digest
+    h = reg.history("127.0.0.1:5000/team/app:v1.2.3")    # one row per history step, per platform
+    reg.requests                                           # every request made, as a frame
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any, Protocol
+
+import pandas as pd
+
+from .cache import DEFAULT_TTL, Cache
+from .cache.open import open_cache
+from .context import Context
+from .credentials import Credentials
+from .frames import HISTORY, IMAGES, make_frame
+from .manifest import Platform
+from .reference import Reference, Repository, parse_reference, parse_repository
+from .remote import RemoteFactory
+from .requestlog import RequestLog
+from .scan import RemoteLike, ScanOptions, ScanResult, scan
+from .transport import RetryPolicy, Timeouts
+
+__all__ = ["DEFAULT_CONCURRENCY", "Registry"]
+
+# Eight requests at a time per host: fast on a LAN, polite to a public registry.
+DEFAULT_CONCURRENCY = 8
+
+
+class Factory(Protocol):
+    """What makes Remotes: the real RemoteFactory, or the mock one of :mod:`regdata.testing`."""
+
+    log: RequestLog
+
+    def remote(self, registry: str) -> Any: ...
+
+    def cancel(self) -> None: ...
+
+
+def _sort(frame: pd.DataFrame) -> pd.DataFrame:
+    """Newest first, NaT last, then tag and platform: a frame that does not depend on timing."""
+    if frame.empty:
+        return frame
+    ordered = frame.sort_values(
+        ["created", "tag", "platform", "manifest_digest"],
+        ascending=[False, True, True, True],
+        na_position="last",
+        kind="stable",
+    )
+    return ordered.reset_index(drop=True)
+
+
+class Registry:
+    """Reads registries into DataFrames.
+
+    Args:
+        credentials: a :class:`~regdata.Credentials`; by default the docker
+            config and containers auth files of this user.
+        cache: ``"sqlite:///path"``, ``"memory://"``, ``"memcached://h:p[,h:p]"``,
+            ``"memcached+srv://service"``, a backend or :class:`~regdata.cache.Cache`,
+            or None for no cache. Default: ``$REGDATA_CACHE``, else SQLite in the
+            user's cache directory.
+        cache_ttl: how long tag lists and tag digests stay fresh (seconds or timedelta).
+        concurrency: requests at a time per host.
+        timeout: connect and read timeouts per request (seconds, or a Timeouts).
+        budget: total seconds a scan may take; unfinished rows are marked ``timed out``.
+        insecure: hosts that may be spoken to over plain HTTP (loopback always may).
+        verify: TLS verification: True, False, or a CA bundle path.
+        platforms: keep only these platforms (``"linux/amd64"``, ``"linux/arm/v7"``).
+        labels_win: take ``created`` from ``org.opencontainers.image.created`` (or
+            ``org.label-schema.build-date``) labels when present.
+        attestations: also return buildkit attestation manifests as ``artifact`` rows.
+        retry: a :class:`~regdata.transport.RetryPolicy` for throttled registries.
+        factory: a Remote factory (the mock one of :mod:`regdata.testing`, in tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        credentials: Credentials | None = None,
+        cache: Any = "default",
+        cache_ttl: float | timedelta | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        timeout: float | Timeouts | None = None,
+        budget: float | None = None,
+        insecure: Iterable[str] = (),
+        verify: bool | str = True,
+        platforms: Sequence[str] | None = None,
+        labels_win: bool = False,
+        attestations: bool = False,
+        retry: RetryPolicy | None = None,
+        request_log_size: int | None = None,
+        factory: Factory | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.concurrency = concurrency
+        self.budget = budget
+        self.options = ScanOptions(
+            platforms=tuple(Platform.parse(p) for p in platforms) if platforms else None,
+            labels_win=labels_win,
+            attestations=attestations,
+            concurrency=concurrency,
+        )
+        self._scans: set[Context] = set()
+        self._lock = threading.Lock()
+        if factory is not None:
+            self.factory: Factory = factory
+            self.cache: Cache | None = None
+            return
+        if cache == "default":
+            cache = os.environ.get("REGDATA_CACHE", "sqlite://")
+        if cache_ttl is None:
+            cache_ttl = float(os.environ.get("REGDATA_CACHE_TTL", DEFAULT_TTL))
+        self.cache = open_cache(cache, ttl=cache_ttl)
+        timeouts = timeout if isinstance(timeout, Timeouts) else (
+            Timeouts() if timeout is None else Timeouts(connect=timeout, read=timeout)
+        )
+        self.factory = RemoteFactory(
+            credentials=credentials if credentials is not None else Credentials.default(),
+            cache=self.cache,
+            log=RequestLog(request_log_size) if request_log_size else RequestLog(),
+            timeouts=timeouts,
+            retry=retry or RetryPolicy(),
+            insecure=frozenset(insecure),
+            verify=verify,
+            pool_size=concurrency,
+        )
+
+    def __repr__(self) -> str:
+        cache = self.cache.backend if self.cache is not None else None
+        return f"Registry(concurrency={self.concurrency}, cache={cache!r})"
+
+    # -- plumbing --------------------------------------------------------------
+
+    def remote(self, registry: str) -> RemoteLike:
+        """The Remote for a registry host."""
+        remote: RemoteLike = self.factory.remote(registry)
+        return remote
+
+    def _context(self) -> Context:
+        ctx = Context.with_budget(self.budget)
+        with self._lock:
+            self._scans.add(ctx)
+        return ctx
+
+    def _done(self, ctx: Context) -> None:
+        with self._lock:
+            self._scans.discard(ctx)
+
+    def cancel(self) -> None:
+        """Cancel every scan in flight; they return with the rows done so far."""
+        with self._lock:
+            scans = list(self._scans)
+        for ctx in scans:
+            ctx.cancel()
+
+    def _scan(self, repo: Repository, refs: list[Reference], history: bool) -> ScanResult:
+        ctx = self._context()
+        try:
+            options = self.options if not history else ScanOptions(
+                platforms=self.options.platforms, labels_win=self.options.labels_win,
+                attestations=False, history=True, concurrency=self.options.concurrency,
+            )
+            return scan(self.remote(repo.registry), repo, refs, options, ctx)
+        finally:
+            self._done(ctx)
+
+    # -- the public API ----------------------------------------------------------
+
+    def tags(self, repository: str | Repository | Reference) -> list[str]:
+        """The tags of a repository, as the registry lists them."""
+        repo = parse_repository(repository)
+        ctx = self._context()
+        try:
+            return self.remote(repo.registry).tags(repo, ctx)
+        finally:
+            self._done(ctx)
+
+    def catalog(self, registry: str) -> list[str]:
+        """Every repository a registry lists (the ``_catalog`` endpoint; many registries refuse it)."""
+        remote = self.factory.remote(registry)
+        result: list[str] = remote.catalog()
+        return result
+
+    def get_repository(self, repository: str | Repository | Reference) -> pd.DataFrame:
+        """Every tag of a repository: one row per tag and platform.
+
+        A failure of the whole repository (unknown, denied, unreachable)
+        raises; a failure of one tag or platform is an ``error`` in its row.
+        """
+        repo = parse_repository(repository)
+        tags = self.tags(repo)
+        refs = [Reference(repo.registry, repo.repository, tag, None) for tag in tags]
+        return _sort(make_frame(self._scan(repo, refs, history=False).images, IMAGES, "images"))
+
+    def get_image(self, reference: str | Reference) -> pd.DataFrame:
+        """The rows of one image: its tag or digest (``latest`` when it names neither)."""
+        ref = parse_reference(reference, default_tag=True)
+        if ref.tag is not None and ref.digest is not None:
+            ref = Reference(ref.registry, ref.repository, ref.tag, ref.digest)
+        result = self._scan(ref.repo, [ref], history=False)
+        _raise_whole(result, ref)
+        return _sort(make_frame(result.images, IMAGES, "images"))
+
+    def history(self, reference: str | Reference) -> pd.DataFrame:
+        """The build history of one image: one row per history entry, per platform."""
+        ref = parse_reference(reference, default_tag=True)
+        result = self._scan(ref.repo, [ref], history=True)
+        _raise_whole(result, ref)
+        frame = make_frame(result.history, HISTORY, "history")
+        if frame.empty:
+            return frame
+        return frame.sort_values(["platform", "step"], kind="stable").reset_index(drop=True)
+
+    @property
+    def requests(self) -> pd.DataFrame:
+        """Every request made so far (a bounded ring), as a frame."""
+        return self.factory.log.frame()
+
+    def close(self) -> None:
+        """Close connections and the cache."""
+        close = getattr(self.factory, "close", None)
+        if close is not None:
+            close()
+        if self.cache is not None:
+            self.cache.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _raise_whole(result: ScanResult, ref: Reference) -> None:
+    """One image whose top manifest failed raises that failure, as a repository failure does."""
+    rows = result.images
+    if len(rows) == 1 and isinstance(rows[0].get("exception"), BaseException):
+        raise rows[0]["exception"]

@@ -1,0 +1,424 @@
+"""A Remote: one registry host, spoken to over the API (tags, manifests, blobs, catalog).
+
+The Flux v1 ``Remote``, per host: a :class:`RemoteFactory` makes one per host
+on first use, carrying the credentials, the transport and the cache.  Every
+body is checked against its digest; registry errors become our exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+from .cache import Cache, CachedManifest
+from .context import Context
+from .credentials import Credential, Credentials
+from .digest import compute, schema1_payload, verify
+from .errors import ErrorDetail, MalformedContent, RegdataError, TransportError, error_for_status
+from .manifest import ACCEPT_ALL, SCHEMA1_TYPES, Manifest, load_json, parse_manifest
+from .reference import Reference, Repository, canonical_host, is_loopback_host
+from .requestlog import RequestLog, RequestRecord
+from .transport import HTTPTransport, Request, Response, RetryPolicy, Timeouts, Transport
+from .transport.chain import base_stack, for_host
+from .transport.retry import Clock
+
+__all__ = ["FetchedManifest", "Remote", "RemoteFactory"]
+
+# ECR returns an error for n > 1000.
+PAGE_SIZE = 1000
+MAX_PAGES = 10_000
+ERROR_BODY_MAX = 64 * 1024
+CONFIG_MAX_BYTES = 16 * 1024 * 1024
+_LINK_NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
+
+
+@dataclass(frozen=True)
+class FetchedManifest:
+    """A manifest as fetched: its verified digest, media type, raw body and parsed form."""
+
+    digest: str
+    media_type: str
+    body: bytes
+    manifest: Manifest
+
+
+def manifest_digest(body: bytes, media_type: str | None) -> str:
+    """The digest a registry gives this manifest (schema1: over the signed payload)."""
+    if media_type in SCHEMA1_TYPES:
+        return compute(schema1_payload(body))
+    return compute(body)
+
+
+def check_manifest(body: bytes, media_type: str | None, expected: str, what: str) -> str:
+    """Verify a manifest body against ``expected``; schema1 may match by payload or body."""
+    if media_type in SCHEMA1_TYPES or b'"schemaVersion": 1' in body[:200]:
+        try:
+            return verify(schema1_payload(body), expected, what)
+        except RegdataError:
+            pass
+    return verify(body, expected, what)
+
+
+def registry_error(response: Response) -> RegdataError:
+    """The exception for an error answer, with the spec's ``errors[]`` when present."""
+    details: list[ErrorDetail] = []
+    detail = ""
+    try:
+        doc = json.loads(response.body[:ERROR_BODY_MAX])
+        for entry in doc.get("errors", []) if isinstance(doc, dict) else []:
+            if isinstance(entry, dict):
+                details.append(
+                    ErrorDetail(str(entry.get("code", ""))[:100], str(entry.get("message", ""))[:200])
+                )
+    except (ValueError, UnicodeDecodeError):
+        media = response.media_type or "no content type"
+        detail = f"non-JSON answer: {media}"
+    parts = urlsplit(response.url)
+    retry_after = response.headers.get("Retry-After")
+    seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
+    return error_for_status(
+        response.status,
+        f"{parts.netloc}{parts.path}",
+        tuple(details),
+        detail=detail,
+        retry_after=seconds,
+    )
+
+
+@dataclass
+class Remote:
+    """The API of one registry host.
+
+    Made by :class:`RemoteFactory`; ``cancel()`` stops the work in flight.
+    """
+
+    registry: str  # canonical host, as in references: "docker.io", "127.0.0.1:5000"
+    api_host: str  # the host serving the API: "registry-1.docker.io"
+    transport: Transport
+    credential: Credential
+    log: RequestLog
+    cache: Cache | None = None
+    http: HTTPTransport | None = None
+    context: Context = field(default_factory=Context)
+    _scheme: str | None = None
+    _scheme_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def cancel(self) -> None:
+        """Stop this Remote: requests not yet sent will not be sent."""
+        self.context.cancel()
+
+    def _ctx(self, context: Context | None) -> Context:
+        return Context(deadline=context.deadline if context else None,
+                       parent=_join(self.context, context))
+
+    # -- addressing ---------------------------------------------------------
+
+    def scheme(self, context: Context | None = None) -> str:
+        """``https``, or ``http`` for a loopback or insecure host that does not speak TLS.
+
+        Like Docker, a host allowed plain HTTP is tried with TLS first; only
+        a server that does not speak TLS at all falls back to HTTP. A TLS
+        server whose certificate fails verification is an error, not a
+        fall-back.
+        """
+        if self._scheme is not None:
+            return self._scheme
+        with self._scheme_lock:
+            if self._scheme is None:
+                self._scheme = self._probe_scheme(context)
+            return self._scheme
+
+    def _probe_scheme(self, context: Context | None) -> str:
+        allowed = self.http.allows_plain_http(self.api_host) if self.http else is_loopback_host(
+            self.api_host
+        )
+        if not allowed:
+            return "https"
+        try:
+            self.transport.send(
+                Request("GET", f"https://{self.api_host}/v2/", "ping", context=self._ctx(context))
+            )
+            return "https"
+        except TransportError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
+                raise
+            return "http"
+
+    def url(self, path: str, context: Context | None = None) -> str:
+        """The absolute URL of an API path."""
+        return f"{self.scheme(context)}://{self.api_host}{path}"
+
+    def _send(self, request: Request) -> Response:
+        response = self.transport.send(request)
+        if not response.ok:
+            raise registry_error(response)
+        return response
+
+    def _hit(self, repository: str, kind: str, size: int, started: float, clock: float) -> None:
+        self.log.record(
+            RequestRecord(
+                started=started, host=self.api_host, repository=repository, kind=kind,
+                method="GET", status=None, duration_s=time.perf_counter() - clock, bytes=size,
+                attempt=0, cache="hit", error=None,
+            )
+        )
+
+    # -- API ----------------------------------------------------------------
+
+    def ping(self, context: Context | None = None) -> int:
+        """GET /v2/; returns the status (200, or 401 for a registry that wants auth)."""
+        ctx = self._ctx(context)
+        return self.transport.send(Request("GET", self.url("/v2/", ctx), "ping", context=ctx)).status
+
+    def tags(self, repo: Repository, context: Context | None = None) -> list[str]:
+        """Every tag of ``repo`` as the registry lists them, across ``Link`` pages."""
+        ctx = self._ctx(context)
+        key = self.cache.key("tags", self, repo.repository, "") if self.cache else None
+        if self.cache is not None and key is not None:
+            started, clock = time.time(), time.perf_counter()
+            cached = self.cache.get_fresh(key)
+            if cached is not None:
+                tags = json.loads(cached)
+                self._hit(repo.repository, "tags", len(cached), started, clock)
+                return list(tags)
+        tags = self._paginate(
+            f"/v2/{repo.repository}/tags/list?n={PAGE_SIZE}", "tags", "tags",
+            repo.repository, f"repository:{repo.repository}:pull", ctx,
+        )
+        if self.cache is not None and key is not None:
+            self.cache.put_moving(key, json.dumps(tags).encode())
+        return tags
+
+    def catalog(self, context: Context | None = None) -> list[str]:
+        """Every repository of the registry, across ``Link`` pages."""
+        ctx = self._ctx(context)
+        return self._paginate(
+            f"/v2/_catalog?n={PAGE_SIZE}", "repositories", "catalog", None,
+            "registry:catalog:*", ctx,
+        )
+
+    def _paginate(
+        self, path: str, field_name: str, kind: str, repository: str | None, scope: str,
+        ctx: Context,
+    ) -> list[str]:
+        url = self.url(path, ctx)
+        origin = urlsplit(url).netloc
+        seen: set[str] = set()
+        items: list[str] = []
+        while True:
+            seen.add(url)
+            response = self._send(
+                Request("GET", url, kind, repository=repository, scope=scope, context=ctx,
+                        headers={"Accept": "application/json"})
+            )
+            doc = load_json(response.body, f"{kind} answer")
+            page = doc.get(field_name)
+            if page is None:
+                page = []
+            if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+                raise MalformedContent(f"{kind} answer: {field_name!r} is not a list of strings")
+            items.extend(page)
+            match = _LINK_NEXT.search(response.headers.get("Link", ""))
+            if not match:
+                return items
+            url = urljoin(url, match.group(1))
+            if urlsplit(url).netloc != origin:
+                raise MalformedContent(f"{kind} pagination points to another host")
+            if url in seen:
+                raise MalformedContent(f"{kind} pagination loops back to a page already read")
+            if len(seen) >= MAX_PAGES:
+                raise MalformedContent(f"{kind} pagination runs past {MAX_PAGES} pages")
+
+    def head(self, ref: Reference, context: Context | None = None) -> tuple[str, str | None]:
+        """HEAD a manifest: its digest and media type, with no body fetched."""
+        ctx = self._ctx(context)
+        response = self._send(
+            Request(
+                "HEAD", self.url(f"/v2/{ref.repository}/manifests/{ref.identifier}", ctx),
+                "manifest_head", headers={"Accept": ", ".join(ACCEPT_ALL)},
+                repository=ref.repository, scope=f"repository:{ref.repository}:pull", context=ctx,
+            )
+        )
+        digest = response.headers.get("Docker-Content-Digest") or ref.digest
+        if not digest:
+            raise MalformedContent(f"HEAD {ref}: no Docker-Content-Digest in the answer")
+        return digest, response.media_type
+
+    def manifest(self, ref: Reference, context: Context | None = None) -> FetchedManifest:
+        """The manifest ``ref`` names (its digest if it has one, else its tag), verified."""
+        ctx = self._ctx(context)
+        if self.cache is None:
+            return self._fetch_manifest(ref, ctx)
+        if ref.digest is None:
+            digest = self._tag_digest(ref, ctx)
+            if digest is None:
+                fetched = self._fetch_manifest(ref, ctx, cache_state="miss")
+                self._store(ref, fetched)
+                return fetched
+            ref = Reference(ref.registry, ref.repository, ref.tag, digest)
+        assert ref.digest is not None
+        key = self.cache.key("manifest", self, ref.repository, ref.digest)
+        started, clock = time.time(), time.perf_counter()
+        entry = self.cache.get_manifest(key)
+        if entry is not None:
+            try:
+                check_manifest(entry.body, entry.media_type, ref.digest, f"cached manifest {ref}")
+                fetched = FetchedManifest(ref.digest, entry.media_type, entry.body,
+                                          parse_manifest(entry.body, entry.media_type))
+                self._hit(ref.repository, "manifest", len(entry.body), started, clock)
+                return fetched
+            except RegdataError:
+                self.cache.delete(key)  # a corrupt or foreign entry: a miss, overwritten below
+        fetched = self._fetch_manifest(ref, ctx, cache_state="miss")
+        self._store(ref, fetched)
+        return fetched
+
+    def _tag_digest(self, ref: Reference, ctx: Context) -> str | None:
+        """The digest a tag points to, from the cache, revalidated by HEAD after the TTL."""
+        assert self.cache is not None and ref.tag is not None
+        key = self.cache.key("tag", self, ref.repository, ref.tag)
+        started, clock = time.time(), time.perf_counter()
+        fresh, stale = self.cache.get_tag(key)
+        if fresh is not None:
+            self._hit(ref.repository, "manifest_head", 0, started, clock)
+            return fresh
+        if stale is None:
+            return None
+        digest, _ = self.head(ref, ctx)
+        self.cache.put_tag(key, digest)
+        return digest
+
+    def _store(self, ref: Reference, fetched: FetchedManifest) -> None:
+        assert self.cache is not None
+        if ref.tag is not None:
+            self.cache.put_tag(self.cache.key("tag", self, ref.repository, ref.tag), fetched.digest)
+        self.cache.put_manifest(
+            self.cache.key("manifest", self, ref.repository, fetched.digest),
+            CachedManifest(fetched.media_type, fetched.body),
+        )
+
+    def _fetch_manifest(self, ref: Reference, ctx: Context, cache_state: str = "none") -> FetchedManifest:
+        response = self._send(
+            Request(
+                "GET", self.url(f"/v2/{ref.repository}/manifests/{ref.identifier}", ctx), "manifest",
+                headers={"Accept": ", ".join(ACCEPT_ALL)}, repository=ref.repository,
+                scope=f"repository:{ref.repository}:pull", context=ctx, cache=cache_state,
+            )
+        )
+        body = response.body
+        header_type = response.media_type
+        manifest = parse_manifest(body, header_type)
+        media_type = manifest.media_type
+        expected = ref.digest or response.headers.get("Docker-Content-Digest")
+        if expected:
+            digest = check_manifest(body, media_type, expected, f"manifest {ref}")
+        else:
+            digest = manifest_digest(body, media_type)
+        return FetchedManifest(digest, media_type, body, manifest)
+
+    def blob(self, repo: Repository, digest: str, context: Context | None = None,
+             max_bytes: int = CONFIG_MAX_BYTES) -> bytes:
+        """A blob (an image config) by digest, verified; cached forever when a cache is set."""
+        ctx = self._ctx(context)
+        key = self.cache.key("blob", self, repo.repository, digest) if self.cache else None
+        if self.cache is not None and key is not None:
+            started, clock = time.time(), time.perf_counter()
+            body = self.cache.get_blob(key)
+            if body is not None:
+                try:
+                    verify(body, digest, f"cached blob {digest}")
+                    self._hit(repo.repository, "blob", len(body), started, clock)
+                    return body
+                except RegdataError:
+                    self.cache.delete(key)
+        response = self._send(
+            Request(
+                "GET", self.url(f"/v2/{repo.repository}/blobs/{digest}", ctx), "blob",
+                repository=repo.repository, scope=f"repository:{repo.repository}:pull",
+                context=ctx, max_bytes=max_bytes, cache="miss" if self.cache else "none",
+            )
+        )
+        verify(response.body, digest, f"blob {digest} of {repo}")
+        if self.cache is not None and key is not None:
+            self.cache.put_blob(key, response.body)
+        return response.body
+
+
+def _join(own: Context, given: Context | None) -> Context:
+    """A context cancelled when either the Remote's or the caller's is."""
+    if given is None:
+        return own
+    return _Either(own, given)
+
+
+class _Either(Context):
+    """Cancelled when either of two contexts is; the earlier deadline wins."""
+
+    def __init__(self, a: Context, b: Context) -> None:
+        deadlines = [d for d in (a.deadline, b.deadline) if d is not None]
+        super().__init__(deadline=min(deadlines) if deadlines else None)
+        self._a, self._b = a, b
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set() or self._a.cancelled or self._b.cancelled
+
+
+@dataclass
+class RemoteFactory:
+    """Makes one :class:`Remote` per registry host and keeps it (the Flux v1 ClientFactory).
+
+    It carries what every Remote shares: the credentials, one HTTP layer with
+    a connection pool per host, the backoff state, the cache and the request log.
+    """
+
+    credentials: Credentials = field(default_factory=Credentials.none)
+    cache: Cache | None = None
+    log: RequestLog = field(default_factory=RequestLog)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    insecure: frozenset[str] = frozenset()
+    verify: bool | str = True
+    pool_size: int = 8
+    clock: Clock | None = None
+    _remotes: dict[str, Remote] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.http = HTTPTransport(
+            timeouts=self.timeouts, verify=self.verify,
+            insecure_hosts=frozenset(h.lower() for h in self.insecure), pool_size=self.pool_size,
+        )
+        self.base = base_stack(self.http, self.log, self.retry, self.clock)
+
+    def remote(self, registry: str) -> Remote:
+        """The Remote for ``registry`` (a canonical host such as ``docker.io``)."""
+        host = canonical_host(registry) if "." in registry or registry == "docker.io" else registry
+        with self._lock:
+            remote = self._remotes.get(host)
+            if remote is None:
+                from .reference import api_host
+
+                api = api_host(host)
+                credential = self.credentials.for_host(host)
+                remote = Remote(
+                    registry=host, api_host=api, transport=for_host(api, credential, self.base),
+                    credential=credential, log=self.log, cache=self.cache, http=self.http,
+                )
+                self._remotes[host] = remote
+            return remote
+
+    def cancel(self) -> None:
+        """Cancel every Remote this factory made."""
+        with self._lock:
+            remotes = list(self._remotes.values())
+        for remote in remotes:
+            remote.cancel()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.http.close()

@@ -1,0 +1,42 @@
+"""The transport: small layers, each with one job and an ``inner``, stacked in :func:`build`.
+
+Read top to bottom, a request goes::
+
+    RedirectTransport   follows redirects; every hop goes through auth again
+    AuthTransport       Authorization for the registry's own host only; 401 → token → once more
+    RetryTransport      backoff on 429/502/503/504 and dropped connections, shared per host
+    LogTransport        one request-log row per attempt
+    HTTPTransport       pooled requests.Session per host; body caps; plain-HTTP policy
+
+Auth sits above retry, so a flake is retried below it and a 401 fetches a
+token once, above.  Token requests take the lower three layers only.
+"""
+
+from __future__ import annotations
+
+from .auth import AuthTransport, Challenge, TokenCache, parse_challenge
+from .base import Request, Response, Transport
+from .http import HTTPTransport, Timeouts
+from .log import LogTransport
+from .redirect import RedirectTransport
+from .retry import Clock, HostBackoff, RetryPolicy, RetryTransport, SystemClock, parse_retry_after
+
+__all__ = [
+    "AuthTransport",
+    "Challenge",
+    "Clock",
+    "HTTPTransport",
+    "HostBackoff",
+    "LogTransport",
+    "RedirectTransport",
+    "Request",
+    "Response",
+    "RetryPolicy",
+    "RetryTransport",
+    "SystemClock",
+    "Timeouts",
+    "TokenCache",
+    "Transport",
+    "parse_challenge",
+    "parse_retry_after",
+]

@@ -1,0 +1,103 @@
+"""What travels through the transport: one request, one fully read response.
+
+A transport is anything with ``send(request) -> response``.  Layers wrap an
+``inner`` transport and add one concern each (go-containerregistry's
+``RoundTripper`` chain); :mod:`regdata.transport.chain` stacks them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from requests.structures import CaseInsensitiveDict
+
+from ..context import BACKGROUND, Context
+
+__all__ = ["Request", "Response", "Transport", "netloc"]
+
+# The OCI distribution spec suggests registries refuse manifests over 4 MiB;
+# configs and error bodies get their own caps at the call site.
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024
+
+
+def netloc(url: str) -> str:
+    """``host:port`` of a URL, lower-cased, with the scheme's default port made explicit."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{host}:{port}"
+
+
+@dataclass(frozen=True)
+class Request:
+    """An HTTP request, with what the layers above HTTP need to know about it.
+
+    ``kind`` names the request for the log (tags, manifest, manifest_head,
+    blob, token, catalog, ping); ``repository`` and ``scope`` tell the auth
+    layer which token to use.
+    """
+
+    method: str
+    url: str
+    kind: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    repository: str | None = None
+    scope: str | None = None
+    data: Mapping[str, str] | None = None
+    max_bytes: int = DEFAULT_MAX_BYTES
+    attempt: int = 1
+    cache: str = "none"  # "miss" when a cache was asked first; for the request log
+    context: Context = BACKGROUND
+
+    def with_headers(self, **extra: str) -> Request:
+        """A copy with headers added (``Authorization`` and friends)."""
+        headers = dict(self.headers)
+        headers.update(extra)
+        return replace(self, headers=headers)
+
+    def without_header(self, name: str) -> Request:
+        """A copy without ``name`` (case-insensitively)."""
+        headers = {k: v for k, v in self.headers.items() if k.lower() != name.lower()}
+        return replace(self, headers=headers)
+
+    def __repr__(self) -> str:
+        # Headers may carry credentials and token query strings secrets: neither is shown.
+        return f"Request({self.method} {self.url.split('?', 1)[0]} kind={self.kind})"
+
+
+@dataclass
+class Response:
+    """A response whose body was read in full (up to the request's cap)."""
+
+    status: int
+    headers: CaseInsensitiveDict[str]
+    body: bytes
+    url: str
+    request: Request
+
+    @property
+    def ok(self) -> bool:
+        """2xx."""
+        return 200 <= self.status < 300
+
+    @property
+    def media_type(self) -> str | None:
+        """The Content-Type without parameters."""
+        value = self.headers.get("Content-Type")
+        return value.split(";", 1)[0].strip() if value else None
+
+    def __repr__(self) -> str:
+        return f"Response({self.status} {self.url.split('?', 1)[0]})"
+
+
+class Transport(Protocol):
+    """Anything that sends a Request and returns a Response."""
+
+    def send(self, request: Request) -> Response:
+        """Send ``request``; raise a RegdataError when no HTTP answer came."""
+        ...
