@@ -104,6 +104,7 @@ class Remote:
     cache: Cache | None = None
     http: HTTPTransport | None = None
     context: Context = field(default_factory=Context)
+    page_size: int = PAGE_SIZE
     _scheme: str | None = None
     _scheme_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -186,7 +187,7 @@ class Remote:
                 self._hit(repo.repository, "tags", len(cached), started, clock)
                 return list(tags)
         tags = self._paginate(
-            f"/v2/{repo.repository}/tags/list?n={PAGE_SIZE}", "tags", "tags",
+            f"/v2/{repo.repository}/tags/list?n={self.page_size}", "tags", "tags",
             repo.repository, f"repository:{repo.repository}:pull", ctx,
         )
         if self.cache is not None and key is not None:
@@ -197,7 +198,7 @@ class Remote:
         """Every repository of the registry, across ``Link`` pages."""
         ctx = self._ctx(context)
         return self._paginate(
-            f"/v2/_catalog?n={PAGE_SIZE}", "repositories", "catalog", None,
+            f"/v2/_catalog?n={self.page_size}", "repositories", "catalog", None,
             "registry:catalog:*", ctx,
         )
 

@@ -22,6 +22,7 @@ class LogTransport:
 
     def send(self, request: Request) -> Response:
         """Send through ``inner`` and record the outcome, success or not."""
+        request.context.check()  # a request never sent is not a row
         started = time.time()
         clock = time.perf_counter()
         host = urlsplit(request.url).netloc
