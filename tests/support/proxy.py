@@ -13,6 +13,7 @@ secret-leak tests).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import threading
@@ -143,10 +144,8 @@ class FaultProxy:
             time.sleep(wait)
         if action is not None and action.drop:
             h.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 h.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         if action is not None and action.status is not None:
             self._answer(h, action.status, action.headers, action.body)
