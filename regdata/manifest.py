@@ -111,7 +111,12 @@ def parse_time(value: Any) -> pd.Timestamp | None:
         raise MalformedContent(f"unreadable time {value[:40]!r}") from None
     if pd.isna(stamp):
         return None
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    try:
+        # A frame holds nanoseconds from 1677 to 2262; a time outside is as good as absent.
+        return stamp.as_unit("ns")
+    except (OverflowError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -136,12 +141,24 @@ class Platform:
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
 
     def matches(self, other: Platform) -> bool:
-        """True when ``other`` names this platform (a missing variant matches any)."""
+        """True when ``other`` names this platform (a missing variant matches any).
+
+        Default variants are filled in as containerd does (arm64 is v8, arm is
+        v7), so ``linux/arm64/v8`` matches an image declared ``linux/arm64``.
+        """
+        mine, theirs = _default_variant(self), _default_variant(other)
         return (
             self.os == other.os
             and self.architecture == other.architecture
-            and (other.variant is None or self.variant == other.variant)
+            and (other.variant is None or mine == theirs)
         )
+
+
+_DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7"}
+
+
+def _default_variant(platform: Platform) -> str | None:
+    return platform.variant or _DEFAULT_VARIANTS.get(platform.architecture)
 
 
 @dataclass(frozen=True)

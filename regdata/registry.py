@@ -207,8 +207,6 @@ class Registry:
     def get_image(self, reference: str | Reference) -> pd.DataFrame:
         """The rows of one image: its tag or digest (``latest`` when it names neither)."""
         ref = parse_reference(reference, default_tag=True)
-        if ref.tag is not None and ref.digest is not None:
-            ref = Reference(ref.registry, ref.repository, ref.tag, ref.digest)
         result = self._scan(ref.repo, [ref], history=False)
         _raise_whole(result, ref)
         return _sort(make_frame(result.images, IMAGES, "images"))

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from .errors import MalformedContent
 from .manifest import (
     Descriptor,
     ImageConfig,
@@ -32,7 +33,7 @@ def created_of(config: ImageConfig, labels_win: bool) -> tuple[pd.Timestamp | No
         for name in LABEL_TIMES:
             try:
                 stamp = parse_time(config.labels.get(name))
-            except ValueError:
+            except MalformedContent:  # an unreadable label falls back to the config
                 stamp = None
             if stamp is not None:
                 return stamp, f"label:{name}"

@@ -208,7 +208,7 @@ class _Scan:
                 return
         row = image_row(ref, tag, top.digest, top.media_type, kind, child.digest, manifest, config,
                         descriptor, self.options.labels_win)
-        if kind != "artifact" and not self._kept(row):
+        if not self._kept(row):  # a platform filter keeps no artifact: it has no platform
             return
         history = None
         if self.options.history and config is not None:
