@@ -81,6 +81,8 @@ class Registry:
             ``org.label-schema.build-date``) labels when present.
         attestations: also return buildkit attestation manifests as ``artifact`` rows.
         retry: a :class:`~regdata.transport.RetryPolicy` for throttled registries.
+        mirrors: read a registry from a mirror, as Docker's ``registry-mirrors``:
+            ``{"docker.io": "127.0.0.1:5000"}``; rows still name the registry asked for.
         factory: a Remote factory (the mock one of :mod:`regdata.testing`, in tests).
     """
 
@@ -100,6 +102,7 @@ class Registry:
         attestations: bool = False,
         retry: RetryPolicy | None = None,
         request_log_size: int | None = None,
+        mirrors: dict[str, str] | None = None,
         factory: Factory | None = None,
     ) -> None:
         if concurrency < 1:
@@ -135,6 +138,7 @@ class Registry:
             insecure=frozenset(insecure),
             verify=verify,
             pool_size=concurrency,
+            mirrors=dict(mirrors or {}),
         )
 
     def __repr__(self) -> str:

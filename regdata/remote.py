@@ -20,7 +20,7 @@ from .credentials import Credential, Credentials
 from .digest import compute, schema1_payload, verify
 from .errors import ErrorDetail, MalformedContent, RegdataError, TransportError, error_for_status
 from .manifest import ACCEPT_ALL, SCHEMA1_TYPES, Manifest, load_json, parse_manifest
-from .reference import Reference, Repository, canonical_host, is_loopback_host
+from .reference import Reference, Repository, api_host, canonical_host, is_loopback_host
 from .requestlog import RequestLog, RequestRecord
 from .transport import HTTPTransport, Request, Response, RetryPolicy, Timeouts, Transport
 from .transport.chain import base_stack, for_host
@@ -386,10 +386,12 @@ class RemoteFactory:
     verify: bool | str = True
     pool_size: int = 8
     clock: Clock | None = None
+    mirrors: dict[str, str] = field(default_factory=dict)
     _remotes: dict[str, Remote] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
+        self.mirrors = {canonical_host(k): v for k, v in self.mirrors.items()}
         self.http = HTTPTransport(
             timeouts=self.timeouts, verify=self.verify,
             insecure_hosts=frozenset(h.lower() for h in self.insecure), pool_size=self.pool_size,
@@ -397,15 +399,17 @@ class RemoteFactory:
         self.base = base_stack(self.http, self.log, self.retry, self.clock)
 
     def remote(self, registry: str) -> Remote:
-        """The Remote for ``registry`` (a canonical host such as ``docker.io``)."""
-        host = canonical_host(registry) if "." in registry or registry == "docker.io" else registry
+        """The Remote for ``registry`` (a canonical host such as ``docker.io``).
+
+        A registry named in ``mirrors`` is read from its mirror instead, with
+        the mirror's own credentials: a credential only goes to its own host.
+        """
+        host = canonical_host(registry)
         with self._lock:
             remote = self._remotes.get(host)
             if remote is None:
-                from .reference import api_host
-
-                api = api_host(host)
-                credential = self.credentials.for_host(host)
+                api = self.mirrors.get(host) or api_host(host)
+                credential = self.credentials.for_host(api if host in self.mirrors else host)
                 remote = Remote(
                     registry=host, api_host=api, transport=for_host(api, credential, self.base),
                     credential=credential, log=self.log, cache=self.cache, http=self.http,

@@ -71,8 +71,9 @@ class Cache:
 
     def key(self, kind: str, remote: Remote, repository: str, reference: str) -> str:
         """The key of one entry, for one remote (host and credential)."""
+        # The host actually asked (a mirror's, when one stands in) keeps answers apart.
         return make_key(
-            kind, remote.registry, repository, reference, _ACCEPT_KEY, remote.credential.identity()
+            kind, remote.api_host, repository, reference, _ACCEPT_KEY, remote.credential.identity()
         )
 
     # -- the backend, failures turned into misses ----------------------------
