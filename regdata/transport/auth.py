@@ -88,9 +88,10 @@ class _Token:
 class TokenCache:
     """Tokens in memory, by realm, service, scope and credential identity; never shared."""
 
-    _tokens: dict[tuple[str, ...], _Token] = field(default_factory=dict)
-    _locks: dict[tuple[str, ...], threading.Lock] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # repr=False: a token is a secret and must not show in a repr or a traceback.
+    _tokens: dict[tuple[str, ...], _Token] = field(default_factory=dict, repr=False)
+    _locks: dict[tuple[str, ...], threading.Lock] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def get(self, key: tuple[str, ...]) -> str | None:
         """A live token for ``key``."""
@@ -126,7 +127,7 @@ class AuthTransport:
     host: str  # the registry API host as it stands in URLs: "127.0.0.1:5000", "ghcr.io"
     credential: Credential
     token_transport: Transport
-    tokens: TokenCache = field(default_factory=TokenCache)
+    tokens: TokenCache = field(default_factory=TokenCache, repr=False)
     _challenge: Challenge | None = None
 
     def _same_host(self, url: str) -> bool:

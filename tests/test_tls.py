@@ -1,0 +1,32 @@
+"""TLS: verification is on by default; a self-signed registry is refused until its CA is given."""
+
+from __future__ import annotations
+
+import pytest
+
+import regdata
+from tests.support.builder import Builder, ImageSpec
+from tests.support.registry_server import RegistryServer
+
+
+def test_self_signed_registry_refused_then_trusted_with_its_ca(
+    tls_registry: RegistryServer, tls_builder: Builder
+) -> None:
+    tls_builder.push_image("tls/app", ImageSpec(), tags=["1"])
+    repo = f"{tls_registry.host}/tls/app"
+    with pytest.raises(regdata.TransportError, match="TLS failure") as info:
+        regdata.Registry(cache=None, credentials=regdata.Credentials.none()).get_repository(repo)
+    assert not info.value.temporary  # a bad certificate does not get better by retrying
+    assert tls_registry.ca_path is not None
+    trusting = regdata.Registry(cache=None, credentials=regdata.Credentials.none(),
+                                verify=str(tls_registry.ca_path))
+    df = trusting.get_repository(repo)
+    assert df["tag"].tolist() == ["1"] and df["error"].isna().all()
+
+
+def test_loopback_plain_http_falls_back_but_tls_is_tried_first(registry: RegistryServer, builder: Builder) -> None:
+    builder.push_image("tls/plain", ImageSpec(), tags=["1"])
+    reg = regdata.Registry(cache=None, credentials=regdata.Credentials.none())
+    assert reg.tags(f"{registry.host}/tls/plain") == ["1"]
+    log = reg.requests
+    assert log["kind"].astype(str).tolist()[0] == "ping"  # the TLS probe, refused by a plain server
