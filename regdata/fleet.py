@@ -334,8 +334,17 @@ class _Repo:
 
     images: tuple[_Image, ...]
 
+    @property
+    def current(self) -> tuple[_Image, ...]:
+        """Each tag's current image: its last row, as frames of several scans come oldest first."""
+        last = {i.tag: i for i in self.images}
+        return tuple(last.values())
+
     def by_tag(self, tag: str | None) -> _Image | None:
-        return next((i for i in self.images if i.tag == tag), None) if tag is not None else None
+        """The tag's current image."""
+        if tag is None:
+            return None
+        return next((i for i in reversed(self.images) if i.tag == tag), None)
 
     def by_digest(self, digest: str, tag: str | None) -> _Image | None:
         found = [i for i in self.images if digest in (i.digest, i.manifest_digest)]
@@ -389,94 +398,95 @@ def _judged(frame: pd.DataFrame, platform: str) -> _Repo:
     return _Repo(images)
 
 
-def _lag(candidate: _Image | None, created: pd.Timestamp | None) -> float | None:
-    if candidate is None or created is None:
+@dataclass(frozen=True)
+class _Track:
+    """What a deployed version's track offers."""
+
+    best: _Image  # the highest version
+    best_version: Version
+    newest: _Image  # the newest built
+    newer: int  # distinct versions above the deployed one
+
+
+def _track(repo: _Repo, version: Version) -> _Track | None:
+    # Pre-releases compete only with a deployed pre-release: a release user is not offered an rc.
+    pairs = [(i, i.version) for i in repo.current
+             if i.version is not None and i.version.track == version.track
+             and (version.is_prerelease or not i.version.is_prerelease)]
+    if not pairs:
         return None
-    value = days(candidate.created - created)
-    # A newest version built before the deployed one is no lag; newer_versions still tells.
-    return None if value is None else max(value, 0.0)
+    best, best_version = max(pairs, key=lambda p: (p[1].key, p[1].precision, p[0].created))
+    newest, _ = max(pairs, key=lambda p: (p[0].created, p[1].key, p[1].precision))
+    floating = floating_tags([v for _, v in pairs])
+    newer = {v.key for i, v in pairs
+             if i.tag not in floating and v.key > version.key and not version.covers(v)}
+    return _Track(best, best_version, newest, len(newer))
+
+
+def _verdict(
+    version: Version | None, track: _Track | None, deployed: _Image | None, by_tag: _Image | None,
+    tag: str | None, judged_tag: str | None, moved: bool | None, repush: bool | None, platform: str,
+) -> tuple[str, str]:
+    """(status, reason) of one deployed reference whose repository has images."""
+    in_track = f" in track {version.track!r}" if version is not None and version.track else ""
+    if track is not None and track.newer:
+        plural = "s" if track.newer > 1 else ""
+        return "behind", f"{track.newer} newer version{plural}{in_track} (newest {track.best.tag})"
+    if deployed is None:
+        return "unknown", (f"tag {tag} has moved since the pin and the pinned image is not among the "
+                           f"{platform} images: rebuild or re-push cannot be told")
+    if moved:
+        assert by_tag is not None
+        if repush:
+            return "current", f"tag {tag} was re-pushed since the pin, same image (created unchanged)"
+        if by_tag.created > deployed.created:
+            gap = days(by_tag.created - deployed.created) or 0.0
+            return "behind", f"tag {tag} was rebuilt {gap:.1f} days after the pinned image"
+        return "unknown", f"tag {tag} now points at an older image than the pin"
+    if version is None:
+        return "current", f"{judged_tag} is not a version tag: judged by digest only"
+    if track is not None and track.best.tag != judged_tag and version.covers(track.best_version):
+        return "current", f"{judged_tag} follows the newest version{in_track} ({track.best.tag})"
+    return "current", f"newest version{in_track}"
 
 
 def _judge(row: Mapping[Hashable, Any], repo: _Repo, platform: str, now: pd.Timestamp) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    tag = row.get("tag")
-    digest = row.get("digest")
+    """The freshness columns of one parsed fleet row whose repository has images on ``platform``."""
+    tag, digest = row.get("tag"), row.get("digest")
     by_tag = repo.by_tag(tag)
     deployed = repo.by_digest(str(digest), tag) if digest else by_tag
     judged_tag = tag if tag is not None else (deployed.tag if deployed is not None else None)
-    version = deployed.version if deployed is not None else (
-        versions_of([judged_tag])[judged_tag] if judged_tag is not None else None
-    )
-    out["deployed_tag"] = judged_tag
+    version = versions_of([judged_tag])[judged_tag] if judged_tag is not None else None
+    out: dict[str, Any] = {"deployed_tag": judged_tag}
+    if by_tag is not None:
+        out["tag_digest"] = by_tag.digest
     if deployed is not None:
-        out["deployed_created"] = deployed.created
-        out["age_days"] = days(now - deployed.created)
+        out.update(deployed_created=deployed.created, age_days=days(now - deployed.created))
+    moved = repush = None
     if digest and by_tag is not None:
         moved = digest not in (by_tag.digest, by_tag.manifest_digest)
-        out["tag_digest"] = by_tag.digest
-        out["tag_moved"] = moved
-        if deployed is not None:
-            out["repush"] = moved and deployed.created == by_tag.created
-    elif by_tag is not None:
-        out["tag_digest"] = by_tag.digest
-
+        repush = moved and deployed.created == by_tag.created if deployed is not None else None
+        out.update(tag_moved=moved, repush=repush)
     if deployed is None and by_tag is None:
         what = f"digest {str(digest)[:19]}" if digest else f"tag {tag}"
         out.update(status="unknown", reason=f"{what} not among the {platform} images of the repository")
         return out
-
-    newer = 0
+    track = _track(repo, version) if version is not None else None
     if version is not None:
         out.update(track=version.track, version=str(version))
-        in_track = [i for i in repo.images if i.version is not None and i.version.track == version.track]
-        candidates = [i for i in in_track
-                      if i.version is not None and (version.is_prerelease or not i.version.is_prerelease)]
-        if candidates:
-            best = max(candidates, key=lambda i: (i.version.key, i.version.precision, i.created)
-                       if i.version else ())
-            newest = max(candidates, key=lambda i: (i.created, i.version.key, i.version.precision)
-                         if i.version else ())
-            out.update(candidate_tag=best.tag, candidate_created=best.created,
-                       newest_tag=newest.tag, newest_created=newest.created,
-                       lag_days=_lag(best, out.get("deployed_created")))
-            floating = floating_tags([i.version for i in candidates if i.version is not None])
-            newer_keys = {
-                i.version.key for i in candidates
-                if i.version is not None and i.tag not in floating
-                and i.version.key > version.key and not version.covers(i.version)
-            }
-            newer = len(newer_keys)
-            out["newer_versions"] = newer
-
-    track = f" in track {version.track!r}" if version is not None and version.track else ""
-    if newer:
-        plural = "s" if newer > 1 else ""
-        out.update(status="behind",
-                   reason=f"{newer} newer version{plural}{track} (newest {out['candidate_tag']})")
-    elif deployed is None:
-        out.update(status="unknown", reason=(
-            f"tag {tag} has moved since the pin and the pinned image is not among the "
-            f"{platform} images: rebuild or re-push cannot be told"))
-    elif out.get("tag_moved"):
-        assert by_tag is not None
-        if out.get("repush"):
-            out.update(status="current", reason=(
-                f"tag {tag} was re-pushed since the pin, same image (created unchanged)"))
-        elif by_tag.created > deployed.created:
-            gap = days(by_tag.created - deployed.created) or 0.0
-            out.update(status="behind", reason=f"tag {tag} was rebuilt {gap:.1f} days after the pinned image")
-            out["lag_days"] = max(out.get("lag_days") or 0.0, gap)
-        else:
-            out.update(status="unknown", reason=f"tag {tag} now points at an older image than the pin")
-    elif version is None:
-        out.update(status="current", reason=f"{judged_tag} is not a version tag: judged by digest only")
-    elif out.get("candidate_tag") not in (None, judged_tag) and version.covers(
-        versions_of([out["candidate_tag"]])[out["candidate_tag"]] or version
-    ):
-        out.update(status="current", reason=f"{judged_tag} follows the newest version{track} "
-                   f"({out['candidate_tag']})")
-    else:
-        out.update(status="current", reason=f"newest version{track}")
+    if track is not None:
+        out.update(candidate_tag=track.best.tag, candidate_created=track.best.created,
+                   newest_tag=track.newest.tag, newest_created=track.newest.created,
+                   newer_versions=track.newer)
+        if deployed is not None:
+            # A newest version built before the deployed one is no lag; newer_versions still tells.
+            out["lag_days"] = max(days(track.best.created - deployed.created) or 0.0, 0.0)
+    status, reason = _verdict(version, track, deployed, by_tag, tag, judged_tag, moved, repush, platform)
+    if moved and not repush and deployed is not None and by_tag is not None:
+        # A pin whose tag was rebuilt since lags at least by that rebuild.
+        rebuilt = days(by_tag.created - deployed.created) or 0.0
+        out["lag_days"] = max(out.get("lag_days") or 0.0, rebuilt, 0.0)
+    out.update(status=status, reason=reason)
     return out
 
 
@@ -498,7 +508,9 @@ def fleet_freshness(
 
     * the deployed image: the pinned digest's image (index or platform
       manifest digest, under any tag of the frames), else the tag's image;
-      a tag-only reference is taken to run the tag's current image;
+      a tag-only reference is taken to run the tag's current image.  Frames
+      may hold several scans concatenated oldest first (a tag's last row is
+      its current image; older rows let a pin to an old digest be dated);
     * in its version track (releases only, unless it is a pre-release): the
       candidate, the highest version (``candidate_tag``/``candidate_created``),
       and the newest built (``newest_tag``/``newest_created``);

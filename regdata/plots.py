@@ -23,13 +23,19 @@ from matplotlib.ticker import FuncFormatter, Locator, NullLocator
 from .freshness import DEFAULT_PLATFORM, release_cadence, usable_images
 from .versions import Version, floating_tags, sort_tags, versions_of
 
-__all__ = ["fleet_freshness_plot", "release_cadence_plot", "size_over_versions", "tag_timeline"]
+__all__ = [
+    "STATUS_COLOURS",
+    "fleet_freshness_plot",
+    "release_cadence_plot",
+    "size_over_versions",
+    "tag_timeline",
+]
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 STATUS_COLOURS = {"current": "#2ca02c", "behind": "#d62728", "unknown": "#9e9e9e", "error": "#6a3d9a"}
 _TICK_FONT = 7.5
 # Room a tick label needs along its axis, in multiples of its font size.
-_LABEL_PITCH = 1.6
+_LABEL_PITCH = 1.4
 _MAX_LEGEND = 12
 
 
@@ -88,15 +94,32 @@ def _fit_ticks(
     ax.tick_params(axis=axis, labelsize=_TICK_FONT, labelrotation=rotation)
 
 
-def _date_axis(ax: Axes, axis: Literal["x", "y"] = "x") -> None:
+def _date_axis(ax: Axes, label: str, times: pd.Series) -> None:
+    """Dates on the x axis; the span goes into the axis label rather than an offset text.
+
+    ConciseDateFormatter's offset text sits under the right end of the axis,
+    where it runs into the axis label on narrow axes.
+    """
     locator = mdates.AutoDateLocator(minticks=3, maxticks=8)  # type: ignore[no-untyped-call]
-    target = ax.xaxis if axis == "x" else ax.yaxis
-    target.set_major_locator(locator)
-    target.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(
+        mdates.ConciseDateFormatter(locator, show_offset=False)  # type: ignore[no-untyped-call]
+    )
+    first, last = times.min(), times.max()
+    span = f"{first:%Y-%m-%d}" if first == last else f"{first:%Y-%m-%d} to {last:%Y-%m-%d}"
+    ax.set_xlabel(f"{label} ({span}, UTC)")
+
+
+def _title(ax: Axes, text: str) -> None:
+    # A fixed height spares matplotlib measuring every tick label at each draw to place the
+    # title above top-side labels, which these plots do not have (a second per 250 labels).
+    ax.set_title(text, y=1.0)
 
 
 def _no_data(ax: Axes, text: str = "no data") -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="#777777")
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def _short_repo(repository: Any) -> str:
@@ -119,6 +142,22 @@ def _tag_labels(frame: pd.DataFrame) -> tuple[list[tuple[str, str]], list[str]]:
     return ordered, [f"{r}:{t}" if several else t for r, t in ordered]
 
 
+def _series(frame: pd.DataFrame) -> pd.Series:
+    """Platform names to plot by; Windows ones with their OS build, as one tag has several."""
+    versions = frame["os_version"] if "os_version" in frame else pd.Series(None, index=frame.index)
+    names = []
+    for platform, version in zip(frame["platform"], versions, strict=True):
+        name = "" if pd.isna(platform) else str(platform)
+        if not pd.isna(version) and version:
+            name += " " + ".".join(str(version).split(".")[:3])
+        names.append(name or None)
+    return pd.Series(names, index=frame.index, dtype=object)
+
+
+def _platform_order(names: pd.Series) -> list[str]:
+    return sorted({str(n) for n in names.dropna()}, key=lambda p: (not p.startswith(DEFAULT_PLATFORM), p))
+
+
 def _legend(ax: Axes, **kwargs: Any) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if handles:
@@ -135,7 +174,7 @@ def tag_timeline(images: pd.DataFrame, ax: Axes | None = None, *, platform: str 
     rows = usable_images(images, platform)
     pairs, labels = _tag_labels(rows) if len(rows) else ([], [])
     ax = _axes(ax, 10.0, _height_for(len(pairs)))
-    ax.set_title(f"Image created time per tag{_title_repo(images)}")
+    _title(ax, f"Image created time per tag{_title_repo(images)}")
     ax.set_xlabel("created (UTC)")
     ax.set_ylabel("tag (version order)")
     if not len(rows):
@@ -144,17 +183,16 @@ def tag_timeline(images: pd.DataFrame, ax: Axes | None = None, *, platform: str 
         return ax
     position = {pair: i for i, pair in enumerate(pairs)}
     ys = [position[(_short_repo(r), str(t))] for r, t in zip(rows["repository"], rows["tag"], strict=True)]
-    plotted = rows.assign(_y=ys)
-    platforms = sorted(plotted["platform"].dropna().unique(), key=lambda p: (p != DEFAULT_PLATFORM, p))
+    plotted = rows.assign(_y=ys, _series=_series(rows))
     small = 18 if len(pairs) < 60 else 10
-    for i, name in enumerate(platforms):
-        part = plotted.loc[plotted["platform"] == name]
+    for i, name in enumerate(_platform_order(plotted["_series"])):
+        part = plotted.loc[plotted["_series"] == name]
         ax.scatter(part["created"].dt.tz_localize(None), part["_y"], s=small,
                    marker=_MARKERS[i % len(_MARKERS)], label=str(name), alpha=0.75, linewidths=0.5)
-    ax.set_ylim(-1, len(pairs))
-    ax.invert_yaxis()
-    ax.grid(axis="x", color="#dddddd", linewidth=0.6)
-    _date_axis(ax)
+    ax.set_ylim(len(pairs), -1)
+    ax.grid(axis="both", color="#e4e4e4", linewidth=0.5)
+    ax.set_axisbelow(True)
+    _date_axis(ax, "created", rows["created"])
     _fit_ticks(ax, "y", list(range(len(pairs))), labels)
     _legend(ax, title="platform", title_fontsize="small")
     return ax
@@ -168,10 +206,11 @@ def fleet_freshness_plot(freshness: pd.DataFrame, ax: Axes | None = None) -> Axe
     come first (at the top).
     """
     n = len(freshness)
-    ax = _axes(ax, 10.0, _height_for(n, per_row=0.2))
+    # Every bar needs its own label, so the figure grows with the fleet rather than thinning labels.
+    ax = _axes(ax, 10.0, _height_for(n, per_row=0.155, low=3.0, high=45.0))
     counts = freshness["status"].astype("string").value_counts() if n else pd.Series(dtype="int64")
     summary = ", ".join(f"{counts[s]} {s}" for s in STATUS_COLOURS if s in counts)
-    ax.set_title(f"Fleet freshness ({n} images{': ' + summary if summary else ''})")
+    _title(ax, f"Fleet freshness ({n} images{': ' + summary if summary else ''})")
     ax.set_xlabel("lag behind the newest version of the track (days)")
     ax.set_ylabel("deployed image")
     if not n:
@@ -192,17 +231,19 @@ def fleet_freshness_plot(freshness: pd.DataFrame, ax: Axes | None = None) -> Axe
     lags = frame["_lag"].fillna(0.0).tolist()
     colours = [STATUS_COLOURS.get(str(s), "#9e9e9e") for s in frame["status"]]
     ax.barh(ys, lags, color=colours, height=0.7)
-    ax.invert_yaxis()
+    # A dot shows the status also where there is no bar (no lag, or lag unknown).
+    ax.scatter(lags, ys, c=colours, s=12 if n > 60 else 20, zorder=3, marker="o", linewidths=0, clip_on=False)
+    ax.set_ylim(n - 0.5, -0.5)
+    top = max([*lags, 1.0])
     if n <= 60:
-        top = max([*lags, 1.0])
         for y, (lag, status, newer) in enumerate(zip(frame["_lag"], frame["status"], frame["newer_versions"],
                                                      strict=True)):
             note = (f"{lag:.1f} d" if not pd.isna(lag) else str(status))
             if not pd.isna(newer) and newer:
                 note += f", {newer} newer"
-            x = (0.0 if pd.isna(lag) else lag) + top * 0.01
+            x = (0.0 if pd.isna(lag) else lag) + top * 0.015
             ax.text(x, y, note, va="center", fontsize=7, color="#333333")
-        ax.set_xlim(0, top * 1.18)
+    ax.set_xlim(-top * 0.015, top * (1.18 if n <= 60 else 1.02))
     ax.grid(axis="x", color="#dddddd", linewidth=0.6)
     ax.set_axisbelow(True)
     _fit_ticks(ax, "y", ys, labels)
@@ -238,8 +279,8 @@ def release_cadence_plot(
         groups.sort(key=lambda g: g[0])
     ax = _axes(ax, 10.0, _height_for(len(groups), per_row=0.28, low=3.5))
     where = f", {platform}" if platform else ""
-    ax.set_title(f"Release cadence per {per}{_title_repo(images)}{where}")
-    ax.set_xlabel("release (created, UTC)")
+    _title(ax, f"Release cadence per {per}{_title_repo(images)}{where}")
+    ax.set_xlabel("release (created time, UTC)")
     ax.set_ylabel(per)
     if not groups:
         _no_data(ax, "no releases")
@@ -252,11 +293,12 @@ def release_cadence_plot(
         ax.scatter(times, [y] * len(part), s=16, color="#1f77b4", zorder=3)
         median = part["interval_days"].median()
         every = f", every {median:.1f} d" if not pd.isna(median) else ""
-        labels.append(f"{name} ({len(part)}{every})")
+        count = f"{len(part)} release{'s' if len(part) > 1 else ''}"
+        labels.append(f"{name} ({count}{every})")
     ax.set_ylim(-1, len(groups))
     ax.invert_yaxis()
     ax.grid(axis="x", color="#dddddd", linewidth=0.6)
-    _date_axis(ax)
+    _date_axis(ax, "release", cadence["created"] if cadence is not None else pd.Series(dtype=object))
     _fit_ticks(ax, "y", list(range(len(groups))), labels)
     return ax
 
@@ -289,9 +331,9 @@ def size_over_versions(
     ordered = sort_tags(v.tag for v in versions)
     ax = _axes(ax, max(8.0, min(0.12 * len(ordered) + 4.0, 20.0)), 5.5)
     which = f" in track {track!r}" if track else ""
-    ax.set_title(f"Image size by version{which}{_title_repo(images)}")
+    _title(ax, f"Compressed image size by version{which}{_title_repo(images)}")
     ax.set_xlabel("tag (version order)")
-    ax.set_ylabel("size (MB, compressed)")
+    ax.set_ylabel("size (MB)")
     if not ordered:
         _no_data(ax, "no versioned images with a size")
         ax.set_xticks([])
@@ -299,11 +341,12 @@ def size_over_versions(
     position = {tag: i for i, tag in enumerate(ordered)}
     kept = rows.loc[rows["tag"].astype(str).isin(position)]
     kept = kept.assign(_x=kept["tag"].astype(str).map(position), _mb=kept["size"].astype("float64") / 1e6,
-                       _track=kept["tag"].astype(str).map(lambda t: _track_of(parsed, t)))
-    platforms = sorted(kept["platform"].dropna().unique(), key=lambda p: (p != DEFAULT_PLATFORM, p))
+                       _track=kept["tag"].astype(str).map(lambda t: _track_of(parsed, t)),
+                       _series=_series(kept))
+    platforms = _platform_order(kept["_series"])
     colours = [f"C{i % 10}" for i in range(len(platforms))]
     for i, name in enumerate(platforms):
-        part = kept.loc[kept["platform"] == name].sort_values("_x")
+        part = kept.loc[kept["_series"] == name].sort_values("_x")
         first = True
         for _, segment in part.groupby("_track", sort=False):
             ax.plot(segment["_x"], segment["_mb"], marker=_MARKERS[i % len(_MARKERS)], markersize=3.5,
@@ -314,7 +357,13 @@ def size_over_versions(
         if tracks[x] != tracks[x - 1]:
             ax.axvline(x - 0.5, color="#cccccc", linewidth=0.6, zorder=0)
     ax.set_xlim(-1, len(ordered))
-    ax.set_ylim(bottom=0)
+    sizes = kept["_mb"].loc[kept["_mb"] > 0]
+    # Windows images (GBs) beside Alpine ones (MBs) would flatten the small ones to zero.
+    if len(sizes) and sizes.max() / sizes.min() > 30:
+        ax.set_yscale("log")
+        ax.set_ylabel("size (MB, log scale)")
+    else:
+        ax.set_ylim(bottom=0)
     ax.grid(axis="y", color="#eeeeee", linewidth=0.6)
     _fit_ticks(ax, "x", list(range(len(ordered))), ordered, rotation=90)
     _legend(ax, title="platform", title_fontsize="small")

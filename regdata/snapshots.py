@@ -8,7 +8,9 @@ back with the same dtypes, also for empty frames.
 
 Object columns (``labels``, ``annotations``, tuples of tags) are stored as
 JSON text in both formats, so a dict comes back a dict, ``{}`` stays distinct
-from a missing value, and tuples come back tuples.
+from a missing value, and tuples come back tuples.  In CSV a missing value is
+written ``\\N`` and an empty string stays empty, so the one text that cannot
+round-trip through CSV is a literal ``\\N``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ DIFF: Schema = (
     ("repository", "string"),
     ("tag", "string"),
     ("platform", "string"),
+    ("os_version", "string"),
     ("change", "category"),
     ("old_digest", "string"),
     ("new_digest", "string"),
@@ -219,7 +222,9 @@ def _keyed(images: pd.DataFrame) -> dict[tuple[Any, ...], dict[Hashable, Any]]:
     rows = images.loc[keep.fillna(False).astype(bool)]
     keyed: dict[tuple[Any, ...], dict[Hashable, Any]] = {}
     for record in rows.astype(object).where(rows.notna(), None).to_dict("records"):
-        key = (record.get("registry"), record.get("repository"), record["tag"], record["platform"])
+        # Windows tags carry one image per OS build under the same platform string.
+        key = (record.get("registry"), record.get("repository"), record["tag"], record["platform"],
+               record.get("os_version"))
         keyed.setdefault(key, record)
     return keyed
 
@@ -244,7 +249,10 @@ def diff_snapshots(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     removed (it failed to read, it did not vanish), only compared where both
     sides read it.
 
-    Columns (:data:`DIFF`): registry, repository, tag, platform, change,
+    Rows are matched by registry, repository, tag, platform and ``os_version``
+    (Windows tags list one image per OS build under one platform).
+
+    Columns (:data:`DIFF`): registry, repository, tag, platform, os_version, change,
     old_digest, new_digest, old_manifest_digest, new_manifest_digest,
     old_created, new_created, rebuild.  Rows in :func:`~regdata.versions.sort_tags`
     order, then by platform.
@@ -254,7 +262,7 @@ def diff_snapshots(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     out = []
     for key in before.keys() | after.keys():
         a, b = before.get(key), after.get(key)
-        base = dict(zip(("registry", "repository", "tag", "platform"), key, strict=True))
+        base = dict(zip(("registry", "repository", "tag", "platform", "os_version"), key, strict=True))
         if a is None or b is None:
             if key[:3] in failed:
                 continue
@@ -281,6 +289,7 @@ def diff_snapshots(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
         })
     order = {tag: i for i, tag in enumerate(sort_tags({str(o["tag"]) for o in out}))}
     out.sort(key=lambda o: (
-        str(o["registry"]), str(o["repository"]), order[str(o["tag"])], str(o["platform"])
+        str(o["registry"]), str(o["repository"]), order[str(o["tag"])], str(o["platform"]),
+        str(o["os_version"] or ""),
     ))
     return build_frame(out, DIFF, {"change": DIFF_CHANGES})
