@@ -32,11 +32,15 @@ from .errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from .fleet import fleet_freshness, read_fleet
+from .freshness import newest_per_track, release_cadence, shared_digests, tag_ages
 from .reference import Reference, Repository, parse_reference, parse_repository
 from .registry import Registry
 from .remote import Remote, RemoteFactory
 from .requestlog import RequestLog
+from .snapshots import diff_snapshots, load_snapshot, save_snapshot
 from .transport import RetryPolicy, Timeouts
+from .versions import parse_version, sort_tags
 
 __version__ = "0.1.0"
 
@@ -71,7 +75,18 @@ __all__ = [
     "TransportError",
     "Unauthorized",
     "UnsupportedMediaType",
+    "diff_snapshots",
+    "fleet_freshness",
+    "load_snapshot",
+    "newest_per_track",
     "open_cache",
     "parse_reference",
     "parse_repository",
+    "parse_version",
+    "read_fleet",
+    "release_cadence",
+    "save_snapshot",
+    "shared_digests",
+    "sort_tags",
+    "tag_ages",
 ]
