@@ -70,7 +70,11 @@ DEFAULT_HELPER_TIMEOUT = 10.0
 _DOCKER_HUB_SERVER_URL = "https://index.docker.io/v1/"
 _TOKEN_USERNAME = "<token>"
 _HELPER_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
-_IDENTITY_DOMAIN = b"regdata.credential.identity.v1\x00"
+# The salt of the identity KDF; a new version names new cache keys for every credential.
+_IDENTITY_DOMAIN = b"regdata.credential.identity.v2\x00"
+# scrypt cost: 2**13 blocks of 1 KiB, about 30 ms on a laptop core.
+_IDENTITY_SCRYPT_N = 2**13
+_IDENTITY_LOCK = threading.Lock()
 _SECRET_FIELDS = ("password", "identity_token", "registry_token")
 
 
@@ -103,15 +107,35 @@ class Credential:
         """A short hex digest naming this credential, for cache keys.
 
         Two credentials differing in any field (the secrets included) get
-        different identities; the secrets cannot be read back from it.  It is
-        a plain hash, not a password hash, so keep it out of public view all
-        the same.  The anonymous credential's identity is ``"anonymous"``.
+        different identities; the secrets cannot be read back from it.  Cache
+        keys are visible to whoever can list a shared cache, so the digest is
+        a slow, memory-hard KDF (scrypt, about 30 ms and 8 MiB) rather than a
+        plain hash: guessing a password from a key costs that much per guess.
+        The salt is a constant, so the identity is the same in every process
+        and on every machine sharing a cache; it is computed once per
+        Credential.  The anonymous credential's identity is ``"anonymous"``.
         """
+        memo: str | None = self.__dict__.get("_identity")
+        if memo is not None:
+            return memo
         if not self:
-            return "anonymous"
-        # JSON keeps None apart from "" and a field's end from the next's start.
-        payload = json.dumps([getattr(self, f.name) for f in fields(self)])
-        return hashlib.sha256(_IDENTITY_DOMAIN + payload.encode("utf-8")).hexdigest()[:16]
+            value = "anonymous"
+        else:
+            # One at a time: a scan's threads asking at once wait for one computation
+            # instead of each spending the time and the memory.
+            with _IDENTITY_LOCK:
+                again = self.__dict__.get("_identity")
+                if isinstance(again, str):
+                    return again
+                # JSON keeps None apart from "" and a field's end from the next's start.
+                payload = json.dumps([getattr(self, f.name) for f in fields(self)]).encode("utf-8")
+                value = hashlib.scrypt(
+                    payload, salt=_IDENTITY_DOMAIN, n=_IDENTITY_SCRYPT_N, r=8, p=1,
+                    maxmem=64 * 1024 * 1024, dklen=8,
+                ).hex()
+                # Not a field: equality, hashing and repr ignore it; frozen, so set it directly.
+                object.__setattr__(self, "_identity", value)
+        return value
 
     def __repr__(self) -> str:
         parts = []

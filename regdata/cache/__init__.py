@@ -6,40 +6,61 @@ store, see :mod:`regdata.cache.backends`) stores.
 - Content addressed by digest (manifests and config blobs) never changes:
   kept with no expiry.
 - What moves (a tag list, the digest a tag points to) is fresh for ``ttl``
-  seconds; after that a tag is revalidated with a HEAD, and only a changed
-  digest is fetched again.
+  seconds (per host if wanted); after that a tag is revalidated with a HEAD,
+  and only a changed digest is fetched again.  A stale tag entry is kept a
+  week past its TTL for that.
 - Tokens are never cached here, nor are errors.
+- Whatever comes back from the backend is untrusted: a value that does not
+  parse, a tag that does not point to a digest, a time stamp from the
+  future, is a miss (counted in ``corrupt``) and is deleted, then
+  overwritten by the fresh answer.  Bodies are checked against their
+  digest by the Remote, which discards them here when they fail.
 - A backend that fails (memcached down, a disk that will not write) turns
-  into misses: a warning is logged once and ``errors`` counts, the scan goes
-  on uncached.
+  into misses: a warning is logged once, ``errors`` counts, the scan goes on
+  uncached.
+
+Time comes from ``clock`` (``time.time`` by default), so tests move it
+instead of sleeping.  It is wall-clock time because entries are shared
+between processes and machines.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .backends.base import Backend
+from ..manifest import ACCEPT_ALL
+from ..reference import api_host
+from .backends.base import Backend, BackendUnavailable
 from .keys import make_key
 
 if TYPE_CHECKING:
     from ..remote import Remote
 
-__all__ = ["DEFAULT_TTL", "Cache", "CachedManifest"]
+__all__ = ["DEFAULT_TTL", "STALE_KEEP", "Backend", "BackendUnavailable", "Cache", "CachedManifest"]
 
 log = logging.getLogger("regdata.cache")
 
 DEFAULT_TTL = 300.0
 # A stale tag entry is kept this long past its TTL so it can be revalidated by HEAD.
 STALE_KEEP = 7 * 24 * 3600.0
+# Entries written by a machine whose clock runs ahead look younger than they are;
+# one stamped further ahead than this is foreign.
+MAX_CLOCK_SKEW = 300.0
 
 _MANIFEST = b"M1\n"
-_ACCEPT_KEY = "all-v1"  # our Accept list, versioned; changing it must change the keys
+# The Accept list we send decides the manifest we get: a new list names new keys.
+_ACCEPT_KEY = "a1-" + hashlib.sha256(", ".join(ACCEPT_ALL).encode()).hexdigest()[:12]
+# The two digest algorithms regdata verifies.
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 
 
 @dataclass(frozen=True)
@@ -50,31 +71,60 @@ class CachedManifest:
     body: bytes
 
 
+def _seconds(value: float | int | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
 @dataclass
 class Cache:
-    """The caching policy over one :class:`Backend`."""
+    """The caching policy over one :class:`Backend`.
+
+    Args:
+        backend: where entries are stored.
+        ttl: seconds (or a timedelta) a tag list or tag digest stays fresh.
+        host_ttl: a different TTL for some registry hosts (``{"docker.io": 3600}``).
+        clock: the time now, in epoch seconds.
+
+    ``hits``, ``misses``, ``errors`` (backend failures) and ``corrupt``
+    (entries thrown away) count what happened; :meth:`stats` reports them
+    with the backend's own.
+    """
 
     backend: Backend
     ttl: float = DEFAULT_TTL
+    host_ttl: Mapping[str, float] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
     hits: int = 0
     misses: int = 0
     errors: int = 0
+    corrupt: int = 0
     _warned: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.ttl, timedelta):
-            self.ttl = self.ttl.total_seconds()
-        self.ttl = float(self.ttl)
+        self.ttl = _seconds(self.ttl)
+        self.host_ttl = {host.lower(): _seconds(v) for host, v in self.host_ttl.items()}
+        for value in (self.ttl, *self.host_ttl.values()):
+            if value < 0:
+                raise ValueError(f"cache TTL must not be negative, got {value}")
+
+    @property
+    def name(self) -> str:
+        """The backend's name (``memory``, ``sqlite``, ``memcached``, or its class)."""
+        return str(getattr(self.backend, "name", type(self.backend).__name__))
+
+    def ttl_for(self, host: str) -> float:
+        """The TTL of moving entries of registry ``host``."""
+        return self.host_ttl.get(host, self.ttl)
 
     # -- keys -----------------------------------------------------------------
 
     def key(self, kind: str, remote: Remote, repository: str, reference: str) -> str:
         """The key of one entry, for one remote (host and credential)."""
-        # The host actually asked (a mirror's, when one stands in) keeps answers apart.
-        return make_key(
-            kind, remote.api_host, repository, reference, _ACCEPT_KEY, remote.credential.identity()
-        )
+        host = remote.registry
+        if remote.api_host != api_host(host):  # read through a mirror: its answers are its own
+            host = f"{host}~{remote.api_host}"
+        return make_key(kind, host, repository, reference, _ACCEPT_KEY, remote.credential.identity())
 
     # -- the backend, failures turned into misses ----------------------------
 
@@ -85,8 +135,8 @@ class Cache:
             self._warned = True
         if warn:
             log.warning(
-                "cache backend %s failed (%s); going on without it",
-                self.backend.name, exc.__class__.__name__,
+                "cache backend %s failed (%s: %s); going on without it where it fails",
+                self.name, type(exc).__name__, str(exc)[:400],
             )
 
     def _get(self, key: str) -> bytes | None:
@@ -109,15 +159,24 @@ class Cache:
             self._failed(exc)
 
     def delete(self, key: str) -> None:
-        """Drop an entry (a corrupt one, say)."""
+        """Drop an entry."""
         try:
             self.backend.delete(key)
         except Exception as exc:
             self._failed(exc)
 
+    def discard(self, key: str) -> None:
+        """Drop an entry found corrupt or foreign: it counted as a hit, it is a miss."""
+        with self._lock:
+            self.corrupt += 1
+            self.hits -= 1
+            self.misses += 1
+        self.delete(key)
+
     # -- moving things: tag lists and tag digests ----------------------------
 
-    def _moving(self, key: str) -> tuple[Any, bool] | None:
+    def _moving(self, key: str, host: str, valid: Callable[[Any], bool]) -> tuple[Any, bool] | None:
+        """(value, fresh) of a moving entry, or None when absent or not ours."""
         raw = self._get(key)
         if raw is None:
             return None
@@ -125,43 +184,51 @@ class Cache:
             doc = json.loads(raw)
             value, stored = doc["v"], float(doc["t"])
         except (ValueError, KeyError, TypeError):
-            self.delete(key)
+            self.discard(key)
             return None
-        return value, time.time() - stored < self.ttl
-
-    def _put_moving(self, key: str, value: Any) -> None:
-        self._set(key, json.dumps({"v": value, "t": time.time()}).encode(), self.ttl + STALE_KEEP)
-
-    def get_fresh(self, key: str) -> bytes | None:
-        """A moving value stored less than ``ttl`` ago (a tag list), as bytes."""
-        found = self._moving(key)
-        if found is None or not found[1] or not isinstance(found[0], str):
+        age = self.clock() - stored
+        if not valid(value) or age != age or age < -MAX_CLOCK_SKEW:
+            self.discard(key)
             return None
-        return found[0].encode()
+        return value, age < self.ttl_for(host)
 
-    def put_moving(self, key: str, value: bytes) -> None:
-        """Store a moving value."""
-        self._put_moving(key, value.decode())
+    def _put_moving(self, key: str, value: Any, keep: float) -> None:
+        self._set(key, json.dumps({"v": value, "t": self.clock()}).encode(), keep)
 
-    def get_tag(self, key: str) -> tuple[str | None, str | None]:
+    def get_tags(self, key: str, host: str) -> list[str] | None:
+        """A tag list stored less than the TTL ago."""
+        found = self._moving(key, host, _is_tag_list)
+        if found is None or not found[1]:
+            return None
+        return list(found[0])
+
+    def put_tags(self, key: str, host: str, tags: list[str]) -> None:
+        """Store a tag list (a stale one is of no use: it is kept for the TTL only)."""
+        self._put_moving(key, tags, self.ttl_for(host))
+
+    def get_tag(self, key: str, host: str) -> tuple[str | None, str | None]:
         """(fresh digest, stale digest) of a tag: one of them, or neither."""
-        found = self._moving(key)
-        if found is None or not isinstance(found[0], str):
+        found = self._moving(key, host, _is_digest)
+        if found is None:
             return None, None
         return (found[0], None) if found[1] else (None, found[0])
 
-    def put_tag(self, key: str, digest: str) -> None:
+    def put_tag(self, key: str, host: str, digest: str) -> None:
         """Record the digest a tag points to, now."""
-        self._put_moving(key, digest)
+        if _is_digest(digest):
+            self._put_moving(key, digest, self.ttl_for(host) + STALE_KEEP)
 
     # -- content addressed: kept forever --------------------------------------
 
     def get_manifest(self, key: str) -> CachedManifest | None:
-        """A manifest by digest."""
+        """A manifest by digest (unverified: the caller checks it against the digest)."""
         raw = self._get(key)
-        if raw is None or not raw.startswith(_MANIFEST):
+        if raw is None:
             return None
-        head, _, body = raw[len(_MANIFEST):].partition(b"\n")
+        head, newline, body = raw[len(_MANIFEST):].partition(b"\n")
+        if not raw.startswith(_MANIFEST) or not newline:
+            self.discard(key)
+            return None
         return CachedManifest(head.decode("utf-8", "replace"), body)
 
     def put_manifest(self, key: str, entry: CachedManifest) -> None:
@@ -169,16 +236,44 @@ class Cache:
         self._set(key, _MANIFEST + entry.media_type.encode() + b"\n" + entry.body, None)
 
     def get_blob(self, key: str) -> bytes | None:
-        """A blob by digest."""
+        """A blob by digest (unverified: the caller checks it against the digest)."""
         return self._get(key)
 
     def put_blob(self, key: str, body: bytes) -> None:
         """Store a blob by digest, with no expiry."""
         self._set(key, body, None)
 
+    # -- reporting ------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this cache, and the backend's own (servers, calls) when it has them."""
+        with self._lock:
+            out: dict[str, Any] = {
+                "backend": self.name, "hits": self.hits, "misses": self.misses,
+                "errors": self.errors, "corrupt": self.corrupt, "ttl": self.ttl,
+            }
+        backend_stats = getattr(self.backend, "stats", None)
+        if callable(backend_stats):
+            try:
+                out["backend_stats"] = backend_stats()
+            except Exception as exc:
+                out["backend_stats"] = {"error": f"{type(exc).__name__}: {exc}"}
+        return out
+
     def close(self) -> None:
-        """Close the backend."""
+        """Close the backend (a backend without ``close`` has nothing to close)."""
+        close = getattr(self.backend, "close", None)
+        if close is None:
+            return
         try:
-            self.backend.close()
+            close()
         except Exception as exc:
             self._failed(exc)
+
+
+def _is_tag_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(tag, str) for tag in value)
+
+
+def _is_digest(value: Any) -> bool:
+    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None

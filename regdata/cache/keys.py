@@ -10,11 +10,13 @@ for a person looking at the store, and under memcached's 250-byte limit.
 from __future__ import annotations
 
 import hashlib
+import json
 
 __all__ = ["MAX_KEY_LENGTH", "make_key"]
 
 MAX_KEY_LENGTH = 250
 VERSION = "rd1"
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:/@-")
 
 
 def make_key(kind: str, host: str, repository: str, reference: str, accept: str, identity: str) -> str:
@@ -23,11 +25,12 @@ def make_key(kind: str, host: str, repository: str, reference: str, accept: str,
     The hash covers every part, so a readable part cut short to fit the
     limit still gives a distinct key.
     """
-    digest = hashlib.sha256(
-        "\x00".join((VERSION, kind, host, repository, reference, accept, identity)).encode()
-    ).hexdigest()[:32]
+    # JSON keeps the parts apart whatever they hold.
+    parts = json.dumps([VERSION, kind, host, repository, reference, accept, identity])
+    digest = hashlib.sha256(parts.encode()).hexdigest()[:32]
     readable = f"{VERSION}:{kind}:{host}/{repository}@{reference}"
-    # memcached keys take no spaces or control characters.
-    readable = "".join(ch if 32 < ord(ch) < 127 else "_" for ch in readable)
+    # memcached keys take no spaces or control characters, and a digest read from an
+    # untrusted manifest may hold anything: keep a plain alphabet, the hash keeps keys apart.
+    readable = "".join(ch if ch in _SAFE else "_" for ch in readable)
     room = MAX_KEY_LENGTH - len(digest) - 1
     return f"{readable[:room]}:{digest}"

@@ -1,33 +1,70 @@
-"""Opening a cache from what users write: URLs, backends, or None."""
+"""Opening a cache from what users write: URLs, backends, or None.
+
+The URL forms (the same for ``Registry(cache=...)``, the CLI and ``$REGDATA_CACHE``)::
+
+    sqlite://                          the default file in the user's cache directory
+    sqlite:///abs/path/file.sqlite     a file of your choosing (sqlite://rel/file for a relative one)
+    memory://                          a dict in this process
+    memcached://host:port[,host:port]  memcached servers
+    memcached+srv://service            servers from the SRV records _memcached._tcp.<service>
+    none                               no cache
+
+memcached URLs take options as a query: ``timeout`` and ``connect_timeout``
+(seconds), ``dead_timeout`` (seconds a failed server is left out) and, for
+``+srv``, ``update_interval`` (seconds between SRV lookups); durations may be
+written ``500ms``, ``5s``, ``1m``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import DEFAULT_TTL, Cache
 from .backends.memory import MemoryBackend
 
 __all__ = ["open_cache", "parse_ttl"]
 
+TTLSpec = float | int | str | timedelta | Mapping[str, Any] | None
+
+_MEMCACHED_OPTIONS = ("timeout", "connect_timeout", "dead_timeout", "update_interval")
+
 
 def parse_ttl(value: float | int | str | timedelta | None) -> float:
-    """Seconds from a number, a timedelta, or a string such as ``300``, ``5m``, ``2h``."""
+    """Seconds from a number, a timedelta, or a string such as ``300``, ``500ms``, ``5m``, ``2h``."""
     if value is None:
         return DEFAULT_TTL
     if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, int | float):
-        return float(value)
-    text = value.strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except ValueError:
-        raise ValueError(f"cache TTL must be seconds or like 5m, 2h; got {value!r}") from None
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip().lower()
+        units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+        try:
+            unit = next((u for u in sorted(units, key=len, reverse=True) if text.endswith(u)), "")
+            seconds = float(text[: len(text) - len(unit)]) * units.get(unit, 1)
+        except ValueError:
+            raise ValueError(f"cache TTL must be seconds or like 5m, 2h; got {value!r}") from None
+    if not seconds >= 0:  # NaN too
+        raise ValueError(f"cache TTL must not be negative, got {value!r}")
+    return seconds
+
+
+def _ttls(ttl: TTLSpec) -> tuple[float, dict[str, float]]:
+    """(default TTL, per host TTLs); a mapping's ``"*"`` or ``"default"`` entry is the default."""
+    if not isinstance(ttl, Mapping):
+        return parse_ttl(ttl), {}
+    default = DEFAULT_TTL
+    hosts: dict[str, float] = {}
+    for host, value in ttl.items():
+        if host in ("*", "default"):
+            default = parse_ttl(value)
+        else:
+            hosts[str(host).lower()] = parse_ttl(value)
+    return default, hosts
 
 
 def _servers(text: str) -> list[tuple[str, int]]:
@@ -36,49 +73,72 @@ def _servers(text: str) -> list[tuple[str, int]]:
         item = item.strip()
         if not item:
             continue
-        host, _, port = item.rpartition(":")
-        if not host:
+        if item.startswith("["):  # [v6::addr]:port
+            host, _, rest = item[1:].partition("]")
+            port = rest.lstrip(":") or "11211"
+        elif item.count(":") == 1:
+            host, port = item.split(":")
+        else:
             host, port = item, "11211"
-        servers.append((host.strip("[]"), int(port)))
+        try:
+            servers.append((host, int(port)))
+        except ValueError:
+            raise ValueError(f"memcached server {item!r}: the port is not a number") from None
     if not servers:
         raise ValueError("memcached:// needs at least one host:port")
     return servers
 
 
-def open_cache(spec: Any, ttl: float | int | str | timedelta | None = None) -> Cache | None:
+def _options(query: str) -> dict[str, float]:
+    options: dict[str, float] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in _MEMCACHED_OPTIONS:
+            raise ValueError(f"unknown memcached option {name!r}: use {', '.join(_MEMCACHED_OPTIONS)}")
+        options[name] = parse_ttl(value)
+    return options
+
+
+def open_cache(spec: Any, ttl: TTLSpec = None) -> Cache | None:
     """A :class:`Cache` from a spec.
 
-    ``"sqlite://"`` (the default file), ``"sqlite:///path/file.sqlite"``,
-    ``"memory://"``, ``"memcached://host:port[,host:port...]"``,
-    ``"memcached+srv://service"``, ``"none"`` or None, a backend object, or a
-    Cache (returned as it is).
+    ``spec``: one of the URLs above, ``"none"`` or None, a backend object,
+    or a Cache (returned as it is, its TTL kept).  ``ttl``: seconds, a
+    timedelta, a string such as ``5m``, or a mapping of registry host to
+    any of those, with ``"*"`` for the other hosts.
     """
-    seconds = parse_ttl(ttl)
-    if spec is None or spec == "none" or spec == "":
+    seconds, per_host = _ttls(ttl)
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "none")):
         return None
     if isinstance(spec, Cache):
         return spec
     if not isinstance(spec, str):
-        if all(hasattr(spec, name) for name in ("get", "set", "delete")):
-            return Cache(spec, ttl=seconds)
+        if all(callable(getattr(spec, name, None)) for name in ("get", "set", "delete")):
+            return Cache(spec, ttl=seconds, host_ttl=per_host)
         raise TypeError(f"cache must be a URL string, a backend or None, got {type(spec).__name__}")
-    parts = urlsplit(spec)
+    parts = urlsplit(spec.strip())
     scheme = parts.scheme.lower()
     if scheme == "memory":
-        return Cache(MemoryBackend(), ttl=seconds)
+        return Cache(MemoryBackend(), ttl=seconds, host_ttl=per_host)
     if scheme == "sqlite":
         from .backends.sqlite import SQLiteBackend
 
-        path = unquote(parts.path) if parts.path not in ("", "/") else None
-        return Cache(SQLiteBackend(path), ttl=seconds)
+        path = unquote(parts.netloc + parts.path)
+        return Cache(SQLiteBackend(path if path not in ("", "/") else None), ttl=seconds, host_ttl=per_host)
     if scheme == "memcached":
         from .backends.memcached import MemcachedBackend
 
-        return Cache(MemcachedBackend(_servers(parts.netloc + parts.path.strip("/"))), ttl=seconds)
+        servers = _servers(unquote(parts.netloc + parts.path.strip("/")))
+        options = _options(parts.query)
+        options.pop("update_interval", None)  # a fixed list has nothing to look up
+        return Cache(MemcachedBackend(servers, **options), ttl=seconds, host_ttl=per_host)  # type: ignore[arg-type]
     if scheme == "memcached+srv":
-        from .backends.memcached import MemcachedBackend, srv_servers
+        from .backends.memcached import MemcachedBackend
 
-        return Cache(MemcachedBackend(srv_servers(parts.netloc or parts.path.strip("/"))), ttl=seconds)
+        service = unquote(parts.netloc or parts.path.strip("/"))
+        if not service:
+            raise ValueError("memcached+srv:// needs a service name")
+        backend = MemcachedBackend(service=service, **_options(parts.query))  # type: ignore[arg-type]
+        return Cache(backend, ttl=seconds, host_ttl=per_host)
     raise ValueError(
         f"unknown cache {spec!r}: use sqlite://, sqlite:///path, memory://, "
         "memcached://host:port, memcached+srv://service or none"

@@ -2,10 +2,13 @@
 
 Each is a small class with ``get``, ``set``, ``delete`` and ``close``
 (:class:`~regdata.cache.backends.base.Backend`); the policy of what to keep
-and for how long lives in :class:`regdata.cache.Cache` above them.
+and for how long lives in :class:`regdata.cache.Cache` above them.  The
+SQLite and memcached backends are imported from their modules
+(:mod:`.sqlite`, :mod:`.memcached`), so a process that uses neither does
+not load requests-cache or pymemcache.
 """
 
-from .base import Backend
+from .base import Backend, BackendUnavailable
 from .memory import MemoryBackend
 
-__all__ = ["Backend", "MemoryBackend"]
+__all__ = ["Backend", "BackendUnavailable", "MemoryBackend"]

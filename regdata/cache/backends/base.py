@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "BackendUnavailable"]
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend that cannot serve now: no memcached server up, a cache file that will not open.
+
+    Like any backend failure, the cache policy turns it into a miss.
+    """
 
 
 class Backend(Protocol):
-    """A byte store with optional per-entry expiry (``ttl`` seconds; None keeps it)."""
+    """A byte store with optional per-entry expiry (``ttl`` seconds; None keeps it).
+
+    Any method may raise: :class:`regdata.cache.Cache` turns every failure
+    into a miss, counts it and warns once.
+    """
 
     name: str
 

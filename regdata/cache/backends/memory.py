@@ -44,6 +44,11 @@ class MemoryBackend:
         with self._lock:
             return list(self._data)
 
+    def clear(self) -> None:
+        """Remove every entry."""
+        with self._lock:
+            self._data.clear()
+
     def close(self) -> None:
         """Nothing to release."""
 

@@ -1,19 +1,39 @@
-"""The embedded default: requests-cache's SQLite storage, in the user's cache directory."""
+"""The embedded default: a SQLite file in requests-cache's format, in the user's cache directory.
+
+The file is opened by requests-cache's ``SQLiteDict`` (WAL journal, a
+``regdata`` table of ``key``, ``value``, ``expires`` columns, a busy
+timeout for other processes writing the same file), so requests-cache's
+tools read it.  The statements are our own, with placeholders, under one
+lock: ``SQLiteDict`` pastes the key into its SELECT and rolls a failed
+write back in silence, and a cache that cannot write must say so once.
+
+The file opens on first use, not when the Registry is made; a file that
+will not open or not write (a read-only directory, a full disk, a path
+that is a directory) makes every call fail, which the cache policy turns
+into an uncached scan with one warning.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from platformdirs import user_cache_dir
 from requests_cache.backends.sqlite import SQLiteDict  # untyped: used through Any
 
-__all__ = ["SQLiteBackend", "default_path"]
+from .base import BackendUnavailable
 
-# Expiry rides in front of each value: 8 bytes of epoch milliseconds, 0 for never.
-_NEVER = 0
+__all__ = ["TABLE", "SQLiteBackend", "default_path"]
+
+TABLE = "regdata"
+# A file that would not open is tried again after this long.
+_REOPEN_AFTER = 30.0
+_BUSY_TIMEOUT_MS = 5000
 
 
 def default_path() -> Path:
@@ -22,45 +42,86 @@ def default_path() -> Path:
 
 
 class SQLiteBackend:
-    """Values in one SQLite table through requests-cache's ``SQLiteDict`` (WAL, thread-safe)."""
+    """Values in one SQLite table, with an expiry column; thread-safe, several processes may share it."""
 
     name = "sqlite"
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db: Any = SQLiteDict(str(self.path), table_name="regdata", serializer=None, wal=True)
+        self.path = Path(path).expanduser() if path is not None else default_path()
+        if not self.path.suffix:  # requests-cache adds it: say which file is really used
+            self.path = self.path.with_name(self.path.name + ".sqlite")
+        self._db: Any = None
+        self._failed_at: float | None = None
+        self._failure: str = ""
+        self._lock = threading.Lock()
+
+    def _open(self) -> Any:
+        """The open database (lock held); raises BackendUnavailable while it will not open."""
+        if self._db is not None:
+            return self._db
+        if self._failed_at is not None and time.monotonic() - self._failed_at < _REOPEN_AFTER:
+            raise BackendUnavailable(f"cache file {self.path} cannot be opened: {self._failure}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = SQLiteDict(str(self.path), table_name=TABLE, serializer=None, wal=True,
+                            busy_timeout=_BUSY_TIMEOUT_MS)
+        except (OSError, sqlite3.Error) as exc:
+            self._failed_at, self._failure = time.monotonic(), f"{type(exc).__name__}: {exc}"
+            raise BackendUnavailable(f"cache file {self.path} cannot be opened: {self._failure}") from exc
+        self._failed_at = None
+        self._db = db
+        # Entries past their expiry go when the file is opened; a read-only file keeps them.
+        with contextlib.suppress(sqlite3.Error), db.connection() as con:
+            con.execute(f"DELETE FROM {TABLE} WHERE expires IS NOT NULL AND expires <= ?", (time.time(),))
+        return db
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._open()
+            with db.connection() as con:
+                yield con
 
     def get(self, key: str) -> bytes | None:
         """The value, unless absent or expired."""
-        try:
-            raw = self._db[key]
-        except KeyError:
-            return None
-        data = bytes(raw)
-        expires = int.from_bytes(data[:8], "big")
-        if expires != _NEVER and expires <= int(time.time() * 1000):
-            self.delete(key)
-            return None
-        return data[8:]
+        with self._connection() as con:
+            row = con.execute(f"SELECT value, expires FROM {TABLE} WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            value, expires = row
+            if expires is not None and expires <= time.time():
+                con.execute(f"DELETE FROM {TABLE} WHERE key = ?", (key,))
+                return None
+            return bytes(value)
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         """Store, expiring after ``ttl`` seconds when given."""
-        expires = _NEVER if ttl is None else int((time.time() + ttl) * 1000)
-        self._db[key] = expires.to_bytes(8, "big") + value
+        expires = None if ttl is None else time.time() + ttl
+        with self._connection() as con:
+            con.execute(f"INSERT OR REPLACE INTO {TABLE} (key, value, expires) VALUES (?, ?, ?)",
+                        (key, sqlite3.Binary(value), expires))
 
     def delete(self, key: str) -> None:
         """Remove."""
-        with contextlib.suppress(KeyError):
-            self._db.__delitem__(key)
+        with self._connection() as con:
+            con.execute(f"DELETE FROM {TABLE} WHERE key = ?", (key,))
 
     def keys(self) -> list[str]:
-        """Every key."""
-        return list(self._db.keys())
+        """Every key, expired or not (for tests and people looking at the file)."""
+        with self._connection() as con:
+            return [row[0] for row in con.execute(f"SELECT key FROM {TABLE}")]
+
+    def clear(self) -> None:
+        """Remove every entry."""
+        with self._connection() as con:
+            con.execute(f"DELETE FROM {TABLE}")
 
     def close(self) -> None:
-        """Close the database connection."""
-        self._db.close()
+        """Close the database connection (it opens again on next use)."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def __repr__(self) -> str:
         return f"SQLiteBackend({str(self.path)!r})"
