@@ -23,6 +23,7 @@ from .errors import (
     InvalidReference,
     MalformedContent,
     NotFound,
+    QuotaFloorReached,
     RegdataError,
     RegistryError,
     RequestTimeout,
@@ -34,6 +35,7 @@ from .errors import (
 )
 from .fleet import fleet_freshness, read_fleet
 from .freshness import newest_per_track, release_cadence, shared_digests, tag_ages
+from .limits import Limits, RateLimit
 from .reference import Reference, Repository, parse_reference, parse_repository
 from .registry import Registry
 from .remote import Remote, RemoteFactory
@@ -57,8 +59,11 @@ __all__ = [
     "DigestMismatch",
     "InsecureRequest",
     "InvalidReference",
+    "Limits",
     "MalformedContent",
     "NotFound",
+    "QuotaFloorReached",
+    "RateLimit",
     "Reference",
     "RegdataError",
     "Registry",

@@ -20,7 +20,8 @@ retrying the same request may help (``temporary``)::
     │   ├── MalformedContent      bad JSON, wrong field types, too large, bad pagination
     │   └── UnsupportedMediaType  a media type regdata does not read
     └── Cancelled                 the scan was cancelled or ran out of its time budget
-        └── BudgetExceeded        the scan's total time budget ran out
+        ├── BudgetExceeded        the scan's total time budget ran out
+        └── QuotaFloorReached     a host's rate-limit quota reached the floor the user set
 
 Messages never carry a secret: they name hosts, repositories and digests,
 and quote at most a short, sanitised part of a registry's answer.
@@ -41,6 +42,7 @@ __all__ = [
     "InvalidReference",
     "MalformedContent",
     "NotFound",
+    "QuotaFloorReached",
     "RegdataError",
     "RegistryError",
     "RequestTimeout",
@@ -182,6 +184,14 @@ class Cancelled(RegdataError):
 
 class BudgetExceeded(Cancelled):
     """The scan's total time budget ran out."""
+
+
+class QuotaFloorReached(Cancelled):
+    """A host's remaining rate-limit quota reached the floor set: nothing more is sent to it.
+
+    A :class:`Cancelled`, as the scan stops for it as it does for a cancel,
+    with a row per unfinished tag saying why.
+    """
 
 
 _BY_STATUS: dict[int, type[RegistryError]] = {

@@ -7,6 +7,7 @@ The Flux v1 ``GetRepository``/``GetImage``, returning pandas frames::
     df = reg.get_image("127.0.0.1:5000/multi/arch:1.0")  # the rows of one tag or digest
     h = reg.history("127.0.0.1:5000/team/app:v1.2.3")    # one row per history step, per platform
     reg.requests                                           # every request made, as a frame
+    reg.summary()                                          # requests, time and bytes by host and kind
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from typing import Any, Protocol
 
 import pandas as pd
 
 from .cache import DEFAULT_TTL, Cache
-from .cache.open import open_cache
+from .cache.open import open_cache, parse_ttl
 from .context import Context
 from .credentials import Credentials
 from .frames import HISTORY, IMAGES, make_frame
+from .limits import DEFAULT_CONCURRENCY, DEFAULT_MAX_CONCURRENCY, Limits, RateLimit
 from .manifest import Platform
 from .reference import Reference, Repository, parse_reference, parse_repository
 from .remote import RemoteFactory
@@ -31,10 +34,7 @@ from .requestlog import RequestLog
 from .scan import RemoteLike, ScanOptions, ScanResult, scan
 from .transport import RetryPolicy, Timeouts
 
-__all__ = ["DEFAULT_CONCURRENCY", "Registry"]
-
-# Eight requests at a time per host: fast on a LAN, polite to a public registry.
-DEFAULT_CONCURRENCY = 8
+__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_MAX_CONCURRENCY", "Registry"]
 
 
 class Factory(Protocol):
@@ -71,7 +71,17 @@ class Registry:
             or None for no cache. Default: ``$REGDATA_CACHE``, else SQLite in the
             user's cache directory.
         cache_ttl: how long tag lists and tag digests stay fresh (seconds or timedelta).
-        concurrency: requests at a time per host.
+        concurrency: requests at a time per host. Left out, the limiter starts at 8,
+            grows while the registry's latency holds and halves on a 429, within
+            ``min_concurrency`` and ``max_concurrency``; a number fixes it (give
+            ``max_concurrency`` too to let it grow from there).
+        min_concurrency: the least it may be halved to (1).
+        max_concurrency: the most it may grow to (32, or ``concurrency`` when
+            larger); ``min_concurrency == max_concurrency`` pins it.
+        rps: at most this many requests per second per host (None: no limit).
+        quota_floor: stop sending to a host whose ``RateLimit-Remaining``
+            (Docker Hub's pull quota) would drop below this; the unfinished
+            rows say so. ``reg.rate_limits`` shows the latest values.
         timeout: connect and read timeouts per request (seconds, or a Timeouts).
         budget: total seconds a scan may take; unfinished rows are marked ``timed out``.
         insecure: hosts that may be spoken to over plain HTTP (loopback always may).
@@ -92,7 +102,11 @@ class Registry:
         credentials: Credentials | None = None,
         cache: Any = "default",
         cache_ttl: float | timedelta | None = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int | None = None,
+        min_concurrency: int = 1,
+        max_concurrency: int | None = None,
+        rps: float | None = None,
+        quota_floor: int | None = None,
         timeout: float | Timeouts | None = None,
         budget: float | None = None,
         insecure: Iterable[str] = (),
@@ -105,15 +119,31 @@ class Registry:
         mirrors: dict[str, str] | None = None,
         factory: Factory | None = None,
     ) -> None:
-        if concurrency < 1:
+        if concurrency is not None and concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        # A number the user names is a fixed limit; left out, the limiter adapts from 8 up to 32.
+        if concurrency is not None and max_concurrency is None:
+            max_concurrency = concurrency
+            min_concurrency = min(min_concurrency, concurrency)
+        if concurrency is None:  # only bounds given: start at 8, or at a lower bound's max
+            concurrency = min(DEFAULT_CONCURRENCY, max(max_concurrency or DEFAULT_CONCURRENCY, 1))
         self.concurrency = concurrency
         self.budget = budget
+        self.limits = Limits(
+            concurrency=concurrency,
+            min_concurrency=min_concurrency,
+            max_concurrency=(max(DEFAULT_MAX_CONCURRENCY, concurrency) if max_concurrency is None
+                             else max_concurrency),
+            rps=rps,
+            quota_floor=quota_floor,
+        )
         self.options = ScanOptions(
             platforms=tuple(Platform.parse(p) for p in platforms) if platforms else None,
             labels_win=labels_win,
             attestations=attestations,
-            concurrency=concurrency,
+            # A mock factory has no limiter: its pool is the concurrency.  A real one holds the
+            # requests per host to the limit, so the pool is sized for the most it may allow.
+            concurrency=concurrency if factory is not None else self.limits.max_concurrency,
         )
         self._scans: set[Context] = set()
         self._lock = threading.Lock()
@@ -124,7 +154,7 @@ class Registry:
         if cache == "default":
             cache = os.environ.get("REGDATA_CACHE", "sqlite://")
         if cache_ttl is None:
-            cache_ttl = float(os.environ.get("REGDATA_CACHE_TTL", DEFAULT_TTL))
+            cache_ttl = parse_ttl(os.environ.get("REGDATA_CACHE_TTL", DEFAULT_TTL))
         self.cache = open_cache(cache, ttl=cache_ttl)
         timeouts = timeout if isinstance(timeout, Timeouts) else (
             Timeouts() if timeout is None else Timeouts(connect=timeout, read=timeout)
@@ -137,8 +167,9 @@ class Registry:
             retry=retry or RetryPolicy(),
             insecure=frozenset(insecure),
             verify=verify,
-            pool_size=concurrency,
+            pool_size=self.limits.max_concurrency,
             mirrors=dict(mirrors or {}),
+            limits=self.limits,
         )
 
     def __repr__(self) -> str:
@@ -169,8 +200,11 @@ class Registry:
         for ctx in scans:
             ctx.cancel()
 
-    def _scan(self, repo: Repository, refs: list[Reference], history: bool) -> ScanResult:
-        ctx = self._context()
+    def _scan(
+        self, repo: Repository, refs: list[Reference], history: bool, ctx: Context | None = None
+    ) -> ScanResult:
+        own = ctx is None
+        ctx = self._context() if ctx is None else ctx
         try:
             options = self.options if not history else ScanOptions(
                 platforms=self.options.platforms, labels_win=self.options.labels_win,
@@ -178,7 +212,8 @@ class Registry:
             )
             return scan(self.remote(repo.registry), repo, refs, options, ctx)
         finally:
-            self._done(ctx)
+            if own:
+                self._done(ctx)
 
     # -- the public API ----------------------------------------------------------
 
@@ -204,22 +239,31 @@ class Registry:
         raises; a failure of one tag or platform is an ``error`` in its row.
         """
         repo = parse_repository(repository)
-        tags = self.tags(repo)
-        refs = [Reference(repo.registry, repo.repository, tag, None) for tag in tags]
-        return _sort(make_frame(self._scan(repo, refs, history=False).images, IMAGES, "images"))
+        with _timed():
+            # One context for the listing and the scan: the budget and cancel() cover both.
+            ctx = self._context()
+            try:
+                tags = self.remote(repo.registry).tags(repo, ctx)
+                refs = [Reference(repo.registry, repo.repository, tag, None) for tag in tags]
+                result = self._scan(repo, refs, history=False, ctx=ctx)
+            finally:
+                self._done(ctx)
+        return _sort(make_frame(result.images, IMAGES, "images"))
 
     def get_image(self, reference: str | Reference) -> pd.DataFrame:
         """The rows of one image: its tag or digest (``latest`` when it names neither)."""
         ref = parse_reference(reference, default_tag=True)
-        result = self._scan(ref.repo, [ref], history=False)
-        _raise_whole(result, ref)
+        with _timed():
+            result = self._scan(ref.repo, [ref], history=False)
+            _raise_whole(result, ref)
         return _sort(make_frame(result.images, IMAGES, "images"))
 
     def history(self, reference: str | Reference) -> pd.DataFrame:
         """The build history of one image: one row per history entry, per platform."""
         ref = parse_reference(reference, default_tag=True)
-        result = self._scan(ref.repo, [ref], history=True)
-        _raise_whole(result, ref)
+        with _timed():
+            result = self._scan(ref.repo, [ref], history=True)
+            _raise_whole(result, ref)
         frame = make_frame(result.history, HISTORY, "history")
         if frame.empty:
             return frame
@@ -229,6 +273,25 @@ class Registry:
     def requests(self) -> pd.DataFrame:
         """Every request made so far (a bounded ring), as a frame."""
         return self.factory.log.frame()
+
+    # -- limits and the request summary (regdata.limits, regdata.summary) ------------
+
+    @property
+    def rate_limits(self) -> dict[str, RateLimit]:
+        """The latest ``RateLimit-*`` headers per host (``host:port``), for hosts that sent them."""
+        limiters = getattr(self.factory, "limiters", None)
+        return limiters.rate_limits() if limiters is not None else {}
+
+    @property
+    def limiter_log(self) -> pd.DataFrame:
+        """Each host limiter's decisions (start, grow, halve, hold), as a frame."""
+        return self.factory.log.limiter_frame()
+
+    def summary(self, seed: bool = False) -> pd.DataFrame:
+        """Requests, time and bytes by host and kind (Flux's ``tags``/``metadata`` with ``seed``)."""
+        from .summary import summarize
+
+        return summarize(self.requests, seed=seed)
 
     def close(self) -> None:
         """Close connections and the cache."""
@@ -243,6 +306,13 @@ class Registry:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _timed() -> AbstractContextManager[None]:
+    """Times a whole read for the Prometheus metrics, when they are enabled."""
+    from . import metrics
+
+    return metrics.timed_fetch() if metrics.active() is not None else nullcontext()
 
 
 def _raise_whole(result: ScanResult, ref: Reference) -> None:

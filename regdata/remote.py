@@ -19,6 +19,7 @@ from .context import Context
 from .credentials import Credential, Credentials
 from .digest import compute, schema1_payload, verify
 from .errors import ErrorDetail, MalformedContent, RegdataError, TransportError, error_for_status
+from .limits import Limiters, Limits
 from .manifest import ACCEPT_ALL, SCHEMA1_TYPES, Manifest, load_json, parse_manifest
 from .reference import Reference, Repository, api_host, canonical_host, is_loopback_host
 from .requestlog import RequestLog, RequestRecord
@@ -159,11 +160,13 @@ class Remote:
             raise registry_error(response)
         return response
 
-    def _hit(self, repository: str, kind: str, size: int, started: float, clock: float) -> None:
+    def _hit(self, repository: str, kind: str, size: int, started: float, clock: float,
+             method: str = "GET") -> None:
+        """A request-log row for an answer the cache gave: the request it saved."""
         self.log.record(
             RequestRecord(
                 started=started, host=self.api_host, repository=repository, kind=kind,
-                method="GET", status=None, duration_s=time.perf_counter() - clock, bytes=size,
+                method=method, status=None, duration_s=time.perf_counter() - clock, bytes=size,
                 attempt=0, cache="hit", error=None,
             )
         )
@@ -178,20 +181,20 @@ class Remote:
     def tags(self, repo: Repository, context: Context | None = None) -> list[str]:
         """Every tag of ``repo`` as the registry lists them, across ``Link`` pages."""
         ctx = self._ctx(context)
-        key = self.cache.key("tags", self, repo.repository, "") if self.cache else None
-        if self.cache is not None and key is not None:
+        cache = self.cache
+        key = cache.key("tags", self, repo.repository, "") if cache is not None else ""
+        if cache is not None:
             started, clock = time.time(), time.perf_counter()
-            cached = self.cache.get_fresh(key)
+            cached = cache.get_tags(key, self.registry)
             if cached is not None:
-                tags = json.loads(cached)
-                self._hit(repo.repository, "tags", len(cached), started, clock)
-                return list(tags)
+                self._hit(repo.repository, "tags", sum(len(t) + 3 for t in cached), started, clock)
+                return cached
         tags = self._paginate(
             f"/v2/{repo.repository}/tags/list?n={self.page_size}", "tags", "tags",
             repo.repository, f"repository:{repo.repository}:pull", ctx,
         )
-        if self.cache is not None and key is not None:
-            self.cache.put_moving(key, json.dumps(tags).encode())
+        if cache is not None:
+            cache.put_tags(key, self.registry, tags)
         return tags
 
     def catalog(self, context: Context | None = None) -> list[str]:
@@ -252,9 +255,12 @@ class Remote:
     def manifest(self, ref: Reference, context: Context | None = None) -> FetchedManifest:
         """The manifest ``ref`` names (its digest if it has one, else its tag), verified."""
         ctx = self._ctx(context)
-        if self.cache is None:
+        cache = self.cache
+        if cache is None:
             return self._fetch_manifest(ref, ctx)
         if ref.digest is None:
+            # A tag: which digest it points to comes from the cache while fresh, from
+            # a HEAD once stale (Docker Hub does not count a HEAD as a pull).
             digest = self._tag_digest(ref, ctx)
             if digest is None:
                 fetched = self._fetch_manifest(ref, ctx, cache_state="miss")
@@ -262,41 +268,61 @@ class Remote:
                 return fetched
             ref = Reference(ref.registry, ref.repository, ref.tag, digest)
         assert ref.digest is not None
-        key = self.cache.key("manifest", self, ref.repository, ref.digest)
+        key = cache.key("manifest", self, ref.repository, ref.digest)
         started, clock = time.time(), time.perf_counter()
-        entry = self.cache.get_manifest(key)
+        entry = cache.get_manifest(key)
         if entry is not None:
             try:
+                # Checked on the way out like a fresh body: the store is not trusted.
                 check_manifest(entry.body, entry.media_type, ref.digest, f"cached manifest {ref}")
                 fetched = FetchedManifest(ref.digest, entry.media_type, entry.body,
                                           parse_manifest(entry.body, entry.media_type))
                 self._hit(ref.repository, "manifest", len(entry.body), started, clock)
                 return fetched
             except RegdataError:
-                self.cache.delete(key)  # a corrupt or foreign entry: a miss, overwritten below
+                cache.discard(key)  # a corrupt or foreign entry: a miss, overwritten below
+        # By digest, even for a tag: the tag may move between the HEAD and this GET.
         fetched = self._fetch_manifest(ref, ctx, cache_state="miss")
         self._store(ref, fetched)
         return fetched
 
     def _tag_digest(self, ref: Reference, ctx: Context) -> str | None:
-        """The digest a tag points to, from the cache, revalidated by HEAD after the TTL."""
+        """The digest a tag points to, from the cache, revalidated by HEAD after the TTL.
+
+        None when the cache does not know the tag (or the registry's HEAD
+        names no digest): the caller then GETs the tag.
+        """
         assert self.cache is not None and ref.tag is not None
         key = self.cache.key("tag", self, ref.repository, ref.tag)
         started, clock = time.time(), time.perf_counter()
-        fresh, stale = self.cache.get_tag(key)
+        fresh, stale = self.cache.get_tag(key, self.registry)
         if fresh is not None:
-            self._hit(ref.repository, "manifest_head", 0, started, clock)
+            self._hit(ref.repository, "manifest_head", 0, started, clock, method="HEAD")
             return fresh
         if stale is None:
             return None
-        digest, _ = self.head(ref, ctx)
-        self.cache.put_tag(key, digest)
+        digest = self._revalidate(ref, ctx)
+        if digest is not None:
+            self.cache.put_tag(key, self.registry, digest)
         return digest
+
+    def _revalidate(self, ref: Reference, ctx: Context) -> str | None:
+        """HEAD a stale tag: the digest it points to now, or None when the answer names none."""
+        response = self._send(
+            Request(
+                "HEAD", self.url(f"/v2/{ref.repository}/manifests/{ref.identifier}", ctx),
+                "manifest_head", headers={"Accept": ", ".join(ACCEPT_ALL)},
+                repository=ref.repository, scope=f"repository:{ref.repository}:pull", context=ctx,
+                cache="miss",  # the fresh entry missed; "revalidate" is no state of the log
+            )
+        )
+        return response.headers.get("Docker-Content-Digest") or None
 
     def _store(self, ref: Reference, fetched: FetchedManifest) -> None:
         assert self.cache is not None
         if ref.tag is not None:
-            self.cache.put_tag(self.cache.key("tag", self, ref.repository, ref.tag), fetched.digest)
+            self.cache.put_tag(self.cache.key("tag", self, ref.repository, ref.tag), self.registry,
+                               fetched.digest)
         self.cache.put_manifest(
             self.cache.key("manifest", self, ref.repository, fetched.digest),
             CachedManifest(fetched.media_type, fetched.body),
@@ -325,17 +351,18 @@ class Remote:
              max_bytes: int = CONFIG_MAX_BYTES) -> bytes:
         """A blob (an image config) by digest, verified; cached forever when a cache is set."""
         ctx = self._ctx(context)
-        key = self.cache.key("blob", self, repo.repository, digest) if self.cache else None
-        if self.cache is not None and key is not None:
+        cache = self.cache
+        key = cache.key("blob", self, repo.repository, digest) if cache is not None else ""
+        if cache is not None:
             started, clock = time.time(), time.perf_counter()
-            body = self.cache.get_blob(key)
+            body = cache.get_blob(key)
             if body is not None:
                 try:
-                    verify(body, digest, f"cached blob {digest}")
+                    verify(body, digest, f"cached blob {digest}")  # the store is not trusted
                     self._hit(repo.repository, "blob", len(body), started, clock)
                     return body
                 except RegdataError:
-                    self.cache.delete(key)
+                    cache.discard(key)  # a miss, overwritten below
         response = self._send(
             Request(
                 "GET", self.url(f"/v2/{repo.repository}/blobs/{digest}", ctx), "blob",
@@ -344,8 +371,8 @@ class Remote:
             )
         )
         verify(response.body, digest, f"blob {digest} of {repo}")
-        if self.cache is not None and key is not None:
-            self.cache.put_blob(key, response.body)
+        if cache is not None:
+            cache.put_blob(key, response.body)
         return response.body
 
 
@@ -374,7 +401,8 @@ class RemoteFactory:
     """Makes one :class:`Remote` per registry host and keeps it (the Flux v1 ClientFactory).
 
     It carries what every Remote shares: the credentials, one HTTP layer with
-    a connection pool per host, the backoff state, the cache and the request log.
+    a connection pool per host, the backoff state, the per-host limiters
+    (``limits``: concurrency bounds, rps, quota floor), the cache and the request log.
     """
 
     credentials: Credentials = field(default_factory=Credentials.none)
@@ -387,16 +415,20 @@ class RemoteFactory:
     pool_size: int = 8
     clock: Clock | None = None
     mirrors: dict[str, str] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
     _remotes: dict[str, Remote] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.mirrors = {canonical_host(k): v for k, v in self.mirrors.items()}
+        # A connection per request the limiter may let through, so none waits for a socket.
+        self.pool_size = max(self.pool_size, self.limits.max_concurrency)
         self.http = HTTPTransport(
             timeouts=self.timeouts, verify=self.verify,
             insecure_hosts=frozenset(h.lower() for h in self.insecure), pool_size=self.pool_size,
         )
-        self.base = base_stack(self.http, self.log, self.retry, self.clock)
+        self.limiters = Limiters(self.limits, self.log, self.clock)
+        self.base = base_stack(self.http, self.log, self.retry, self.clock, self.limiters)
 
     def remote(self, registry: str) -> Remote:
         """The Remote for ``registry`` (a canonical host such as ``docker.io``).

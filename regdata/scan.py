@@ -5,18 +5,27 @@ per platform.  Manifests and configs are fetched once per digest in a scan,
 however many tags share them.  Every task checks the scan's context, so a
 cancelled or timed-out scan sends nothing more, and the tasks it did not
 finish come back as rows marked ``cancelled`` or ``timed out``.
+
+The rows come back in the order of the refs given (then of the platforms in
+an index), whatever order the requests completed in, so a scan's result does
+not depend on timing.  ``concurrency`` is the number of worker threads; the
+requests in flight per host are held by the host's limiter
+(:mod:`regdata.limits`), so the pool is sized for its maximum.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from .context import Context
 from .errors import BudgetExceeded, Cancelled, ContentError, RegdataError
+from .limits import QuotaFloorReached
 from .manifest import Descriptor, ImageConfig, ImageManifest, Index, Platform, Schema1Manifest, parse_config
 from .reference import Reference, Repository
 from .remote import FetchedManifest
@@ -25,6 +34,12 @@ from .rows import error_row, history_rows, image_row, schema1_row
 __all__ = ["RemoteLike", "ScanOptions", "ScanResult", "scan"]
 
 T = TypeVar("T")
+
+TIMED_OUT = "timed out: the scan's time budget ran out"
+# Past the deadline, tasks stop within a poll or a capped read; this much later the rest is abandoned.
+GRACE_SECONDS = 2.0
+# Sort keys: (position of the ref, position of the platform in its index); a tag's own row is 0.
+Key = tuple[int, int]
 
 
 class RemoteLike(Protocol):
@@ -90,7 +105,9 @@ class _Memo:
 def describe(exc: BaseException) -> str:
     """The text of an ``error`` cell."""
     if isinstance(exc, BudgetExceeded):
-        return "timed out: the scan's time budget ran out"
+        return TIMED_OUT
+    if isinstance(exc, QuotaFloorReached):
+        return f"stopped: {exc}"
     if isinstance(exc, Cancelled):
         return "cancelled"
     if isinstance(exc, RegdataError):
@@ -105,14 +122,23 @@ class _Scan:
         self.options = options
         self.ctx = ctx
         self.memo = _Memo()
-        self.result = ScanResult()
+        self._rows: list[tuple[Key, int, dict[str, Any], list[dict[str, Any]] | None]] = []
         self._lock = threading.Lock()
 
-    def _emit(self, row: dict[str, Any], history: list[dict[str, Any]] | None = None) -> None:
+    def _emit(self, key: Key, row: dict[str, Any], history: list[dict[str, Any]] | None = None) -> None:
         with self._lock:
-            self.result.images.append(row)
+            self._rows.append((key, len(self._rows), row, history))
+
+    def result(self) -> ScanResult:
+        """The rows emitted so far, in ref order (then platform order), not completion order."""
+        with self._lock:
+            rows = sorted(self._rows, key=lambda entry: (entry[0], entry[1]))
+        out = ScanResult()
+        for _, _, row, history in rows:
+            out.images.append(row)
             if history:
-                self.result.history.extend(history)
+                out.history.extend(history)
+        return out
 
     def _config(self, digest: str) -> ImageConfig:
         return self.memo.get(
@@ -124,38 +150,46 @@ class _Scan:
 
     # -- tasks ----------------------------------------------------------------
 
-    def tag_task(self, ref: Reference) -> list[Callable[[], None]]:
+    def tag_task(self, index: int, ref: Reference) -> list[_Task]:
         """Fetch a tag's top manifest; return the platform tasks it fans out into."""
         tag = ref.tag or ref.digest or ""
+        key = (index, 0)
         try:
             self.ctx.check()
             top = self.remote.manifest(ref, self.ctx) if ref.digest is None else self._manifest(ref)
         except Exception as exc:
             row = error_row(ref, tag, describe(exc))
             row["exception"] = exc  # not a column: lets get_image raise what went wrong
-            self._emit(row)
+            self._emit(key, row)
             return []
         manifest = top.manifest
         if isinstance(manifest, Index):
-            tasks: list[Callable[[], None]] = []
-            for descriptor in manifest.manifests:
+            tasks: list[_Task] = []
+            for position, descriptor in enumerate(manifest.manifests, start=1):
+                sub = (index, position)
                 if descriptor.is_attestation:
                     if self.options.attestations:
-                        self._emit(self._attestation_row(ref, tag, top, descriptor))
+                        self._emit(sub, self._attestation_row(ref, tag, top, descriptor))
                     continue
                 if descriptor.platform is not None and not self.options.keeps(descriptor.platform):
                     continue
-                tasks.append(self._platform_task(ref, tag, top, descriptor))
+                tasks.append(self._platform_task(sub, ref, tag, top, descriptor))
             if not tasks and not manifest.manifests:
-                self._emit(error_row(ref, tag, "index lists no manifests", digest=top.digest,
-                                     media_type=top.media_type, kind="index"))
+                self._emit(key, error_row(ref, tag, "index lists no manifests", digest=top.digest,
+                                          media_type=top.media_type, kind="index"))
             return tasks
-        self._single(ref, tag, top)
+        self._single(key, ref, tag, top)
         return []
 
     def _platform_task(
-        self, ref: Reference, tag: str, top: FetchedManifest, descriptor: Descriptor
-    ) -> Callable[[], None]:
+        self, key: Key, ref: Reference, tag: str, top: FetchedManifest, descriptor: Descriptor
+    ) -> _Task:
+        def failed(reason: str) -> dict[str, Any]:
+            return error_row(
+                ref, tag, reason, digest=top.digest, media_type=top.media_type,
+                kind="index", platform=descriptor.platform, manifest_digest=descriptor.digest,
+            )
+
         def run() -> None:
             try:
                 self.ctx.check()
@@ -163,15 +197,13 @@ class _Scan:
                 child = self._manifest(child_ref)
                 if not isinstance(child.manifest, ImageManifest):
                     raise ContentError(f"index entry {descriptor.digest} is not an image manifest")
-                self._image(ref, tag, top, child, descriptor, "index")
+                self._image(key, ref, tag, top, child, descriptor, "index")
             except Exception as exc:
-                self._emit(error_row(
-                    ref, tag, describe(exc), digest=top.digest, media_type=top.media_type,
-                    kind="index", platform=descriptor.platform, manifest_digest=descriptor.digest,
-                ))
-        return run
+                self._emit(key, failed(describe(exc)))
 
-    def _single(self, ref: Reference, tag: str, top: FetchedManifest) -> None:
+        return _Task(key, run, failed)
+
+    def _single(self, key: Key, ref: Reference, tag: str, top: FetchedManifest) -> None:
         manifest = top.manifest
         try:
             if isinstance(manifest, Schema1Manifest):
@@ -179,16 +211,16 @@ class _Scan:
                 if self._kept(row):
                     history = (history_rows(ref, tag, row.get("platform"), manifest.config())
                                if self.options.history else None)
-                    self._emit(row, history)
+                    self._emit(key, row, history)
                 return
             assert isinstance(manifest, ImageManifest)
-            self._image(ref, tag, top, top, None, "image")
+            self._image(key, ref, tag, top, top, None, "image")
         except Exception as exc:
-            self._emit(error_row(ref, tag, describe(exc), digest=top.digest,
-                                 media_type=top.media_type, manifest_digest=top.digest))
+            self._emit(key, error_row(ref, tag, describe(exc), digest=top.digest,
+                                      media_type=top.media_type, manifest_digest=top.digest))
 
     def _image(
-        self, ref: Reference, tag: str, top: FetchedManifest, child: FetchedManifest,
+        self, key: Key, ref: Reference, tag: str, top: FetchedManifest, child: FetchedManifest,
         descriptor: Descriptor | None, kind: str,
     ) -> None:
         manifest = child.manifest
@@ -204,7 +236,7 @@ class _Scan:
                                 None, descriptor, self.options.labels_win)
                 row["error"] = describe(exc)
                 row["size"] = row["layers"] = None
-                self._emit(row)
+                self._emit(key, row)
                 return
         row = image_row(ref, tag, top.digest, top.media_type, kind, child.digest, manifest, config,
                         descriptor, self.options.labels_win)
@@ -213,7 +245,7 @@ class _Scan:
         history = None
         if self.options.history and config is not None:
             history = history_rows(ref, tag, row.get("platform"), config)
-        self._emit(row, history)
+        self._emit(key, row, history)
 
     def _kept(self, row: dict[str, Any]) -> bool:
         if self.options.platforms is None:
@@ -231,6 +263,15 @@ class _Scan:
         return row
 
 
+@dataclass(frozen=True)
+class _Task:
+    """A unit of work of a scan, with the row that stands for it if it never finishes."""
+
+    key: Key
+    run: Callable[[], Any]
+    failed: Callable[[str], dict[str, Any]]
+
+
 def scan(
     remote: RemoteLike,
     repo: Repository,
@@ -241,30 +282,54 @@ def scan(
     """Read ``refs`` (tags or digests of ``repo``) concurrently into rows.
 
     Returns when every ref has its rows, or when the context is cancelled or
-    its budget runs out; then each unfinished ref gets a row saying so.
+    its budget runs out: then the tasks stop at their next check (a request
+    in flight is cut at the deadline by its read timeout), and a task still
+    running ``GRACE_SECONDS`` later is abandoned.  Each unfinished task gets
+    a row saying ``cancelled`` or ``timed out``.
     """
     job = _Scan(remote, repo, options, ctx)
-    refs = list(refs)
-    pending: dict[Future[Any], Reference] = {}
-    with ThreadPoolExecutor(max_workers=max(1, options.concurrency),
-                            thread_name_prefix="regdata-scan") as pool:
-        for ref in refs:
-            pending[pool.submit(job.tag_task, ref)] = ref
+    pending: dict[Future[Any], _Task] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="regdata-scan")
+    abandoned = False
+    try:
+        for index, ref in enumerate(refs):
+            tag = ref.tag or ref.digest or ""
+            task = _Task((index, 0), partial(job.tag_task, index, ref),
+                         partial(_unfinished_tag, ref, tag))
+            pending[pool.submit(task.run)] = task
+        stop_at: float | None = None
         while pending:
-            left = ctx.remaining()
-            done, _ = wait(list(pending), timeout=None if left is None else max(left, 0) + 2.0,
-                           return_when=FIRST_COMPLETED)
-            if not done:  # past the budget and its grace: abandon what is left
-                ctx.cancel()
-                reason = "timed out: the scan's time budget ran out"
-                for future, ref in pending.items():
+            now = time.monotonic()
+            if stop_at is None and (ctx.cancelled or _past(ctx, now)):
+                stop_at = now + GRACE_SECONDS
+            if stop_at is not None and now >= stop_at:
+                reason = TIMED_OUT if _past(ctx, now) and not ctx.cancelled else "cancelled"
+                ctx.cancel()  # whatever still runs sends nothing more
+                for future, task in pending.items():
                     future.cancel()
-                    job._emit(error_row(ref, ref.tag or ref.digest or "", reason))
+                    job._emit(task.key, task.failed(reason))
+                abandoned = True
                 break
+            done, _ = wait(list(pending), timeout=_WAIT_POLL, return_when=FIRST_COMPLETED)
             for future in done:
-                ref = pending.pop(future)
+                pending.pop(future)
                 result = future.result()
                 if isinstance(result, list):
-                    for task in result:
-                        pending[pool.submit(task)] = ref
-    return job.result
+                    for sub in result:
+                        pending[pool.submit(sub.run)] = sub
+    finally:
+        # Abandoned threads end on their own at their next check; the scan does not wait for them.
+        pool.shutdown(wait=not abandoned, cancel_futures=True)
+    return job.result()
+
+
+# How long the scan's loop sleeps between looks at the context when nothing completes.
+_WAIT_POLL = 0.1
+
+
+def _past(ctx: Context, now: float) -> bool:
+    return ctx.deadline is not None and now >= ctx.deadline
+
+
+def _unfinished_tag(ref: Reference, tag: str, reason: str) -> dict[str, Any]:
+    return error_row(ref, tag, reason)

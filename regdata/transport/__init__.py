@@ -5,6 +5,7 @@ Read top to bottom, a request goes::
     RedirectTransport   follows redirects; every hop goes through auth again
     AuthTransport       Authorization for the registry's own host only; 401 → token → once more
     RetryTransport      backoff on 429/502/503/504 and dropped connections, shared per host
+    LimitTransport      per-host adaptive concurrency, requests per second, quota floor
     LogTransport        one request-log row per attempt
     HTTPTransport       pooled requests.Session per host; body caps; plain-HTTP policy
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..credentials import Credential
+from ..limits import Limiters, LimitTransport
 from ..requestlog import RequestLog
 from .auth import AuthTransport
 from .base import Transport
@@ -19,15 +20,19 @@ def base_stack(
     log: RequestLog,
     policy: RetryPolicy | None = None,
     clock: Clock | None = None,
+    limiters: Limiters | None = None,
 ) -> RetryTransport:
-    """Retry over log over HTTP: shared by every host of a factory, and by token requests.
+    """Retry over limit over log over HTTP: shared by every host of a factory, and by token requests.
 
-    Sharing it is what makes connection pools and backoff state per host
-    rather than per repository.
+    Sharing it is what makes connection pools, backoff state and limiters
+    per host rather than per repository.  The limit layer sits below retry,
+    so a request waiting out its backoff holds no slot, and above the log,
+    so a row's duration is the HTTP exchange alone.
     """
-    return RetryTransport(
-        LogTransport(http, log), policy=policy or RetryPolicy(), clock=clock or SystemClock()
-    )
+    inner: Transport = LogTransport(http, log, limiters)
+    if limiters is not None:
+        inner = LimitTransport(inner, limiters)
+    return RetryTransport(inner, policy=policy or RetryPolicy(), clock=clock or SystemClock())
 
 
 def for_host(host: str, credential: Credential, base: Transport) -> Transport:

@@ -1,16 +1,31 @@
-"""The instrumented layer: records every HTTP attempt in the request log."""
+"""The instrumented layer: records every HTTP attempt in the request log.
+
+It sits below the retry and limit layers, so each attempt is its own row
+(``attempt`` counts them), its ``duration_s`` is the HTTP exchange alone (no
+backoff wait, no wait for a slot), and ``concurrency`` is what the host's
+limiter allowed when it went out.  Only the host is recorded of the URL.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Protocol
 
+from .. import metrics
 from ..errors import RegdataError
 from ..requestlog import RequestLog, RequestRecord
 from .base import Request, Response, Transport
 
-__all__ = ["LogTransport"]
+__all__ = ["LogTransport", "host_of"]
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class ConcurrencySource(Protocol):
+    """What the log asks of the limiters: the concurrency allowed now at a host."""
+
+    def concurrency(self, host: str) -> int | None: ...
 
 
 @dataclass
@@ -19,22 +34,23 @@ class LogTransport:
 
     inner: Transport
     log: RequestLog
+    limiters: ConcurrencySource | None = None
 
     def send(self, request: Request) -> Response:
         """Send through ``inner`` and record the outcome, success or not."""
         request.context.check()  # a request never sent is not a row
+        host = host_of(request.url)
+        concurrency = self.limiters.concurrency(host) if self.limiters is not None else None
         started = time.time()
         clock = time.perf_counter()
-        host = urlsplit(request.url).netloc
         try:
             response = self.inner.send(request)
         except RegdataError as exc:
-            self._write(request, host, started, clock, None, None, str(exc))
+            self._write(request, host, started, clock, None, None, str(exc), concurrency)
             raise
-        error = None if response.ok or response.status in (301, 302, 303, 307, 308) else (
-            f"HTTP {response.status}"
-        )
-        self._write(request, host, started, clock, response.status, len(response.body), error)
+        error = None if response.ok or response.status in _REDIRECTS else f"HTTP {response.status}"
+        self._write(request, host, started, clock, response.status, len(response.body), error,
+                    concurrency)
         return response
 
     def _write(
@@ -46,7 +62,9 @@ class LogTransport:
         status: int | None,
         size: int | None,
         error: str | None,
+        concurrency: int | None,
     ) -> None:
+        duration = time.perf_counter() - clock
         self.log.record(
             RequestRecord(
                 started=started,
@@ -55,10 +73,22 @@ class LogTransport:
                 kind=request.kind,
                 method=request.method,
                 status=status,
-                duration_s=time.perf_counter() - clock,
+                duration_s=duration,
                 bytes=size,
                 attempt=request.attempt,
                 cache=request.cache,
                 error=error,
+                concurrency=concurrency,
             )
         )
+        metrics.observe_request(request.kind, error is None, duration)
+
+
+def host_of(url: str) -> str:
+    """``host[:port]`` of a URL, lower-cased, as the request log and the limiters key hosts.
+
+    Nothing else of the URL: a path or query may carry an account, userinfo a password.
+    """
+    rest = url.split("://", 1)[-1]
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return authority.rsplit("@", 1)[-1].lower()

@@ -10,21 +10,28 @@ and the pace recovers a step at each success.
 from __future__ import annotations
 
 import email.utils
+import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from ..context import Context
-from ..errors import RegdataError
+from ..errors import BudgetExceeded, RegdataError
 from .base import Request, Response, Transport, netloc
 
 __all__ = ["Clock", "HostBackoff", "RetryPolicy", "RetryTransport", "parse_retry_after"]
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 IDEMPOTENT = frozenset({"GET", "HEAD"})
+# delta-seconds; a decimal point is tolerated (some proxies send one), a sign is not.
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+
+log = logging.getLogger("regdata.transport")
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,18 @@ class RetryPolicy:
     jitter: float = 0.5
     total: float = 60.0
     max_retry_after: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"attempts counts the first try: at least 1, got {self.attempts}")
+        if not 0 <= self.initial <= self.maximum:
+            raise ValueError(f"need 0 <= initial <= maximum, got {self.initial} and {self.maximum}")
+        if self.factor < 1:
+            raise ValueError(f"factor must be at least 1, got {self.factor}")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"jitter is a fraction in [0, 1], got {self.jitter}")
+        if self.total <= 0 or self.max_retry_after < 0:
+            raise ValueError("total must be positive and max_retry_after not negative")
 
     def delay(self, step: int, rand: float) -> float:
         """The wait before retry number ``step`` (1-based); ``rand`` in [0, 1) draws the jitter."""
@@ -83,18 +102,22 @@ class SystemClock:
 
 
 def parse_retry_after(value: str | None, now_wall: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    None when absent or unreadable (the exponential schedule applies then);
+    a date in the past is 0.
+    """
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
+    if _SECONDS.fullmatch(text):
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         return None
-    if when is None:
-        return None
+    if when is None or when.tzinfo is None:
+        return None  # RFC 9110 dates are GMT; a zoneless one is not a valid HTTP date
     return max(0.0, when.timestamp() - now_wall)
 
 
@@ -147,22 +170,27 @@ class RetryTransport:
         while True:
             hold = state.not_before - self.clock.monotonic()
             if hold > 0:
-                self.clock.sleep(hold, request.context)
+                # Another request's 429 holds the host; never past this request's own bound.
+                left = self.policy.total - (self.clock.monotonic() - start)
+                self.clock.sleep(min(hold, max(left, 0.0)), request.context)
             try:
                 response = self.inner.send(replace(request, attempt=attempt))
             except RegdataError as exc:
                 if not (retryable and exc.temporary) or attempt >= self.policy.attempts:
                     raise
                 delay = self.policy.delay(max(attempt, state.level + 1), self.rand())
-                if self.clock.monotonic() - start + delay > self.policy.total:
+                if not self._may_wait(request, start, delay):
                     raise
                 state.record_throttle(self.clock.monotonic() + delay)
+                reason = type(exc).__name__
             else:
                 if response.status not in RETRY_STATUSES or not retryable:
                     state.record_success()
                     return response
                 asked = parse_retry_after(response.headers.get("Retry-After"), self.clock.wall())
                 if asked is not None and asked > self.policy.max_retry_after:
+                    log.debug("%s: Retry-After %.0f s is over the %.0f s cap; giving up",
+                              _where(request), asked, self.policy.max_retry_after)
                     return response  # an absurd wait: give up now rather than hang
                 delay = (
                     asked
@@ -170,9 +198,25 @@ class RetryTransport:
                     else self.policy.delay(max(attempt, state.level + 1), self.rand())
                 )
                 state.record_throttle(self.clock.monotonic() + delay)
-                if attempt >= self.policy.attempts:
+                if attempt >= self.policy.attempts or not self._may_wait(request, start, delay):
                     return response
-                if self.clock.monotonic() - start + delay > self.policy.total:
-                    return response
+                reason = f"HTTP {response.status}"
+            log.debug("%s: %s on attempt %d; retrying in %.3f s", _where(request), reason, attempt, delay)
             attempt += 1
             self.clock.sleep(delay, request.context)
+
+    def _may_wait(self, request: Request, start: float, delay: float) -> bool:
+        """Whether waiting ``delay`` stays within the request's total time; raise past the budget."""
+        if self.clock.monotonic() - start + delay > self.policy.total:
+            return False
+        left = request.context.remaining()
+        if left is not None and delay >= left:
+            # Sleeping to the deadline only to fail there holds a thread for nothing.
+            raise BudgetExceeded("timed out: the scan's time budget ran out")
+        return True
+
+
+def _where(request: Request) -> str:
+    """Method, host and path: never the query string (token requests carry the account there)."""
+    parts = urlsplit(request.url)
+    return f"{request.method} {parts.netloc}{parts.path}"

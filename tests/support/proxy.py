@@ -54,6 +54,12 @@ class Action:
 
 Fault = Callable[[Seen], Action | None]
 
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's backlog of 5 makes the 6th of 32 simultaneous connections wait
+    # for a SYN retransmit (1 s): a client's concurrency must not be capped here.
+    request_queue_size = 128
+
 _HOP = {
     "connection",
     "keep-alive",
@@ -79,6 +85,9 @@ class FaultProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes: without this, Nagle and delayed
+            # ACKs add ~40 ms to every answer and every latency figure would be the proxy's.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -88,7 +97,7 @@ class FaultProxy:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
