@@ -192,6 +192,7 @@ class Remote:
         tags = self._paginate(
             f"/v2/{repo.repository}/tags/list?n={self.page_size}", "tags", "tags",
             repo.repository, f"repository:{repo.repository}:pull", ctx,
+            cache_state="none" if cache is None else "miss",
         )
         if cache is not None:
             cache.put_tags(key, self.registry, tags)
@@ -207,7 +208,7 @@ class Remote:
 
     def _paginate(
         self, path: str, field_name: str, kind: str, repository: str | None, scope: str,
-        ctx: Context,
+        ctx: Context, cache_state: str = "none",
     ) -> list[str]:
         url = self.url(path, ctx)
         origin = urlsplit(url).netloc
@@ -217,7 +218,7 @@ class Remote:
             seen.add(url)
             response = self._send(
                 Request("GET", url, kind, repository=repository, scope=scope, context=ctx,
-                        headers={"Accept": "application/json"})
+                        headers={"Accept": "application/json"}, cache=cache_state)
             )
             doc = load_json(response.body, f"{kind} answer")
             page = doc.get(field_name)
