@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import inspect
 import io
 import json
 import math
@@ -307,8 +306,7 @@ def _registry(args: argparse.Namespace, **extra: Any) -> Any:
         options["retry"] = RetryPolicy(attempts=args.retries)
     options.update(extra)
     progress = args.bars("scanning")
-    # The Registry takes progress(done, total) once it has the option.
-    if progress is not None and "progress" in inspect.signature(Registry).parameters:
+    if progress is not None:
         options["progress"] = progress
     registry = Registry(**options)
     args.registries.append(registry)

@@ -12,10 +12,11 @@ The Flux v1 ``GetRepository``/``GetImage``, returning pandas frames::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -90,6 +91,8 @@ class Registry:
         labels_win: take ``created`` from ``org.opencontainers.image.created`` (or
             ``org.label-schema.build-date``) labels when present.
         attestations: also return buildkit attestation manifests as ``artifact`` rows.
+        progress: True for a progress bar per scan (tqdm.auto: a terminal or Jupyter),
+            or a callable ``progress(done, total)``.
         retry: a :class:`~regdata.transport.RetryPolicy` for throttled registries.
         mirrors: read a registry from a mirror, as Docker's ``registry-mirrors``:
             ``{"docker.io": "127.0.0.1:5000"}``; rows still name the registry asked for.
@@ -114,6 +117,7 @@ class Registry:
         platforms: Sequence[str] | None = None,
         labels_win: bool = False,
         attestations: bool = False,
+        progress: bool | Callable[[int, int], None] | None = None,
         retry: RetryPolicy | None = None,
         request_log_size: int | None = None,
         mirrors: dict[str, str] | None = None,
@@ -145,6 +149,7 @@ class Registry:
             # requests per host to the limit, so the pool is sized for the most it may allow.
             concurrency=concurrency if factory is not None else self.limits.max_concurrency,
         )
+        self.progress = progress
         self._scans: set[Context] = set()
         self._lock = threading.Lock()
         if factory is not None:
@@ -206,11 +211,12 @@ class Registry:
         own = ctx is None
         ctx = self._context() if ctx is None else ctx
         try:
-            options = self.options if not history else ScanOptions(
-                platforms=self.options.platforms, labels_win=self.options.labels_win,
-                attestations=False, history=True, concurrency=self.options.concurrency,
+            options = self.options if not history else dataclasses.replace(
+                self.options, attestations=False, history=True
             )
-            return scan(self.remote(repo.registry), repo, refs, options, ctx)
+            with _progress(self.progress, str(repo), len(refs)) as report:
+                options = dataclasses.replace(options, progress=report)
+                return scan(self.remote(repo.registry), repo, refs, options, ctx)
         finally:
             if own:
                 self._done(ctx)
@@ -313,6 +319,32 @@ def _timed() -> AbstractContextManager[None]:
     from . import metrics
 
     return metrics.timed_fetch() if metrics.active() is not None else nullcontext()
+
+
+@contextmanager
+def _progress(
+    progress: bool | Callable[[int, int], None] | None, what: str, refs: int
+) -> Iterator[Callable[[int, int], None] | None]:
+    """The progress callable for one scan: the user's, a tqdm bar, or none."""
+    if progress is None or progress is False:
+        yield None
+        return
+    if progress is not True:
+        yield progress
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=refs, desc=what, unit="task", leave=False)
+
+    def report(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield report
+    finally:
+        bar.close()
 
 
 def _raise_whole(result: ScanResult, ref: Reference) -> None:

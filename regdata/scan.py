@@ -61,6 +61,8 @@ class ScanOptions:
     attestations: bool = False
     history: bool = False
     concurrency: int = 8
+    # Called as progress(done, total) as tasks finish; total grows as indexes fan out.
+    progress: Callable[[int, int], None] | None = None
 
     def keeps(self, platform: Platform | None) -> bool:
         """True when no filter is set or ``platform`` matches one of it."""
@@ -297,6 +299,7 @@ def scan(
             task = _Task((index, 0), partial(job.tag_task, index, ref),
                          partial(_unfinished_tag, ref, tag))
             pending[pool.submit(task.run)] = task
+        total, finished = len(pending), 0
         stop_at: float | None = None
         while pending:
             now = time.monotonic()
@@ -317,6 +320,10 @@ def scan(
                 if isinstance(result, list):
                     for sub in result:
                         pending[pool.submit(sub.run)] = sub
+                    total += len(result)
+            finished += len(done)
+            if options.progress is not None and done:
+                options.progress(finished, total)
     finally:
         # Abandoned threads end on their own at their next check; the scan does not wait for them.
         pool.shutdown(wait=not abandoned, cancel_futures=True)

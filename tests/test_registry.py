@@ -256,3 +256,13 @@ def test_cross_check_with_skopeo(registry: RegistryServer, builder: Builder, sko
         assert pd.Timestamp(info["Created"]) == row.created
         assert info["Os"] == row.os and info["Architecture"] == row.architecture
         assert len(info["Layers"]) == row.layers
+
+
+def test_progress_reports_every_task(app: dict[str, object]) -> None:
+    calls: list[tuple[int, int]] = []
+    df = registry_client(progress=lambda done, total: calls.append((done, total))).get_repository(str(app["repo"]))
+    assert calls and calls[-1][0] == calls[-1][1]
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+    assert calls[-1][1] >= df["tag"].nunique()
+    quiet = registry_client(progress=True).get_image(f"{app['repo']}:1.0")  # a tqdm bar on stderr
+    assert len(quiet) == 1
