@@ -30,8 +30,10 @@ from typing import Any, TextIO
 
 import pandas as pd
 
+from .demodata import data_dir, load_data
+from .fill import FillReport
 from .report import FleetScan, judge_fleet, read_fleets, request_figures, scan_fleet, write_report
-from .sandbox import FillReport, Sandbox, data_dir, default_root, load_data
+from .sandbox import Sandbox, default_root
 
 __all__ = ["FLEET_FILES", "DemoResult", "freshness_table", "run_demo"]
 

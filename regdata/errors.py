@@ -15,6 +15,7 @@ retrying the same request may help (``temporary``)::
     │   ├── NotFound              404
     │   ├── TooManyRequests       429
     │   └── ServerError           5xx
+    ├── SandboxError              the sandbox registry cannot start or be filled
     ├── ContentError              the answer arrived but cannot be used
     │   ├── DigestMismatch        the body does not hash to its digest
     │   ├── MalformedContent      bad JSON, wrong field types, too large, bad pagination
@@ -46,6 +47,7 @@ __all__ = [
     "RegdataError",
     "RegistryError",
     "RequestTimeout",
+    "SandboxError",
     "ServerError",
     "TooManyRequests",
     "TransportError",
@@ -155,6 +157,10 @@ class ServerError(RegistryError):
     def __init__(self, status: int, url: str, *args: object, **kwargs: object) -> None:
         super().__init__(status, url, *args, **kwargs)  # type: ignore[arg-type]
         self.temporary = status in (502, 503, 504)
+
+
+class SandboxError(RegdataError):
+    """The sandbox registry cannot start, or its data cannot be read or pushed."""
 
 
 class ContentError(RegdataError):

@@ -11,21 +11,27 @@ tags that pointed at the same real manifest get the same manifest digest here to
 are therefore not the real ones (unless ``max_layer_bytes`` lets them be).
 
 Two approximations: the data does not say which history entries made empty layers, so
-``empty_layer`` is guessed from ``created_by`` and adjusted to the layer count; and an
-attestation entry is taken to attest the image listed just before it (one image may
+``empty_layer`` is guessed from ``created_by`` and adjusted to the layer count (the
+sandbox's guess, ``regdata.imagebuild.empty_flags``, so both make the same configs); and
+an attestation entry is taken to attest the image listed just before it (one image may
 lack its attestation, as on Docker Hub).
+
+The sandbox (``regdata.imagebuild``) builds the same metadata differently on purpose:
+its layers declare the real sizes (unpullable, a few MB for the whole demo), while these
+images are whole and consistent, for tests that pull, copy and compare bytes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from regdata.imagebuild import empty_flags, json_list
 
 from .builder import (
     DOCKER_FOREIGN_LAYER,
@@ -53,9 +59,6 @@ __all__ = [
 ]
 
 DATA_ENV = "REGDATA_DOCKERHUB_DATA"
-
-# created_by of history entries that add a layer; the rest (ENV, CMD, LABEL...) are empty.
-_LAYER_STEP = re.compile(r"^(ADD |COPY |RUN |\|\d+ |/bin/sh -c (?!#\(nop\)))")
 
 
 def data_dir() -> Path:
@@ -115,33 +118,6 @@ class HubTag:
         return self.record.get("index_mime") is not None
 
 
-def _json_list(text: str | None) -> list[str] | None:
-    if not text:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return [text]
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-
-
-def _empty_flags(history: Sequence[Mapping[str, Any]], layer_count: int) -> list[bool]:
-    nonempty = [bool(_LAYER_STEP.match(str(h.get("created_by") or ""))) for h in history]
-    # Make the count of layer-making entries equal the layer count, so that the config
-    # stays self-consistent (diff_ids vs non-empty history), changing the latest first.
-    for i in reversed(range(len(nonempty))):
-        if sum(nonempty) <= layer_count:
-            break
-        if nonempty[i]:
-            nonempty[i] = False
-    for i in reversed(range(len(nonempty))):
-        if sum(nonempty) >= layer_count:
-            break
-        if not nonempty[i]:
-            nonempty[i] = True
-    return [not n for n in nonempty]
-
-
 def image_spec(record: Mapping[str, Any], fmt: Format, max_layer_bytes: int = 0) -> ImageSpec:
     """The builder spec of one real platform image."""
     layers = []
@@ -154,7 +130,7 @@ def image_spec(record: Mapping[str, Any], fmt: Format, max_layer_bytes: int = 0)
         else:
             layers.append(Layer.from_seed(digest, media_type=mime))
     hist = list(record.get("history") or [])
-    flags = _empty_flags(hist, len(layers))
+    flags = empty_flags([str(h.get("created_by") or "") for h in hist], len(layers))
     history = [
         History(created=h.get("created"), created_by=h.get("created_by"), empty_layer=e)
         for h, e in zip(hist, flags, strict=True)
@@ -176,9 +152,9 @@ def image_spec(record: Mapping[str, Any], fmt: Format, max_layer_bytes: int = 0)
         created=created,
         history=tuple(history),
         env=None,  # not in the data: leave it out rather than invent it
-        cmd=_json_list(record.get("default_command")),
-        entrypoint=_json_list(record.get("entrypoint")),
-        shell=_json_list(record.get("shell")),
+        cmd=json_list(record.get("default_command")),
+        entrypoint=json_list(record.get("entrypoint")),
+        shell=json_list(record.get("shell")),
         config_extra=extra,
     )
 
