@@ -35,7 +35,15 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .fleet import fleet_freshness, read_fleet
-from .freshness import newest_per_track, release_cadence, shared_digests, tag_ages
+from .freshness import (
+    cadence_summary,
+    classify_changes,
+    newest_per_track,
+    release_cadence,
+    repush_share,
+    shared_digests,
+    tag_ages,
+)
 from .limits import Limits, RateLimit
 from .reference import Reference, Repository, parse_reference, parse_repository
 from .registry import Registry
@@ -43,7 +51,7 @@ from .remote import Remote, RemoteFactory
 from .requestlog import RequestLog
 from .snapshots import diff_snapshots, load_snapshot, save_snapshot
 from .transport import RetryPolicy, Timeouts
-from .versions import parse_version, sort_tags
+from .versions import parse_version, sort_tags, version_frame
 
 __version__ = "0.1.0"
 
@@ -82,6 +90,8 @@ __all__ = [
     "TransportError",
     "Unauthorized",
     "UnsupportedMediaType",
+    "cadence_summary",
+    "classify_changes",
     "diff_snapshots",
     "fleet_freshness",
     "load_snapshot",
@@ -92,8 +102,10 @@ __all__ = [
     "parse_version",
     "read_fleet",
     "release_cadence",
+    "repush_share",
     "save_snapshot",
     "shared_digests",
     "sort_tags",
     "tag_ages",
+    "version_frame",
 ]

@@ -83,7 +83,8 @@ def freshness_table(freshness: pd.DataFrame, width: int | None = None) -> str:
     from .report import _ordered
 
     width = width or shutil.get_terminal_size((160, 24)).columns
-    rows = _ordered(freshness).astype(object).where(freshness.notna(), None).to_dict("records")
+    ordered = _ordered(freshness)
+    rows = ordered.astype(object).where(ordered.notna(), None).to_dict("records")
     fixed = sum(w + 2 for _, _, w in _TABLE if w)
     reason_width = max(width - fixed, 20)
     widths = [w or reason_width for _, _, w in _TABLE]

@@ -21,6 +21,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, Locator, NullLocator
 
 from .freshness import DEFAULT_PLATFORM, release_cadence, usable_images
+from .reference import short_name
 from .versions import Version, floating_tags, sort_tags, versions_of
 
 __all__ = [
@@ -225,7 +226,7 @@ def fleet_freshness_plot(freshness: pd.DataFrame, ax: Axes | None = None) -> Axe
     labels = []
     for image, workload, container in zip(frame["image"], frame["workload"], frame["container"], strict=True):
         where = "/".join(str(p) for p in (workload, container) if p is not None and not pd.isna(p))
-        text = f"{'' if pd.isna(image) else image}" + (f"  ({where})" if where else "")
+        text = ("" if pd.isna(image) else short_name(str(image))) + (f"  ({where})" if where else "")
         labels.append(text if len(text) <= 70 else text[:67] + "...")
     ys = list(range(n))
     lags = frame["_lag"].fillna(0.0).tolist()

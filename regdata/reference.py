@@ -29,9 +29,11 @@ __all__ = [
     "Repository",
     "api_host",
     "canonical_host",
+    "check_identifier",
     "is_loopback_host",
     "parse_reference",
     "parse_repository",
+    "short_name",
 ]
 
 DOCKER_HUB = "docker.io"
@@ -49,7 +51,8 @@ _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
 _HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})"
 _DOMAIN = re.compile(rf"{_HOST}(?::[0-9]+)?\Z")
-_TAG = re.compile(r"[\w][\w.-]{0,127}\Z")
+# ASCII, as Go's \w in Docker's grammar: Python's \w takes any letter or digit of Unicode.
+_TAG = re.compile(r"[\w][\w.-]{0,127}\Z", re.ASCII)
 _DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}\Z")
 _HEX64 = re.compile(r"[a-f0-9]{64}\Z")
 # Lengths the OCI image spec fixes for its registered algorithms.
@@ -219,6 +222,19 @@ def _split(text: str) -> tuple[str, str, str | None, str | None]:
     return domain, path, tag, digest
 
 
+def check_identifier(tag: str | None, digest: str | None, where: str) -> None:
+    """Raise InvalidReference for a tag or digest no reference could hold.
+
+    For the ones that come from a registry rather than from a parsed
+    reference (a tag a listing named, a digest a manifest named), before
+    they go into a URL path.
+    """
+    if tag is not None and not (isinstance(tag, str) and _TAG.match(tag)):
+        raise InvalidReference(f"{where}:{tag}", "invalid tag")
+    if digest is not None:
+        _check_digest(digest, f"{where}@{digest}")
+
+
 def parse_reference(text: str | Reference | Repository, *, default_tag: bool = False) -> Reference:
     """Parse an image reference such as ``alpine``, ``ghcr.io/org/app:1.2`` or ``x@sha256:...``.
 
@@ -236,6 +252,23 @@ def parse_reference(text: str | Reference | Repository, *, default_tag: bool = F
     if default_tag and ref.tag is None and ref.digest is None:
         ref = Reference(ref.registry, ref.repository, DEFAULT_TAG, None)
     return ref
+
+
+def short_name(text: str, digest_hex: int = 12) -> str:
+    """A reference as people read it: Docker Hub's ``docker.io/library/`` dropped, digests cut.
+
+    For labels and tables; never parse what this returns.
+    """
+    name, at, digest = text.partition("@")
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if name.startswith(prefix) and name.count("/") <= prefix.count("/") + 1:
+            name = name[len(prefix):]
+            break
+    if not at:
+        return name
+    algorithm, _, hexpart = digest.partition(":")
+    short = f"{algorithm}:{hexpart[:digest_hex]}…" if len(hexpart) > digest_hex else digest
+    return f"{name}@{short}"
 
 
 def parse_repository(text: str | Reference | Repository) -> Repository:

@@ -337,7 +337,11 @@ def _progress(
     bar = tqdm(total=refs, desc=what, unit="task", leave=False)
 
     def report(done: int, total: int) -> None:
-        bar.total = total
+        if total != bar.total:
+            bar.total = total
+            container = getattr(bar, "container", None)  # Jupyter's widget keeps its own length
+            if container is not None:
+                container.children[1].max = total
         bar.n = done
         bar.refresh()
 

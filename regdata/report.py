@@ -32,7 +32,7 @@ import pandas as pd
 from .errors import RegdataError
 from .fleet import fleet_freshness, read_fleet
 from .freshness import DEFAULT_PLATFORM
-from .reference import Reference
+from .reference import Reference, short_name
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -296,15 +296,9 @@ def _where(row: Mapping[Any, Any]) -> str:
     return f"{namespace}: {text}" if namespace and text else text
 
 
-def _short_digest(value: Any) -> str:
-    text = _cell(value)
-    return text[:19] + "…" if text.startswith("sha256:") and len(text) > 19 else text
-
-
 def _short_image(value: Any) -> str:
     """A reference with its digest cut to 12 hex digits: the table stays readable."""
-    name, at, digest = _cell(value).partition("@")
-    return f"{name}@{_short_digest(digest)}" if at else name
+    return short_name(_cell(value))
 
 
 _COLUMNS = (

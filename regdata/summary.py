@@ -113,6 +113,7 @@ def plot_timeline(
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
@@ -143,7 +144,8 @@ def plot_timeline(
     if retry.any():
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="////", label="retry"))
     if failed.any():
-        handles.append(Patch(facecolor="white", edgecolor="#d62728", label="failed"))
+        handles.append(Patch(facecolor="white", edgecolor="#d62728", linewidth=1.5, label="failed"))
+    top = float(lanes.max()) + 1.0
     if limiter is not None and not limiter.empty:
         end = float((start + width).max())
         hosts = set(log["host"].astype(object))
@@ -155,7 +157,9 @@ def plot_timeline(
             (line,) = ax.step(np.maximum(x, 0.0), y, where="post", color="black", linewidth=1.2)
             line.set_label(f"concurrency limit ({name})")
             handles.append(line)
-    ax.set_ylim(-0.8, max(float(lanes.max()) + 1.0, 1.0))
+            top = max(top, float(y.max()) + 1.0)
+    ax.set_ylim(-0.8, max(top, 1.0))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # lanes are whole requests in flight
     # Outside the bars, to the right: over them it would hide the busiest moments.
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return ax
