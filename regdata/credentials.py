@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CredentialsError
+from .manifest import decode_json
 from .reference import DOCKER_HUB, canonical_host
 
 __all__ = [
@@ -250,12 +251,14 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     if not text.strip():
         return {}  # An empty file holds no credentials; failing on it would help nobody.
     try:
-        data = json.loads(text)
+        data = decode_json(text)
     except json.JSONDecodeError as exc:
         # exc.doc holds the whole file, secrets and all: report only where it broke.
         raise CredentialsError(
             f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    except ValueError as exc:  # nested too deeply, or text no string can hold
+        raise CredentialsError(f"{path}: invalid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise CredentialsError(f"{path}: must hold a JSON object, not {type(data).__name__}")
     return data
@@ -389,8 +392,8 @@ def _helper_get(name: str, host: str, timeout: float) -> Credential:
         raise CredentialsError(f"{label}: exit status {status}{_first_line_if_not_json(err, out)}")
     # stdout of a successful get is the secret itself: never quote it.
     try:
-        answer = json.loads(out)
-    except json.JSONDecodeError:
+        answer = decode_json(out)
+    except ValueError:
         raise CredentialsError(f"{label}: answer is not JSON") from None
     if not isinstance(answer, dict):
         raise CredentialsError(f"{label}: answer is not a JSON object")
@@ -406,8 +409,8 @@ def _helper_list(name: str, timeout: float) -> set[str]:
     """Hosts a credential store knows; empty when it cannot say."""
     try:
         status, out, _ = _run_helper(name, "list", "", "(list)", timeout)
-        answer = json.loads(out) if status == 0 else {}
-    except (CredentialsError, json.JSONDecodeError):
+        answer = decode_json(out) if status == 0 else {}
+    except (CredentialsError, ValueError):
         return set()
     if not isinstance(answer, dict):
         return set()

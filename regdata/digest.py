@@ -11,9 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 
 from .errors import DigestMismatch, MalformedContent
+from .manifest import decode_json
 
 __all__ = ["compute", "schema1_payload", "verify"]
 
@@ -39,11 +39,11 @@ def schema1_payload(body: bytes) -> bytes:
     An unsigned schema1 manifest is its own payload.
     """
     try:
-        document = json.loads(body)
+        document = decode_json(body)
         signatures = document.get("signatures") if isinstance(document, dict) else None
         if not signatures:
             return body
-        protected = json.loads(_b64url(signatures[0]["protected"]))
+        protected = decode_json(_b64url(signatures[0]["protected"]))
         length = int(protected["formatLength"])
         tail = _b64url(protected["formatTail"])
     except (ValueError, KeyError, TypeError, IndexError, binascii.Error) as exc:

@@ -54,6 +54,7 @@ __all__ = [
     "Unauthorized",
     "UnsupportedMediaType",
     "error_for_status",
+    "printable",
 ]
 
 
@@ -198,6 +199,12 @@ class QuotaFloorReached(Cancelled):
     A :class:`Cancelled`, as the scan stops for it as it does for a cancel,
     with a row per unfinished tag saying why.
     """
+
+
+def printable(text: object, limit: int = 200) -> str:
+    """A registry's text made fit for a message: at most ``limit`` characters, the
+    non-printable ones (terminal escapes, line breaks) as ``?``."""
+    return "".join(c if c.isprintable() else "?" for c in str(text)[:limit])
 
 
 _BY_STATUS: dict[int, type[RegistryError]] = {

@@ -8,6 +8,7 @@ type is :class:`~regdata.errors.MalformedContent` naming the field.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,8 @@ __all__ = [
     "Manifest",
     "Platform",
     "Schema1Manifest",
+    "decode_json",
+    "is_digest",
     "parse_config",
     "parse_manifest",
     "parse_time",
@@ -85,13 +88,55 @@ def _str_map(value: Any, where: str) -> dict[str, str]:
     return {str(k): str(v) if not isinstance(v, str) else v for k, v in value.items()}
 
 
-def load_json(body: bytes, what: str) -> dict[str, Any]:
-    """Decode a JSON object, turning any failure into MalformedContent naming ``what``."""
+# A \uD800-\uDFFF escape: half of a surrogate pair, or a lone one no text can hold.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# The OCI digest grammar: algorithm ":" encoded.
+_DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+\Z")
+_INT64_MAX = 2**63 - 1
+
+
+def is_digest(text: str) -> bool:
+    """Whether ``text`` is a digest by the OCI grammar (``algorithm:encoded``)."""
+    return _DIGEST.match(text) is not None
+
+
+def decode_json(data: bytes | str) -> Any:
+    """Decode untrusted JSON; ValueError for anything that is not JSON text regdata can hold.
+
+    Past ``json.loads``'s own errors, that is nesting too deep for the
+    decoder (a RecursionError otherwise) and a lone surrogate escape
+    (``"\\ud800"``), which no Unicode text can hold: it would fail later,
+    wherever the string is encoded (a frame, a URL, a log line).
+    """
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        head = body[:40].decode("utf-8", "replace")
-        raise MalformedContent(f"{what} is not JSON ({exc.__class__.__name__}: {head!r}...)") from None
+        document = json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if isinstance(data, str):
+        text = data
+    else:
+        encoding = json.detect_encoding(data)  # what json.loads decoded it with
+        text = data.decode(encoding, "replace") if encoding != "utf-8" or b"\\u" in data else ""
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(document, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("JSON text holds a lone surrogate escape") from None
+    return document
+
+
+def load_json(body: bytes | str, what: str, quote: bool = True) -> dict[str, Any]:
+    """Decode a JSON object, turning any failure into MalformedContent naming ``what``.
+
+    The message quotes the body's first bytes unless ``quote`` is False (a
+    token answer: its first bytes may be the token).
+    """
+    try:
+        document = decode_json(body)
+    except ValueError as exc:
+        raw = body if isinstance(body, bytes) else body.encode("utf-8", "replace")
+        head = f": {raw[:40].decode('utf-8', 'replace')!r}..." if quote else ""
+        raise MalformedContent(f"{what} is not JSON ({exc.__class__.__name__}{head})") from None
     if not isinstance(document, dict):
         raise MalformedContent(f"{what} is not a JSON object")
     return document
@@ -189,10 +234,17 @@ def _descriptor(doc: Any, where: str) -> Descriptor:
             variant=_optional(p, "variant", str, f"{where}.platform") or None,
             os_version=_optional(p, "os.version", str, f"{where}.platform") or None,
         )
+    digest = _require(doc.get("digest"), str, f"{where}.digest")
+    if not is_digest(digest):
+        # It goes into a URL path next: only the OCI grammar, nothing that could steer the request.
+        raise MalformedContent(f"{where}.digest: not a digest: {digest[:80]!r}")
+    size = _require(doc.get("size"), int, f"{where}.size")
+    if not 0 <= size <= _INT64_MAX:
+        raise MalformedContent(f"{where}.size: {size} is not a size (0 to 2**63-1)")
     return Descriptor(
         media_type=_require(doc.get("mediaType"), str, f"{where}.mediaType"),
-        digest=_require(doc.get("digest"), str, f"{where}.digest"),
-        size=_require(doc.get("size"), int, f"{where}.size"),
+        digest=digest,
+        size=size,
         platform=platform,
         annotations=_str_map(doc.get("annotations"), f"{where}.annotations"),
         artifact_type=_optional(doc, "artifactType", str, where),
@@ -285,7 +337,8 @@ def parse_manifest(body: bytes, media_type: str | None) -> Manifest:
     declared = doc.get("mediaType")
     if declared is not None:
         _require(declared, str, "manifest.mediaType")
-    schema_version = doc.get("schemaVersion")
+    # Typed: ``true == 1`` in Python, and a boolean must not pass for schema 1.
+    schema_version = _optional(doc, "schemaVersion", int, "manifest")
     kind = declared or _content_type(media_type)
     if kind in SCHEMA1_TYPES or (kind is None and schema_version == 1) or schema_version == 1:
         return _schema1(doc, kind or SCHEMA1_SIGNED)
@@ -303,7 +356,7 @@ def parse_manifest(body: bytes, media_type: str | None) -> Manifest:
         layers = doc.get("layers")
         layers = [] if layers is None else _require(layers, list, "manifest.layers")
         subject = doc.get("subject")
-        return ImageManifest(
+        manifest = ImageManifest(
             media_type=kind,
             config=_descriptor(doc.get("config"), "manifest.config"),
             layers=tuple(_descriptor(d, f"layers[{i}]") for i, d in enumerate(layers)),
@@ -311,7 +364,10 @@ def parse_manifest(body: bytes, media_type: str | None) -> Manifest:
             annotations=_str_map(doc.get("annotations"), "manifest.annotations"),
             subject=None if subject is None else _descriptor(subject, "manifest.subject"),
         )
-    raise UnsupportedMediaType(f"unsupported manifest media type {kind!r}")
+        if manifest.size > _INT64_MAX:  # the frame's size column is an int64
+            raise MalformedContent("manifest.layers: the sizes add up past 2**63-1")
+        return manifest
+    raise UnsupportedMediaType(f"unsupported manifest media type {kind[:100]!r}")
 
 
 def _content_type(header: str | None) -> str | None:
@@ -325,7 +381,7 @@ def _schema1(doc: dict[str, Any], kind: str) -> Schema1Manifest:
     for i, entry in enumerate(history_raw):
         _require(entry, dict, f"history[{i}]")
         text = _require(entry.get("v1Compatibility"), str, f"history[{i}].v1Compatibility")
-        history.append(load_json(text.encode(), f"history[{i}].v1Compatibility"))
+        history.append(load_json(text, f"history[{i}].v1Compatibility"))
     fs_layers = doc.get("fsLayers")
     fs_layers = [] if fs_layers is None else _require(fs_layers, list, "manifest.fsLayers")
     layers = []

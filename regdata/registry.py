@@ -83,7 +83,8 @@ class Registry:
         quota_floor: stop sending to a host whose ``RateLimit-Remaining``
             (Docker Hub's pull quota) would drop below this; the unfinished
             rows say so. ``reg.rate_limits`` shows the latest values.
-        timeout: connect and read timeouts per request (seconds, or a Timeouts).
+        timeout: connect and read timeouts per request (seconds, or a Timeouts); the read
+            timeout also bounds how long a whole answer may take to arrive.
         budget: total seconds a scan may take; unfinished rows are marked ``timed out``.
         insecure: hosts that may be spoken to over plain HTTP (loopback always may).
         verify: TLS verification: True, False, or a CA bundle path.

@@ -7,25 +7,47 @@ body is checked against its digest; registry errors become our exceptions.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from .cache import Cache, CachedManifest
 from .context import Context
 from .credentials import Credential, Credentials
 from .digest import compute, schema1_payload, verify
-from .errors import ErrorDetail, MalformedContent, RegdataError, TransportError, error_for_status
+from .errors import (
+    ErrorDetail,
+    MalformedContent,
+    RegdataError,
+    TransportError,
+    error_for_status,
+    printable,
+)
 from .limits import Limiters, Limits
-from .manifest import ACCEPT_ALL, SCHEMA1_TYPES, Manifest, load_json, parse_manifest
-from .reference import Reference, Repository, api_host, canonical_host, is_loopback_host
+from .manifest import (
+    ACCEPT_ALL,
+    SCHEMA1_TYPES,
+    Manifest,
+    decode_json,
+    is_digest,
+    load_json,
+    parse_manifest,
+)
+from .reference import (
+    Reference,
+    Repository,
+    api_host,
+    canonical_host,
+    check_identifier,
+    is_loopback_host,
+)
 from .requestlog import RequestLog, RequestRecord
 from .transport import HTTPTransport, Request, Response, RetryPolicy, Timeouts, Transport
+from .transport.base import join_url
 from .transport.chain import base_stack, for_host
-from .transport.retry import Clock
+from .transport.retry import Clock, parse_retry_after
 
 __all__ = ["FetchedManifest", "Remote", "RemoteFactory"]
 
@@ -69,18 +91,19 @@ def registry_error(response: Response) -> RegdataError:
     details: list[ErrorDetail] = []
     detail = ""
     try:
-        doc = json.loads(response.body[:ERROR_BODY_MAX])
-        for entry in doc.get("errors", []) if isinstance(doc, dict) else []:
+        doc = decode_json(response.body[:ERROR_BODY_MAX])
+        entries = doc.get("errors") if isinstance(doc, dict) else None
+        for entry in entries if isinstance(entries, list) else []:
             if isinstance(entry, dict):
+                # The registry's own words go into our messages: printable ones only.
                 details.append(
-                    ErrorDetail(str(entry.get("code", ""))[:100], str(entry.get("message", ""))[:200])
+                    ErrorDetail(printable(entry.get("code", ""), 100), printable(entry.get("message", "")))
                 )
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:
         media = response.media_type or "no content type"
-        detail = f"non-JSON answer: {media}"
+        detail = f"non-JSON answer: {printable(media, 100)}"
     parts = urlsplit(response.url)
-    retry_after = response.headers.get("Retry-After")
-    seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
+    seconds = parse_retry_after(response.headers.get("Retry-After"), time.time())
     return error_for_status(
         response.status,
         f"{parts.netloc}{parts.path}",
@@ -229,8 +252,9 @@ class Remote:
             items.extend(page)
             match = _LINK_NEXT.search(response.headers.get("Link", ""))
             if not match:
-                return items
-            url = urljoin(url, match.group(1))
+                # A name a registry lists twice (pages that overlap) is one tag: one set of rows.
+                return list(dict.fromkeys(items))
+            url = join_url(url, match.group(1))
             if urlsplit(url).netloc != origin:
                 raise MalformedContent(f"{kind} pagination points to another host")
             if url in seen:
@@ -243,12 +267,12 @@ class Remote:
         ctx = self._ctx(context)
         response = self._send(
             Request(
-                "HEAD", self.url(f"/v2/{ref.repository}/manifests/{ref.identifier}", ctx),
+                "HEAD", self.url(_manifest_path(ref), ctx),
                 "manifest_head", headers={"Accept": ", ".join(ACCEPT_ALL)},
                 repository=ref.repository, scope=f"repository:{ref.repository}:pull", context=ctx,
             )
         )
-        digest = response.headers.get("Docker-Content-Digest") or ref.digest
+        digest = _digest_header(response) or ref.digest
         if not digest:
             raise MalformedContent(f"HEAD {ref}: no Docker-Content-Digest in the answer")
         return digest, response.media_type
@@ -311,13 +335,13 @@ class Remote:
         """HEAD a stale tag: the digest it points to now, or None when the answer names none."""
         response = self._send(
             Request(
-                "HEAD", self.url(f"/v2/{ref.repository}/manifests/{ref.identifier}", ctx),
+                "HEAD", self.url(_manifest_path(ref), ctx),
                 "manifest_head", headers={"Accept": ", ".join(ACCEPT_ALL)},
                 repository=ref.repository, scope=f"repository:{ref.repository}:pull", context=ctx,
                 cache="miss",  # the fresh entry missed; "revalidate" is no state of the log
             )
         )
-        return response.headers.get("Docker-Content-Digest") or None
+        return _digest_header(response)
 
     def _store(self, ref: Reference, fetched: FetchedManifest) -> None:
         assert self.cache is not None
@@ -332,7 +356,7 @@ class Remote:
     def _fetch_manifest(self, ref: Reference, ctx: Context, cache_state: str = "none") -> FetchedManifest:
         response = self._send(
             Request(
-                "GET", self.url(f"/v2/{ref.repository}/manifests/{ref.identifier}", ctx), "manifest",
+                "GET", self.url(_manifest_path(ref), ctx), "manifest",
                 headers={"Accept": ", ".join(ACCEPT_ALL)}, repository=ref.repository,
                 scope=f"repository:{ref.repository}:pull", context=ctx, cache=cache_state,
             )
@@ -341,7 +365,7 @@ class Remote:
         header_type = response.media_type
         manifest = parse_manifest(body, header_type)
         media_type = manifest.media_type
-        expected = ref.digest or response.headers.get("Docker-Content-Digest")
+        expected = ref.digest or _digest_header(response)
         if expected:
             digest = check_manifest(body, media_type, expected, f"manifest {ref}")
         else:
@@ -366,7 +390,7 @@ class Remote:
                     cache.discard(key)  # a miss, overwritten below
         response = self._send(
             Request(
-                "GET", self.url(f"/v2/{repo.repository}/blobs/{digest}", ctx), "blob",
+                "GET", self.url(_blob_path(repo, digest), ctx), "blob",
                 repository=repo.repository, scope=f"repository:{repo.repository}:pull",
                 context=ctx, max_bytes=max_bytes, cache="miss" if self.cache else "none",
             )
@@ -375,6 +399,27 @@ class Remote:
         if cache is not None:
             cache.put_blob(key, response.body)
         return response.body
+
+
+def _digest_header(response: Response) -> str | None:
+    """The ``Docker-Content-Digest`` of an answer: None when absent, MalformedContent when no digest."""
+    value = response.headers.get("Docker-Content-Digest")
+    if not value:
+        return None
+    if not is_digest(value):
+        raise MalformedContent(f"Docker-Content-Digest is not a digest: {printable(value, 80)!r}")
+    return value
+
+
+def _manifest_path(ref: Reference) -> str:
+    """``/v2/<repo>/manifests/<tag or digest>``; a tag or digest no reference could hold is refused."""
+    check_identifier(ref.tag if ref.digest is None else None, ref.digest, f"{ref.registry}/{ref.repository}")
+    return f"/v2/{ref.repository}/manifests/{ref.identifier}"
+
+
+def _blob_path(repo: Repository, digest: str) -> str:
+    check_identifier(None, digest, f"{repo.registry}/{repo.repository}")
+    return f"/v2/{repo.repository}/blobs/{digest}"
 
 
 def _join(own: Context, given: Context | None) -> Context:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..manifest import ACCEPT_ALL
+from ..manifest import ACCEPT_ALL, decode_json
 from ..reference import api_host
 from .backends.base import Backend, BackendUnavailable
 from .keys import make_key
@@ -181,9 +181,9 @@ class Cache:
         if raw is None:
             return None
         try:
-            doc = json.loads(raw)
+            doc = decode_json(raw)  # a shared store is untrusted: any bytes at all
             value, stored = doc["v"], float(doc["t"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError):
             self.discard(key)
             return None
         age = self.clock() - stored

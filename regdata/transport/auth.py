@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
 from ..credentials import Credential
-from ..errors import InsecureRequest, MalformedContent, error_for_status
+from ..errors import CredentialsError, InsecureRequest, MalformedContent, error_for_status
 from ..manifest import load_json
 from .base import Request, Response, Transport
 
@@ -34,6 +34,11 @@ TOKEN_MAX_BYTES = 1024 * 1024
 DEFAULT_TOKEN_SECONDS = 60
 # Refresh a little before expiry, so a token does not die in flight.
 EXPIRY_MARGIN_SECONDS = 10
+# A token kept longer than this is asked for again, whatever its answer said.
+MAX_TOKEN_SECONDS = 24 * 3600
+# What may stand after "Bearer ": visible ASCII, at most 64 KiB.  Anything else
+# would break the header (CR LF, a NUL) or fail to encode (non-Latin-1).
+_TOKEN = re.compile(r"[\x21-\x7e]{1,65536}")
 
 _PARAM = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(?:,|$)')
 
@@ -174,6 +179,8 @@ class AuthTransport:
                 return _basic(self.credential)
             return None
         if self.credential.registry_token:
+            if not _TOKEN.fullmatch(self.credential.registry_token):
+                raise CredentialsError(f"{self.host}: the registry token cannot go in a header")
             return f"Bearer {self.credential.registry_token}"
         token = self._token(challenge, scope, request)
         return f"Bearer {token}"
@@ -201,7 +208,10 @@ class AuthTransport:
         realm = challenge.realm
         if not realm:
             raise MalformedContent(f"{self.host}: bearer challenge without a realm")
-        parts = urlsplit(realm)
+        try:
+            parts = urlsplit(realm)
+        except ValueError:  # a broken host ("http://[::1"); a bad port is caught by the Request
+            raise MalformedContent(f"{self.host}: unusable token realm") from None
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise InsecureRequest(f"{self.host}: refusing token realm {realm[:100]!r}")
         query: dict[str, str] = {}
@@ -240,14 +250,24 @@ class AuthTransport:
                 response.status, f"token endpoint {parts.scheme}://{parts.netloc}{parts.path}",
                 detail="token request refused",
             )
-        doc = load_json(response.body, "token answer")
+        doc = load_json(response.body, "token answer", quote=False)  # its first bytes may be the token
         token = doc.get("token") or doc.get("access_token")
-        if not isinstance(token, str) or not token or len(token) > 64 * 1024:
+        if not isinstance(token, str) or not _TOKEN.fullmatch(token):
             raise MalformedContent("token answer has no usable token")
-        expires_in = doc.get("expires_in", DEFAULT_TOKEN_SECONDS)
-        if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
-            expires_in = DEFAULT_TOKEN_SECONDS
-        return token, float(expires_in)
+        return token, _lifetime(doc.get("expires_in", DEFAULT_TOKEN_SECONDS))
+
+
+def _lifetime(value: object) -> float:
+    """Seconds a token lives, from ``expires_in``: the default when unreadable, at most a day."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return DEFAULT_TOKEN_SECONDS
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return MAX_TOKEN_SECONDS
+    if seconds != seconds:  # NaN
+        return DEFAULT_TOKEN_SECONDS
+    return min(seconds, MAX_TOKEN_SECONDS)
 
 
 def _widen(current: str | None, asked: str) -> str:

@@ -10,17 +10,44 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from requests.structures import CaseInsensitiveDict
 
 from ..context import BACKGROUND, Context
+from ..errors import MalformedContent
 
-__all__ = ["Request", "Response", "Transport", "netloc"]
+__all__ = ["Request", "Response", "Transport", "check_url", "join_url", "netloc"]
 
 # The OCI distribution spec suggests registries refuse manifests over 4 MiB;
 # configs and error bodies get their own caps at the call site.
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
+
+
+def check_url(url: str) -> None:
+    """Raise MalformedContent for a URL no request can go to: a bad port, a broken IPv6 host, no host.
+
+    URLs come from registries too (``Link``, ``Location``, a token realm);
+    checked here, every layer below may parse them without a ValueError.
+    The message shows no part of the URL: it may carry credentials.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port out of range or not a number
+    except ValueError as exc:
+        raise MalformedContent(f"unusable URL: {str(exc)[:100]}") from None
+    if not parts.hostname:
+        raise MalformedContent("unusable URL: no host")
+
+
+def join_url(base: str, target: str) -> str:
+    """``target`` resolved against ``base``, checked with :func:`check_url`."""
+    try:
+        url = urljoin(base, target)
+    except ValueError as exc:
+        raise MalformedContent(f"unusable URL: {str(exc)[:100]}") from None
+    check_url(url)
+    return url
 
 
 def netloc(url: str) -> str:
@@ -53,6 +80,9 @@ class Request:
     attempt: int = 1
     cache: str = "none"  # "miss" when a cache was asked first; for the request log
     context: Context = BACKGROUND
+
+    def __post_init__(self) -> None:
+        check_url(self.url)
 
     def with_headers(self, **extra: str) -> Request:
         """A copy with headers added (``Authorization`` and friends)."""

@@ -8,10 +8,12 @@ named insecure by the user (Docker's rule), whichever layer asked for it.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
@@ -22,11 +24,16 @@ from .base import Request, Response, netloc
 __all__ = ["HTTPTransport", "Timeouts"]
 
 USER_AGENT = "regdata/0.1 (+https://github.com/regdata)"
+_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Connect and read timeouts of one request, in seconds."""
+    """Connect and read timeouts of one request, in seconds.
+
+    ``read`` bounds each wait for the server and also the whole body: a
+    server trickling its answer cannot hold a request longer.
+    """
 
     connect: float = 10.0
     read: float = 30.0
@@ -108,7 +115,7 @@ class HTTPTransport:
         except requests.exceptions.RequestException as exc:
             raise TransportError(f"connection failed for {where}: {_reason(exc)}") from None
         try:
-            body = self._read(raw, request, where)
+            body = self._read(raw, request, where, read)
         finally:
             raw.close()
         return Response(
@@ -120,7 +127,14 @@ class HTTPTransport:
         )
 
     @staticmethod
-    def _read(raw: requests.Response, request: Request, where: str) -> bytes:
+    def _read(raw: requests.Response, request: Request, where: str, seconds: float) -> bytes:
+        """The body, at most ``max_bytes`` of it, in at most ``seconds`` all told.
+
+        The socket's read timeout alone bounds each read, not the body: a
+        server sending a byte a second would hold the request for as long as
+        it liked.  So the body is read as it arrives (``read1``) and the
+        whole of it must come within the read timeout.
+        """
         if request.method == "HEAD":
             return b""
         declared = raw.headers.get("Content-Length")
@@ -128,21 +142,29 @@ class HTTPTransport:
             raise MalformedContent(
                 f"{where}: body of {declared} bytes is over the {request.max_bytes}-byte cap"
             )
-        chunks: list[bytes] = []
+        deadline = time.monotonic() + seconds
+        read1 = getattr(raw.raw, "read1", None)  # urllib3 2; 1.x reads in whole chunks
+        chunks = iter(()) if read1 is not None else raw.iter_content(_CHUNK)
+        parts: list[bytes] = []
         total = 0
         try:
-            for chunk in raw.iter_content(64 * 1024):
+            while True:
+                chunk = read1(_CHUNK, decode_content=True) if read1 is not None else next(chunks, b"")
+                if not chunk:
+                    break
                 total += len(chunk)
                 if total > request.max_bytes:
                     raise MalformedContent(
                         f"{where}: body is over the {request.max_bytes}-byte cap"
                     )
-                chunks.append(chunk)
-        except requests.exceptions.Timeout:
+                parts.append(chunk)
+                if time.monotonic() > deadline:
+                    raise RequestTimeout(f"timed out reading {where}: the body took over {seconds:g}s")
+        except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
             raise RequestTimeout(f"timed out reading {where}") from None
-        except requests.exceptions.RequestException as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise TransportError(f"connection broke reading {where}: {_reason(exc)}") from None
-        return b"".join(chunks)
+        return b"".join(parts)
 
 
 def _reason(exc: BaseException) -> str:

@@ -36,9 +36,13 @@ class RedirectTransport:
             hops += 1
             if hops > MAX_HOPS:
                 raise MalformedContent(f"more than {MAX_HOPS} redirects from {request.url}")
-            target = urljoin(request.url, location)
-            if urlsplit(target).scheme not in ("http", "https"):
-                raise InsecureRequest(f"refusing a redirect to scheme {urlsplit(target).scheme!r}")
-            request = replace(request, url=target)
+            try:
+                target = urljoin(request.url, location)
+                scheme = urlsplit(target).scheme
+            except ValueError:  # a broken host ("http://[::1") in the registry's Location
+                raise MalformedContent(f"unusable redirect target from {request.url}") from None
+            if scheme not in ("http", "https"):
+                raise InsecureRequest(f"refusing a redirect to scheme {scheme!r}")
+            request = replace(request, url=target)  # a Request checks its URL
             response = self.inner.send(request)
         return response

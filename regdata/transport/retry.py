@@ -21,7 +21,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from ..context import Context
-from ..errors import BudgetExceeded, RegdataError
+from ..errors import BudgetExceeded, RegdataError, TransportError
 from .base import Request, Response, Transport, netloc
 
 __all__ = ["Clock", "HostBackoff", "RetryPolicy", "RetryTransport", "parse_retry_after"]
@@ -29,7 +29,8 @@ __all__ = ["Clock", "HostBackoff", "RetryPolicy", "RetryTransport", "parse_retry
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 IDEMPOTENT = frozenset({"GET", "HEAD"})
 # delta-seconds; a decimal point is tolerated (some proxies send one), a sign is not.
-_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+# ASCII digits only: str.isdigit() and \d take "²" and "٣" too.
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 log = logging.getLogger("regdata.transport")
 
@@ -41,6 +42,14 @@ class RetryPolicy:
     ``attempts`` counts the first try; ``total`` bounds the time spent on a
     request including its waits; ``max_retry_after`` caps what a registry
     may ask us to wait (an absurd ``Retry-After`` gives up instead).
+
+    ``breaker``: after this many requests in a row to a host got no answer
+    at all (refused, reset, timed out) and none got one in between, the
+    host is taken for down: for ``maximum`` seconds after its last failure
+    its requests fail at once without being sent, and none is retried
+    until one gets an answer again.  A registry killed in the middle of a
+    scan of a thousand tags then costs seconds, not every tag's full retry
+    schedule.  0 turns it off.
     """
 
     attempts: int = 5
@@ -50,6 +59,7 @@ class RetryPolicy:
     jitter: float = 0.5
     total: float = 60.0
     max_retry_after: float = 60.0
+    breaker: int = 10
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -62,6 +72,8 @@ class RetryPolicy:
             raise ValueError(f"jitter is a fraction in [0, 1], got {self.jitter}")
         if self.total <= 0 or self.max_retry_after < 0:
             raise ValueError("total must be positive and max_retry_after not negative")
+        if self.breaker < 0:
+            raise ValueError(f"breaker counts failures: 0 (off) or more, got {self.breaker}")
 
     def delay(self, step: int, rand: float) -> float:
         """The wait before retry number ``step`` (1-based); ``rand`` in [0, 1) draws the jitter."""
@@ -114,7 +126,7 @@ def parse_retry_after(value: str | None, now_wall: float) -> float | None:
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: a year of 20 digits
         return None
     if when is None or when.tzinfo is None:
         return None  # RFC 9110 dates are GMT; a zoneless one is not a valid HTTP date
@@ -128,6 +140,9 @@ class HostBackoff:
     level: int = 0
     not_before: float = 0.0
     throttled: int = 0
+    #: Requests in a row that got no answer at all; any answer resets it.
+    streak: int = 0
+    down_until: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record_throttle(self, until: float) -> None:
@@ -142,6 +157,23 @@ class HostBackoff:
         if self.level:
             with self._lock:
                 self.level = max(0, self.level - 1)
+
+    def record_answer(self) -> None:
+        """Any HTTP answer, even a 503, shows the host is up: the breaker closes."""
+        if self.streak:
+            with self._lock:
+                self.streak = 0
+
+    def record_failure(self, now: float, breaker: int, cooldown: float) -> None:
+        """A request got no answer at all; the ``breaker``-th in a row takes the host for down."""
+        with self._lock:
+            self.streak += 1
+            if breaker and self.streak >= breaker:
+                self.down_until = now + cooldown
+
+    def down(self, breaker: int) -> bool:
+        """Whether the breaker is tripped: no request is retried until one gets an answer."""
+        return bool(breaker) and self.streak >= breaker
 
 
 @dataclass
@@ -167,7 +199,13 @@ class RetryTransport:
         start = self.clock.monotonic()
         retryable = request.method in IDEMPOTENT
         attempt = 1
+        breaker = self.policy.breaker
         while True:
+            if state.down(breaker) and self.clock.monotonic() < state.down_until:
+                raise TransportError(
+                    f"{_where(request)}: not sent: {state.streak} requests in a row to this host "
+                    "got no answer; it is taken for down for now"
+                )
             hold = state.not_before - self.clock.monotonic()
             if hold > 0:
                 # Another request's 429 holds the host; never past this request's own bound.
@@ -176,14 +214,19 @@ class RetryTransport:
             try:
                 response = self.inner.send(replace(request, attempt=attempt))
             except RegdataError as exc:
+                if isinstance(exc, TransportError) and exc.temporary:
+                    state.record_failure(self.clock.monotonic(), breaker, self.policy.maximum)
                 if not (retryable and exc.temporary) or attempt >= self.policy.attempts:
                     raise
+                if state.down(breaker):
+                    raise  # the host looks down: no retry until a request gets an answer
                 delay = self.policy.delay(max(attempt, state.level + 1), self.rand())
                 if not self._may_wait(request, start, delay):
                     raise
                 state.record_throttle(self.clock.monotonic() + delay)
                 reason = type(exc).__name__
             else:
+                state.record_answer()
                 if response.status not in RETRY_STATUSES or not retryable:
                     state.record_success()
                     return response

@@ -387,7 +387,7 @@ class MemcachedBackend:
         try:
             doc = json.loads(head[len(_CHUNK_HEAD):])
             count, length, sha = int(doc["n"]), int(doc["len"]), str(doc["sha256"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):  # any bytes at all
             self._count("torn")
             return None
         if not 0 < count <= self.max_chunks:
