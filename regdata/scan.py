@@ -15,10 +15,11 @@ requests in flight per host are held by the host's limiter
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -291,14 +292,21 @@ def scan(
     """
     job = _Scan(remote, repo, options, ctx)
     pending: dict[Future[Any], _Task] = {}
+    # Finished futures come back through a queue, O(1) each: wait() over every pending
+    # future locks all of them at each call, O(n^2) over a scan, all of it on the GIL.
+    completed: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
     pool = ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="regdata-scan")
     abandoned = False
+
+    def submit(task: _Task) -> None:
+        future = pool.submit(task.run)
+        pending[future] = task
+        future.add_done_callback(completed.put)
+
     try:
         for index, ref in enumerate(refs):
             tag = ref.tag or ref.digest or ""
-            task = _Task((index, 0), partial(job.tag_task, index, ref),
-                         partial(_unfinished_tag, ref, tag))
-            pending[pool.submit(task.run)] = task
+            submit(_Task((index, 0), partial(job.tag_task, index, ref), partial(_unfinished_tag, ref, tag)))
         total, finished = len(pending), 0
         stop_at: float | None = None
         while pending:
@@ -313,13 +321,13 @@ def scan(
                     job._emit(task.key, task.failed(reason))
                 abandoned = True
                 break
-            done, _ = wait(list(pending), timeout=_WAIT_POLL, return_when=FIRST_COMPLETED)
+            done = _drain(completed, _WAIT_POLL)
             for future in done:
                 pending.pop(future)
                 result = future.result()
                 if isinstance(result, list):
                     for sub in result:
-                        pending[pool.submit(sub.run)] = sub
+                        submit(sub)
                     total += len(result)
             finished += len(done)
             if options.progress is not None and done:
@@ -332,6 +340,19 @@ def scan(
 
 # How long the scan's loop sleeps between looks at the context when nothing completes.
 _WAIT_POLL = 0.1
+
+
+def _drain(completed: queue.SimpleQueue[Future[Any]], timeout: float) -> list[Future[Any]]:
+    """The futures finished so far, waiting up to ``timeout`` for the first."""
+    try:
+        done = [completed.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            done.append(completed.get_nowait())
+        except queue.Empty:
+            return done
 
 
 def _past(ctx: Context, now: float) -> bool:
