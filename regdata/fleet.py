@@ -50,16 +50,9 @@ FLEET: Schema = (
 
 STATUSES = ("current", "behind", "unknown", "error")
 
+# A freshness row starts with the deployed reference as the fleet frame has it.
 FRESHNESS: Schema = (
-    ("source", "string"),
-    ("workload", "string"),
-    ("container", "string"),
-    ("image", "string"),
-    ("reference", "string"),
-    ("registry", "string"),
-    ("repository", "string"),
-    ("tag", "string"),
-    ("digest", "string"),
+    *FLEET[: [c for c, _ in FLEET].index("error")],
     ("platform", "string"),
     ("track", "string"),
     ("version", "string"),
