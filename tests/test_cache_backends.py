@@ -599,11 +599,22 @@ class FakeDNS:
         self.answers = answers
         self.truncate = truncate
         self.asked: list[tuple[str, str]] = []
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
-        self.port = self.udp.getsockname()[1]
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.bind(("127.0.0.1", self.port))
+        # UDP and TCP must share a port number; a free UDP port's TCP twin may be taken or
+        # in TIME_WAIT, so try a few and let TIME_WAIT be reused.
+        for _ in range(50):
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.udp.bind(("127.0.0.1", 0))
+            self.port = self.udp.getsockname()[1]
+            self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                self.tcp.bind(("127.0.0.1", self.port))
+                break
+            except OSError:
+                self.udp.close()
+                self.tcp.close()
+        else:
+            raise RuntimeError("no port free for both UDP and TCP")
         self.tcp.listen(4)
         self._stop = False
         for target in (self._serve_udp, self._serve_tcp):
