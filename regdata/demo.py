@@ -64,23 +64,13 @@ _TABLE = (
 )
 
 
-def _text(value: Any) -> str:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return ""
-    if isinstance(value, float):
-        return "" if pd.isna(value) else f"{value:.1f}"
-    if isinstance(value, pd.Timestamp):
-        return value.strftime("%Y-%m-%d")
-    return str(value)
-
-
 def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 def freshness_table(freshness: pd.DataFrame, width: int | None = None) -> str:
     """The freshness frame as an aligned text table, stale first, sized for a terminal ``width``."""
-    from .report import _ordered
+    from .report import _cell, _ordered
 
     width = width or shutil.get_terminal_size((160, 24)).columns
     ordered = _ordered(freshness)
@@ -88,8 +78,8 @@ def freshness_table(freshness: pd.DataFrame, width: int | None = None) -> str:
     fixed = sum(w + 2 for _, _, w in _TABLE if w)
     reason_width = max(width - fixed, 20)
     widths = [w or reason_width for _, _, w in _TABLE]
-    cells = [[_fit(_text(row.get(col)).replace("\n", " "), w) for (col, _, _), w in zip(_TABLE, widths,
-                                                                                          strict=True)]
+    cells = [[_fit(_cell(row.get(col), "%Y-%m-%d").replace("\n", " "), w)
+              for (col, _, _), w in zip(_TABLE, widths, strict=True)]
              for row in rows]
     used = [max([len(label), *(len(r[i]) for r in cells)]) for i, (_, label, _) in enumerate(_TABLE)]
     numeric = {"lag_days", "newer_versions"}

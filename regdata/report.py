@@ -279,13 +279,14 @@ def _sources(freshness: pd.DataFrame) -> list[str]:
 # --------------------------------------------------------------------------- text
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, time_format: str = "%Y-%m-%d %H:%M") -> str:
+    """A frame value as table text: blanks for missing, one decimal, times to the minute."""
     if value is None or value is pd.NA or value is pd.NaT:
         return ""
     if isinstance(value, float):
         return "" if pd.isna(value) else f"{value:.1f}"
     if isinstance(value, pd.Timestamp):
-        return value.strftime("%Y-%m-%d %H:%M")
+        return value.strftime(time_format)
     return str(value)
 
 

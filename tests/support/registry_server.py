@@ -294,8 +294,37 @@ def htpasswd_line(user: str, password: str) -> str:
     return f"{user}:{hashed.decode().replace('$2b$', '$2y$', 1)}"
 
 
+class _Controls:
+    """kill, pause, resume and restart, shared by every server wrapping a ``_Process``."""
+
+    _proc: _Process
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._proc.stop()
+
+    def kill(self) -> None:
+        self._proc.kill()
+
+    def pause(self) -> None:
+        self._proc.pause()
+
+    def resume(self) -> None:
+        self._proc.resume()
+
+    def restart(self, *, kill: bool = False) -> None:
+        """Stop (or kill) and start again on the same port with the same storage."""
+        if kill:
+            self.kill()
+        else:
+            self.stop()
+        self.start()
+
+
 @dataclass(eq=False)
-class RegistryServer:
+class RegistryServer(_Controls):
     """One Distribution registry process and its files.
 
     ``users`` holds the htpasswd accounts (name → password) in htpasswd mode.
@@ -432,26 +461,6 @@ class RegistryServer:
                 raise self._proc._fail(f"no answer on {self.url}/v2/ in {self.startup_timeout}s")
             time.sleep(0.05)
 
-    def stop(self) -> None:
-        self._proc.stop()
-
-    def kill(self) -> None:
-        self._proc.kill()
-
-    def pause(self) -> None:
-        self._proc.pause()
-
-    def resume(self) -> None:
-        self._proc.resume()
-
-    def restart(self, *, kill: bool = False) -> None:
-        """Stop (or kill) and start again on the same port with the same storage."""
-        if kill:
-            self.kill()
-        else:
-            self.stop()
-        self.start()
-
     def close(self) -> None:
         """Stop for good and remove the temp directory (if this server made it)."""
         self.stop()
@@ -522,7 +531,7 @@ def start_registry(
 
 
 @dataclass(eq=False)
-class MemcachedServer:
+class MemcachedServer(_Controls):
     """A memcached on 127.0.0.1 (TCP only); restart() comes back empty, as memcached does."""
 
     port: int
@@ -586,22 +595,6 @@ class MemcachedServer:
         # memcached takes about a second to exit on SIGTERM, and keeps nothing that a
         # clean exit would save: SIGKILL is the same stop, faster.
         self._proc.kill()
-
-    def kill(self) -> None:
-        self._proc.kill()
-
-    def pause(self) -> None:
-        self._proc.pause()
-
-    def resume(self) -> None:
-        self._proc.resume()
-
-    def restart(self, *, kill: bool = False) -> None:
-        if kill:
-            self.kill()
-        else:
-            self.stop()
-        self.start()
 
     def flush_all(self) -> None:
         with socket.create_connection(self.address, timeout=2.0) as s:
