@@ -7,6 +7,8 @@ a second host, a corrupted body) come from our proxy in front of it.
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ import regdata
 from regdata import Credential, Credentials, RemoteFactory, parse_reference, parse_repository
 from regdata.manifest import ImageManifest, Index, Schema1Manifest
 from regdata.transport import HTTPTransport, Request, RetryPolicy
+from regdata.transport.http import tls_context
 from tests.support.builder import Builder, ImageSpec, Schema1Spec, helm_chart_spec
 from tests.support.proxy import Action, RecordingServer, Seen, start_proxy
 from tests.support.registry_server import RegistryServer
@@ -316,6 +319,22 @@ def test_plain_http_only_for_loopback_or_named_hosts() -> None:
     with pytest.raises(regdata.InsecureRequest, match="scheme 'ftp'"):
         http.send(Request("GET", "ftp://example.com/v2/", "ping"))
     assert HTTPTransport(insecure_hosts=frozenset({"example.com"})).allows_plain_http("example.com")
+
+
+def test_a_refused_connection_is_a_transport_error_not_a_timeout() -> None:
+    with socket.socket() as s:  # a port nobody listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        with pytest.raises(regdata.TransportError, match="connection failed") as caught:
+            HTTPTransport().send(Request("GET", f"http://127.0.0.1:{port}/v2/", "ping"))
+    assert not isinstance(caught.value, regdata.RequestTimeout)
+
+
+def test_one_tls_context_per_trust_setting() -> None:
+    """Loading a CA bundle costs ~20 ms of CPU: done once per setting, not per connection."""
+    assert tls_context(True) is tls_context(True)
+    assert tls_context(False) is not tls_context(True)
+    assert tls_context(False).verify_mode == ssl.CERT_NONE and tls_context(True).check_hostname
 
 
 def test_cancel_stops_a_remote(registry: RegistryServer, builder: Builder, repo_name: str) -> None:

@@ -7,7 +7,7 @@ Read top to bottom, a request goes::
     RetryTransport      backoff on 429/502/503/504 and dropped connections, shared per host
     LimitTransport      per-host adaptive concurrency, requests per second, quota floor
     LogTransport        one request-log row per attempt
-    HTTPTransport       pooled requests.Session per host; body caps; plain-HTTP policy
+    HTTPTransport       a urllib3 connection pool per host; body caps; plain-HTTP policy
 
 Auth sits above retry, so a flake is retried below it and a 401 fetches a
 token once, above.  Token requests take the lower three layers only.

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
-from requests.structures import CaseInsensitiveDict
-
 from ..context import BACKGROUND, Context
 from ..errors import MalformedContent
 
@@ -105,7 +103,7 @@ class Response:
     """A response whose body was read in full (up to the request's cap)."""
 
     status: int
-    headers: CaseInsensitiveDict[str]
+    headers: Mapping[str, str]  # case-insensitive (urllib3's HTTPHeaderDict)
     body: bytes
     url: str
     request: Request
