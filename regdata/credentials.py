@@ -121,6 +121,7 @@ class Credential:
             return memo
         if not self:
             value = "anonymous"
+            object.__setattr__(self, "_identity", value)
         else:
             # One at a time: a scan's threads asking at once wait for one computation
             # instead of each spending the time and the memory.

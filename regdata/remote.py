@@ -29,10 +29,12 @@ from .limits import Limiters, Limits
 from .manifest import (
     ACCEPT_ALL,
     SCHEMA1_TYPES,
+    ImageConfig,
     Manifest,
     decode_json,
     is_digest,
     load_json,
+    parse_config,
     parse_manifest,
 )
 from .reference import (
@@ -295,6 +297,10 @@ class Remote:
         assert ref.digest is not None
         key = cache.key("manifest", self, ref.repository, ref.digest)
         started, clock = time.time(), time.perf_counter()
+        known: FetchedManifest | None = cache.recall("manifest", key)
+        if known is not None:
+            self._hit(ref.repository, "manifest", len(known.body), started, clock)
+            return known
         entry = cache.get_manifest(key)
         if entry is not None:
             try:
@@ -302,14 +308,55 @@ class Remote:
                 check_manifest(entry.body, entry.media_type, ref.digest, f"cached manifest {ref}")
                 fetched = FetchedManifest(ref.digest, entry.media_type, entry.body,
                                           parse_manifest(entry.body, entry.media_type))
-                self._hit(ref.repository, "manifest", len(entry.body), started, clock)
-                return fetched
             except RegdataError:
                 cache.discard(key)  # a corrupt or foreign entry: a miss, overwritten below
+            else:
+                cache.remember("manifest", key, fetched, len(fetched.body))
+                self._hit(ref.repository, "manifest", len(entry.body), started, clock)
+                return fetched
         # By digest, even for a tag: the tag may move between the HEAD and this GET.
         fetched = self._fetch_manifest(ref, ctx, cache_state="miss")
         self._store(ref, fetched)
         return fetched
+
+    def known_manifest(self, ref: Reference) -> FetchedManifest | None:
+        """The manifest ``ref`` names, if this process already holds it (fresh for a tag); else None.
+
+        No request and no read of the cache's backend: a scan asks this
+        first and runs what it can answer at once without handing it to a
+        thread.  A hit is logged as :meth:`manifest` logs it.
+        """
+        cache = self.cache
+        if cache is None:
+            return None
+        started, clock = time.time(), time.perf_counter()
+        digest = ref.digest
+        if digest is None:
+            digest = cache.fresh_tag(cache.key("tag", self, ref.repository, ref.tag or ""), self.registry)
+            if digest is None:
+                return None
+        known: FetchedManifest | None = cache.recall(
+            "manifest", cache.key("manifest", self, ref.repository, digest), count=False
+        )
+        if known is None:
+            return None
+        if ref.digest is None:
+            cache.count_hits(1)
+            self._hit(ref.repository, "manifest_head", 0, started, clock, method="HEAD")
+        cache.count_hits(1)
+        self._hit(ref.repository, "manifest", len(known.body), started, clock)
+        return known
+
+    def known_config(self, repo: Repository, digest: str) -> ImageConfig | None:
+        """An image config this process already holds, parsed; else None (no request, no backend read)."""
+        cache = self.cache
+        if cache is None:
+            return None
+        started, clock = time.time(), time.perf_counter()
+        known: ImageConfig | None = cache.recall("config", cache.key("blob", self, repo.repository, digest))
+        if known is not None:
+            self._hit(repo.repository, "blob", 0, started, clock)
+        return known
 
     def _tag_digest(self, ref: Reference, ctx: Context) -> str | None:
         """The digest a tag points to, from the cache, revalidated by HEAD after the TTL.
@@ -348,10 +395,9 @@ class Remote:
         if ref.tag is not None:
             self.cache.put_tag(self.cache.key("tag", self, ref.repository, ref.tag), self.registry,
                                fetched.digest)
-        self.cache.put_manifest(
-            self.cache.key("manifest", self, ref.repository, fetched.digest),
-            CachedManifest(fetched.media_type, fetched.body),
-        )
+        key = self.cache.key("manifest", self, ref.repository, fetched.digest)
+        self.cache.remember("manifest", key, fetched, len(fetched.body))
+        self.cache.put_manifest(key, CachedManifest(fetched.media_type, fetched.body))
 
     def _fetch_manifest(self, ref: Reference, ctx: Context, cache_state: str = "none") -> FetchedManifest:
         response = self._send(
@@ -399,6 +445,19 @@ class Remote:
         if cache is not None:
             cache.put_blob(key, response.body)
         return response.body
+
+
+    def config(self, repo: Repository, digest: str, context: Context | None = None) -> ImageConfig:
+        """An image config by digest, verified and parsed; kept parsed in this process when cached."""
+        known = self.known_config(repo, digest)
+        if known is not None:
+            return known
+        body = self.blob(repo, digest, context)
+        config = parse_config(body)
+        if self.cache is not None:
+            self.cache.remember("config", self.cache.key("blob", self, repo.repository, digest), config,
+                                len(body))
+        return config
 
 
 def _digest_header(response: Response) -> str | None:

@@ -19,7 +19,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -27,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 from .context import Context
 from .errors import BudgetExceeded, Cancelled, ContentError, RegdataError
 from .limits import QuotaFloorReached
-from .manifest import Descriptor, ImageConfig, ImageManifest, Index, Platform, Schema1Manifest, parse_config
+from .manifest import Descriptor, ImageConfig, ImageManifest, Index, Platform, Schema1Manifest
 from .reference import Reference, Repository
 from .remote import FetchedManifest
 from .rows import error_row, history_rows, image_row, schema1_row
@@ -51,6 +50,12 @@ class RemoteLike(Protocol):
     def manifest(self, ref: Reference, context: Context | None = None) -> FetchedManifest: ...
 
     def blob(self, repo: Repository, digest: str, context: Context | None = None) -> bytes: ...
+
+    def config(self, repo: Repository, digest: str, context: Context | None = None) -> ImageConfig: ...
+
+    def known_manifest(self, ref: Reference) -> FetchedManifest | None: ...
+
+    def known_config(self, repo: Repository, digest: str) -> ImageConfig | None: ...
 
 
 @dataclass(frozen=True)
@@ -81,28 +86,50 @@ class ScanResult:
 
 
 class _Memo:
-    """Compute each key once; concurrent askers wait for the first."""
+    """Compute each key once; concurrent askers wait for the first.
+
+    A lock per key in flight, not a Future: a scan asks for hundreds of
+    keys, most of them once, and a Future builds a Condition each time.
+    """
 
     def __init__(self) -> None:
-        self._futures: dict[str, Future[Any]] = {}
+        self._done: dict[str, tuple[bool, Any]] = {}  # key: (ok, value or exception)
+        self._running: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def get(self, key: str, compute: Callable[[], T]) -> T:
+        while True:
+            with self._lock:
+                outcome = self._done.get(key)
+                running = self._running.get(key) if outcome is None else None
+                if outcome is None and running is None:
+                    running = self._running[key] = threading.Lock()
+                    running.acquire()
+                    break
+            if running is not None:
+                with running:  # the owner releases it when done; then look again
+                    continue
+            assert outcome is not None
+            ok, value = outcome
+            if ok:
+                result: T = value
+                return result
+            raise value
+        try:
+            value = compute()
+        except BaseException as exc:
+            with self._lock:
+                # A failure is remembered for the scan, but not a cancellation: it must not stick.
+                if not isinstance(exc, Cancelled):
+                    self._done[key] = (False, exc)
+                del self._running[key]
+            running.release()
+            raise
         with self._lock:
-            future = self._futures.get(key)
-            owner = future is None
-            if future is None:
-                future = self._futures[key] = Future()
-        if owner:
-            try:
-                future.set_result(compute())
-            except BaseException as exc:
-                future.set_exception(exc)
-                with self._lock:  # a failure is not remembered: cancellation must not stick
-                    if isinstance(exc, Cancelled):
-                        self._futures.pop(key, None)
-        result: T = future.result()
-        return result
+            self._done[key] = (True, value)
+            del self._running[key]
+        running.release()
+        return value
 
 
 def describe(exc: BaseException) -> str:
@@ -143,27 +170,31 @@ class _Scan:
                 out.history.extend(history)
         return out
 
-    def _config(self, digest: str) -> ImageConfig:
-        return self.memo.get(
-            f"config:{digest}", lambda: parse_config(self.remote.blob(self.repo, digest, self.ctx))
-        )
+    # ``local``: answer from what this process holds, or raise _NeedsIO (see scan()).
 
-    def _manifest(self, ref: Reference) -> FetchedManifest:
+    def _config(self, digest: str, local: bool) -> ImageConfig:
+        if local:
+            return _known(self.remote.known_config(self.repo, digest))
+        return self.memo.get(f"config:{digest}", lambda: self.remote.config(self.repo, digest, self.ctx))
+
+    def _manifest(self, ref: Reference, local: bool) -> FetchedManifest:
+        if local:
+            return _known(self.remote.known_manifest(ref))
+        if ref.digest is None:  # a tag: not shared, and may move; its digest's content is
+            return self.remote.manifest(ref, self.ctx)
         return self.memo.get(f"manifest:{ref.digest}", lambda: self.remote.manifest(ref, self.ctx))
 
     # -- tasks ----------------------------------------------------------------
 
-    def tag_task(self, index: int, ref: Reference) -> list[_Task]:
+    def tag_task(self, index: int, ref: Reference, local: bool = False) -> list[_Task]:
         """Fetch a tag's top manifest; return the platform tasks it fans out into."""
         tag = ref.tag or ref.digest or ""
         key = (index, 0)
         try:
             self.ctx.check()
-            top = self.remote.manifest(ref, self.ctx) if ref.digest is None else self._manifest(ref)
+            top = self._manifest(ref, local)
         except Exception as exc:
-            row = error_row(ref, tag, describe(exc))
-            row["exception"] = exc  # not a column: lets get_image raise what went wrong
-            self._emit(key, row)
+            self._emit(key, _with_exception(error_row(ref, tag, describe(exc)), exc))
             return []
         manifest = top.manifest
         if isinstance(manifest, Index):
@@ -181,7 +212,7 @@ class _Scan:
                 self._emit(key, error_row(ref, tag, "index lists no manifests", digest=top.digest,
                                           media_type=top.media_type, kind="index"))
             return tasks
-        self._single(key, ref, tag, top)
+        self._single(key, ref, tag, top, local)
         return []
 
     def _platform_task(
@@ -193,20 +224,20 @@ class _Scan:
                 kind="index", platform=descriptor.platform, manifest_digest=descriptor.digest,
             )
 
-        def run() -> None:
+        def run(local: bool = False) -> None:
             try:
                 self.ctx.check()
                 child_ref = Reference(ref.registry, ref.repository, None, descriptor.digest)
-                child = self._manifest(child_ref)
+                child = self._manifest(child_ref, local)
                 if not isinstance(child.manifest, ImageManifest):
                     raise ContentError(f"index entry {descriptor.digest} is not an image manifest")
-                self._image(key, ref, tag, top, child, descriptor, "index")
+                self._image(key, ref, tag, top, child, descriptor, "index", local)
             except Exception as exc:
-                self._emit(key, failed(describe(exc)))
+                self._emit(key, _with_exception(failed(describe(exc)), exc))
 
         return _Task(key, run, failed)
 
-    def _single(self, key: Key, ref: Reference, tag: str, top: FetchedManifest) -> None:
+    def _single(self, key: Key, ref: Reference, tag: str, top: FetchedManifest, local: bool) -> None:
         manifest = top.manifest
         try:
             if isinstance(manifest, Schema1Manifest):
@@ -217,14 +248,15 @@ class _Scan:
                     self._emit(key, row, history)
                 return
             assert isinstance(manifest, ImageManifest)
-            self._image(key, ref, tag, top, top, None, "image")
+            self._image(key, ref, tag, top, top, None, "image", local)
         except Exception as exc:
-            self._emit(key, error_row(ref, tag, describe(exc), digest=top.digest,
-                                      media_type=top.media_type, manifest_digest=top.digest))
+            self._emit(key, _with_exception(error_row(ref, tag, describe(exc), digest=top.digest,
+                                                      media_type=top.media_type, manifest_digest=top.digest),
+                                            exc))
 
     def _image(
         self, key: Key, ref: Reference, tag: str, top: FetchedManifest, child: FetchedManifest,
-        descriptor: Descriptor | None, kind: str,
+        descriptor: Descriptor | None, kind: str, local: bool,
     ) -> None:
         manifest = child.manifest
         assert isinstance(manifest, ImageManifest)
@@ -233,11 +265,12 @@ class _Scan:
             config = None
         else:
             try:
-                config = self._config(manifest.config.digest)
+                config = self._config(manifest.config.digest, local)
             except Exception as exc:
                 row = image_row(ref, tag, top.digest, top.media_type, kind, child.digest, manifest,
                                 None, descriptor, self.options.labels_win)
                 row["error"] = describe(exc)
+                row["exception"] = exc
                 row["size"] = row["layers"] = None
                 self._emit(key, row)
                 return
@@ -266,13 +299,86 @@ class _Scan:
         return row
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Task:
-    """A unit of work of a scan, with the row that stands for it if it never finishes."""
+    """A unit of work of a scan, with the row that stands for it if it never finishes.
+
+    ``run()`` does it; ``run(local=True)`` does it from what this process
+    holds, or raises _NeedsIO having emitted nothing.
+    """
 
     key: Key
-    run: Callable[[], Any]
+    run: Callable[..., Any]
     failed: Callable[[str], dict[str, Any]]
+
+
+class _NeedsIO(BaseException):
+    """A local run found something missing from this process's memory.
+
+    A BaseException: a signal, not an error, that no ``except Exception`` of a task may catch.
+    """
+
+
+def _with_exception(row: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+    """``row`` keeping ``exc`` (not a column): get_image and history raise it when nothing else is left."""
+    row["exception"] = exc
+    return row
+
+
+def _known(value: T | None) -> T:
+    if value is None:
+        raise _NeedsIO
+    return value
+
+
+class _Workers:
+    """Threads that run a scan's tasks, started as the work needs them, at most ``size``.
+
+    Lighter than a ThreadPoolExecutor: no Future (and its Condition) per
+    task.  Each finished task comes back on ``done`` as (task, result,
+    exception); ``stop()`` drops the tasks not yet started.
+    """
+
+    def __init__(self, size: int, done: queue.SimpleQueue[tuple[_Task, Any, BaseException | None]]) -> None:
+        self._size = max(1, size)
+        self._done = done
+        self._todo: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
+        self._threads = 0
+        self._idle = 0
+        self._stopped = False
+        self._lock = threading.Lock()
+
+    def submit(self, task: _Task) -> None:
+        self._todo.put(task)
+        with self._lock:
+            if self._idle > 0:  # a thread waiting for work takes it (ThreadPoolExecutor's rule)
+                self._idle -= 1
+                return
+            if self._threads >= self._size:
+                return
+            self._threads += 1
+        threading.Thread(target=self._work, name=f"regdata-scan-{self._threads}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            task = self._todo.get()
+            if task is None or self._stopped:
+                return
+            try:
+                result, error = task.run(), None
+            except BaseException as exc:  # handed to the scan's loop, which raises it
+                result, error = None, exc
+            self._done.put((task, result, error))
+            with self._lock:
+                self._idle += 1
+
+    def stop(self) -> None:
+        """Start nothing more; each thread ends when its task does (or at once when idle)."""
+        with self._lock:
+            self._stopped = True
+            threads = self._threads
+        for _ in range(threads):
+            self._todo.put(None)
 
 
 def scan(
@@ -291,23 +397,35 @@ def scan(
     a row saying ``cancelled`` or ``timed out``.
     """
     job = _Scan(remote, repo, options, ctx)
-    pending: dict[Future[Any], _Task] = {}
-    # Finished futures come back through a queue, O(1) each: wait() over every pending
-    # future locks all of them at each call, O(n^2) over a scan, all of it on the GIL.
-    completed: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
-    pool = ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="regdata-scan")
-    abandoned = False
+    pending: set[_Task] = set()
+    # Finished tasks come back through a queue, O(1) each: waiting on every pending
+    # one at each completion is O(n^2) over a scan, all of it on the GIL.
+    completed: queue.SimpleQueue[tuple[_Task, Any, BaseException | None]] = queue.SimpleQueue()
+    workers = _Workers(options.concurrency, completed)
+
+    total = finished = 0
 
     def submit(task: _Task) -> None:
-        future = pool.submit(task.run)
-        pending[future] = task
-        future.add_done_callback(completed.put)
+        # What this process holds already (a warm cache) is read here at once: handing a
+        # task of a few microseconds to a thread costs more than the task.
+        nonlocal total, finished
+        total += 1
+        try:
+            subs = task.run(local=True)
+        except _NeedsIO:
+            pending.add(task)
+            workers.submit(task)
+            return
+        finished += 1
+        for sub in subs or ():
+            submit(sub)
 
     try:
         for index, ref in enumerate(refs):
             tag = ref.tag or ref.digest or ""
             submit(_Task((index, 0), partial(job.tag_task, index, ref), partial(_unfinished_tag, ref, tag)))
-        total, finished = len(pending), 0
+        if options.progress is not None and finished:
+            options.progress(finished, total)
         stop_at: float | None = None
         while pending:
             now = time.monotonic()
@@ -316,25 +434,22 @@ def scan(
             if stop_at is not None and now >= stop_at:
                 reason = TIMED_OUT if _past(ctx, now) and not ctx.cancelled else "cancelled"
                 ctx.cancel()  # whatever still runs sends nothing more
-                for future, task in pending.items():
-                    future.cancel()
+                for task in pending:
                     job._emit(task.key, task.failed(reason))
-                abandoned = True
                 break
             done = _drain(completed, _WAIT_POLL)
-            for future in done:
-                pending.pop(future)
-                result = future.result()
-                if isinstance(result, list):
-                    for sub in result:
-                        submit(sub)
-                    total += len(result)
-            finished += len(done)
+            for task, result, error in done:
+                pending.discard(task)
+                if error is not None:
+                    raise error
+                finished += 1
+                for sub in result if isinstance(result, list) else ():
+                    submit(sub)
             if options.progress is not None and done:
                 options.progress(finished, total)
     finally:
-        # Abandoned threads end on their own at their next check; the scan does not wait for them.
-        pool.shutdown(wait=not abandoned, cancel_futures=True)
+        # Threads still running end on their own at their next check; the scan does not wait for them.
+        workers.stop()
     return job.result()
 
 
@@ -342,8 +457,8 @@ def scan(
 _WAIT_POLL = 0.1
 
 
-def _drain(completed: queue.SimpleQueue[Future[Any]], timeout: float) -> list[Future[Any]]:
-    """The futures finished so far, waiting up to ``timeout`` for the first."""
+def _drain(completed: queue.SimpleQueue[T], timeout: float) -> list[T]:
+    """The tasks finished so far, waiting up to ``timeout`` for the first."""
     try:
         done = [completed.get(timeout=timeout)]
     except queue.Empty:

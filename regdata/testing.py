@@ -74,7 +74,9 @@ from .manifest import (
     OCI_MANIFEST,
     SCHEMA1,
     SCHEMA1_SIGNED,
+    ImageConfig,
     Platform,
+    parse_config,
     parse_manifest,
 )
 from .reference import Reference, Repository, api_host, canonical_host, parse_reference
@@ -884,3 +886,15 @@ class MockRemote:
         )
         verify(body, digest, f"blob {digest} of {repo}")
         return body
+
+    def config(self, repo: Repository, digest: str, context: Context | None = None) -> ImageConfig:
+        """An image config by digest: :meth:`blob`, parsed."""
+        return parse_config(self.blob(repo, digest, context))
+
+    def known_manifest(self, ref: Reference) -> FetchedManifest | None:
+        """None: the mock keeps nothing between requests, so every read is a request."""
+        return None
+
+    def known_config(self, repo: Repository, digest: str) -> ImageConfig | None:
+        """None, as :meth:`known_manifest`."""
+        return None

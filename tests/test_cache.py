@@ -124,6 +124,49 @@ def test_warm_scan_within_ttl_makes_no_request(backend_factory: Any, registry: R
     pd.testing.assert_frame_equal(again, uncached)
 
 
+class CountingBackend(MemoryBackend):
+    """A memory backend that counts its reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, key: str) -> bytes | None:
+        self.reads += 1
+        return super().get(key)
+
+
+def test_warm_scan_reads_this_processs_memory_not_the_backend(registry: RegistryServer, builder: Builder,
+                                                              repo_name: str) -> None:
+    """What this process checked once is kept parsed: a warm scan reads no backend and hands no
+    task to a thread (each is answered at once); with ``memory=0`` every read goes to the backend."""
+    push_every_kind(builder, repo_name)
+    repo = f"{registry.host}/{repo_name}"
+    backend = CountingBackend()
+    reg = client(Cache(backend, ttl=300))
+    cold, _ = scan(reg, repo)
+    backend.reads = 0
+    threads = set()
+    real_config = reg.factory.remote(registry.host).config
+
+    def spy(*args: Any, **kwargs: Any) -> Any:  # the pool's path: it must not be taken
+        threads.add(threading.current_thread().name)
+        return real_config(*args, **kwargs)
+
+    reg.factory.remote(registry.host).config = spy  # type: ignore[method-assign]
+    warm, warm_counts = scan(reg, repo)
+    pd.testing.assert_frame_equal(warm, cold)
+    assert warm_counts == {} and backend.reads == 0 and threads == set()
+    assert reg.cache is not None and reg.cache.stats()["memory_hits"] > 0
+
+    bare = client(Cache(backend, ttl=300, memory=0))
+    scan(bare, repo)
+    backend.reads = 0
+    again, again_counts = scan(bare, repo)
+    pd.testing.assert_frame_equal(again, cold)
+    assert again_counts == {} and backend.reads > 0
+
+
 def test_after_ttl_one_tag_list_and_heads_only(backend_factory: Any, registry: RegistryServer,
                                                builder: Builder, repo_name: str) -> None:
     push_every_kind(builder, repo_name)
@@ -282,12 +325,13 @@ def test_sqlite_unwritable_scans_uncached(tmp_path: Path, registry: RegistryServ
     reg = client(f"sqlite://{tmp_path}/not-a-dir/cache.sqlite")  # no exception making it
     with caplog.at_level(logging.WARNING, logger="regdata.cache"):
         frame, first = scan(reg, repo)
-        _, second = scan(reg, repo)
+        # Another process, or another Registry, finds nothing: the file holds nothing.
+        _, second = scan(client(f"sqlite://{tmp_path}/not-a-dir/cache.sqlite"), repo)
     pd.testing.assert_frame_equal(frame, scan(client(None), repo)[0])
-    first.pop(("ping", "GET"))  # the first scan found the scheme
     assert first == second  # nothing was cached
     assert reg.cache is not None and reg.cache.errors > 0
-    assert len([r for r in caplog.records if r.name == "regdata.cache"]) == 1
+    # One warning per Cache: the two Registries each said it once.
+    assert len([r for r in caplog.records if r.name == "regdata.cache"]) == 2
 
 
 def test_corrupt_and_foreign_entries_are_misses_and_overwritten(registry: RegistryServer, builder: Builder,
@@ -319,9 +363,12 @@ def test_corrupt_and_foreign_entries_are_misses_and_overwritten(registry: Regist
     backend.set(a_manifest, b"M1\n" + media_type + b"\n" + body.replace(b"}", b" }", 1))
     backend.set(b_config, original_config + b" ")  # a config whose digest is wrong
 
+    # This process remembers what it checked; another one reads the poisoned store.
+    cache = Cache(backend)
+    reg = client(cache)
     frame, requests = scan(reg, repo)
     pd.testing.assert_frame_equal(frame, truth)
-    assert requests == {("tags", "GET"): 1, ("manifest", "GET"): 2, ("blob", "GET"): 1}
+    assert requests == {("ping", "GET"): 1, ("tags", "GET"): 1, ("manifest", "GET"): 2, ("blob", "GET"): 1}
     assert cache.corrupt == 4
     # Overwritten with what the registry said: the next scan is all hits.
     assert backend.get(a_manifest) == original_manifest
@@ -344,10 +391,11 @@ def test_cached_bodies_are_verified_on_the_way_out(registry: RegistryServer, bui
     # Swap in another image's (valid, well-formed) manifest under this digest's key.
     backend.set(cache.key("manifest", remote, repo_name, digest),
                 b"M1\n" + other.media_type.encode() + b"\n" + other.manifest_bytes)
-    frame, requests = scan(reg, repo)
+    # Read by another process (this one remembers what it checked).
+    frame, requests = scan(client(Cache(backend)), repo)
     pd.testing.assert_frame_equal(frame, truth)
     assert frame.loc[0, "labels"] == {"real": "yes"}
-    assert requests == {("manifest", "GET"): 1}
+    assert requests == {("ping", "GET"): 1, ("manifest", "GET"): 1}
 
 
 # --------------------------------------------------------------------------- who sees what
@@ -492,12 +540,14 @@ def test_cache_stats_report_the_backend(memcached: MemcachedServer, registry: Re
     builder.push_image(repo_name, ImageSpec(), tags=["a"])
     reg = client(f"memcached://{memcached.host}")
     scan(reg, f"{registry.host}/{repo_name}")
-    scan(reg, f"{registry.host}/{repo_name}")
+    scan(reg, f"{registry.host}/{repo_name}")  # from this process's memory
+    scan(client(f"memcached://{memcached.host}"), f"{registry.host}/{repo_name}")  # from memcached
     assert reg.cache is not None
     stats = reg.cache.stats()
-    assert stats["backend"] == "memcached" and stats["hits"] >= 4 and stats["errors"] == 0
+    assert stats["backend"] == "memcached" and stats["memory_hits"] >= 4 and stats["errors"] == 0
+    assert stats["hits"] == stats["memory_hits"]  # the backend's were the other Registry's
     ops = stats["backend_stats"]["operations"]
-    assert ops["get"]["hit"] == stats["hits"] and ops["set"]["ok"] >= 4
+    assert ops["set"]["ok"] >= 4
     assert stats["backend_stats"]["servers"] == [memcached.host]
 
 

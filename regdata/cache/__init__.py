@@ -15,6 +15,10 @@ store, see :mod:`regdata.cache.backends`) stores.
   future, is a miss (counted in ``corrupt``) and is deleted, then
   overwritten by the fresh answer.  Bodies are checked against their
   digest by the Remote, which discards them here when they fail.
+- What this process has read or checked is kept in its own memory too
+  (:mod:`regdata.cache.lru`, ``memory`` bytes of it), parsed and verified:
+  only the backend's copy is untrusted.  Moving entries there carry their
+  time stamp, so they go stale exactly as the backend's do.
 - A backend that fails (memcached down, a disk that will not write) turns
   into misses: a warning is logged once, ``errors`` counts, the scan goes on
   uncached.
@@ -41,15 +45,20 @@ from ..manifest import ACCEPT_ALL, decode_json
 from ..reference import api_host
 from .backends.base import Backend, BackendUnavailable
 from .keys import make_key
+from .lru import LRU
 
 if TYPE_CHECKING:
     from ..remote import Remote
 
-__all__ = ["DEFAULT_TTL", "STALE_KEEP", "Backend", "BackendUnavailable", "Cache", "CachedManifest"]
+__all__ = [
+    "DEFAULT_MEMORY", "DEFAULT_TTL", "STALE_KEEP", "Backend", "BackendUnavailable", "Cache", "CachedManifest",
+]
 
 log = logging.getLogger("regdata.cache")
 
 DEFAULT_TTL = 300.0
+# Bytes of verified content and fresh entries this process keeps in its own memory.
+DEFAULT_MEMORY = 64 * 1024 * 1024
 # A stale tag entry is kept this long past its TTL so it can be revalidated by HEAD.
 STALE_KEEP = 7 * 24 * 3600.0
 # Entries written by a machine whose clock runs ahead look younger than they are;
@@ -84,6 +93,8 @@ class Cache:
         ttl: seconds (or a timedelta) a tag list or tag digest stays fresh.
         host_ttl: a different TTL for some registry hosts (``{"docker.io": 3600}``).
         clock: the time now, in epoch seconds.
+        memory: bytes of verified, parsed entries kept in this process in
+            front of the backend (0: none; every read goes to the backend).
 
     ``hits``, ``misses``, ``errors`` (backend failures) and ``corrupt``
     (entries thrown away) count what happened; :meth:`stats` reports them
@@ -94,14 +105,18 @@ class Cache:
     ttl: float = DEFAULT_TTL
     host_ttl: Mapping[str, float] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
+    memory: int = DEFAULT_MEMORY
     hits: int = 0
     misses: int = 0
     errors: int = 0
     corrupt: int = 0
+    memory_hits: int = 0
     _warned: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _recent: LRU = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._recent = LRU(self.memory)
         self.ttl = _seconds(self.ttl)
         self.host_ttl = {host.lower(): _seconds(v) for host, v in self.host_ttl.items()}
         for value in (self.ttl, *self.host_ttl.values()):
@@ -160,10 +175,15 @@ class Cache:
 
     def delete(self, key: str) -> None:
         """Drop an entry."""
+        self._forget(key)
         try:
             self.backend.delete(key)
         except Exception as exc:
             self._failed(exc)
+
+    def _forget(self, key: str) -> None:
+        for kind in _RECENT_KINDS:
+            self._recent.pop((kind, key))
 
     def discard(self, key: str) -> None:
         """Drop an entry found corrupt or foreign: it counted as a hit, it is a miss."""
@@ -177,6 +197,23 @@ class Cache:
 
     def _moving(self, key: str, host: str, valid: Callable[[Any], bool]) -> tuple[Any, bool] | None:
         """(value, fresh) of a moving entry, or None when absent or not ours."""
+        remembered = self._recent.get(("moving", key))
+        if remembered is not None:
+            self._count_hit()
+            value, stored = remembered
+        else:
+            stored_entry = self._read_moving(key, valid)
+            if stored_entry is None:
+                return None
+            value, stored = stored_entry
+        age = self.clock() - stored
+        if age != age or age < -MAX_CLOCK_SKEW:
+            self.discard(key)
+            return None
+        return value, age < self.ttl_for(host)
+
+    def _read_moving(self, key: str, valid: Callable[[Any], bool]) -> tuple[Any, float] | None:
+        """(value, time stored) of a moving entry in the backend, remembered; None when absent or bad."""
         raw = self._get(key)
         if raw is None:
             return None
@@ -186,14 +223,52 @@ class Cache:
         except (ValueError, KeyError, TypeError, OverflowError):
             self.discard(key)
             return None
-        age = self.clock() - stored
-        if not valid(value) or age != age or age < -MAX_CLOCK_SKEW:
+        if not valid(value):
             self.discard(key)
             return None
-        return value, age < self.ttl_for(host)
+        self._recent.put(("moving", key), (value, stored), len(raw))
+        return value, stored
 
     def _put_moving(self, key: str, value: Any, keep: float) -> None:
-        self._set(key, json.dumps({"v": value, "t": self.clock()}).encode(), keep)
+        stored = self.clock()
+        raw = json.dumps({"v": value, "t": stored}).encode()
+        self._recent.put(("moving", key), (value, stored), len(raw))
+        self._set(key, raw, keep)
+
+    def _count_hit(self) -> None:
+        self.count_hits(1)
+
+    # -- what this process verified, parsed: never read back from the backend -----
+
+    def recall(self, kind: str, key: str, count: bool = True) -> Any | None:
+        """A parsed, verified ``kind`` of entry this process kept under ``key``.
+
+        ``count=False`` looks without counting a hit (the caller counts
+        with :meth:`count_hits` once it has all it needs).
+        """
+        value = self._recent.get((kind, key))
+        if value is not None and count:
+            self._count_hit()
+        return value
+
+    def fresh_tag(self, key: str, host: str) -> str | None:
+        """The digest a tag points to, if this process holds it and it is fresh; counts nothing."""
+        remembered = self._recent.get(("moving", key))
+        if remembered is None:
+            return None
+        value, stored = remembered
+        age = self.clock() - stored
+        return value if -MAX_CLOCK_SKEW <= age < self.ttl_for(host) else None
+
+    def count_hits(self, n: int) -> None:
+        """Count ``n`` hits served from this process's memory."""
+        with self._lock:
+            self.hits += n
+            self.memory_hits += n
+
+    def remember(self, kind: str, key: str, value: Any, size: int) -> None:
+        """Keep a parsed, verified entry in this process (``size``: the bytes it came from)."""
+        self._recent.put((kind, key), value, size)
 
     def get_tags(self, key: str, host: str) -> list[str] | None:
         """A tag list stored less than the TTL ago."""
@@ -251,6 +326,7 @@ class Cache:
             out: dict[str, Any] = {
                 "backend": self.name, "hits": self.hits, "misses": self.misses,
                 "errors": self.errors, "corrupt": self.corrupt, "ttl": self.ttl,
+                "memory_hits": self.memory_hits, "memory_bytes": self._recent.bytes,
             }
         backend_stats = getattr(self.backend, "stats", None)
         if callable(backend_stats):
@@ -269,6 +345,11 @@ class Cache:
             close()
         except Exception as exc:
             self._failed(exc)
+
+
+# What the process memory holds under a key: a moving entry with its time stamp, a parsed
+# manifest, a parsed config.
+_RECENT_KINDS = ("moving", "manifest", "config")
 
 
 def _is_tag_list(value: Any) -> bool:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 __all__ = ["MAX_KEY_LENGTH", "make_key"]
 
 MAX_KEY_LENGTH = 250
 VERSION = "rd1"
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:/@-")
+_UNSAFE = re.compile(r"[^a-zA-Z0-9._:/@-]")
 
 
 def make_key(kind: str, host: str, repository: str, reference: str, accept: str, identity: str) -> str:
@@ -31,6 +32,6 @@ def make_key(kind: str, host: str, repository: str, reference: str, accept: str,
     readable = f"{VERSION}:{kind}:{host}/{repository}@{reference}"
     # memcached keys take no spaces or control characters, and a digest read from an
     # untrusted manifest may hold anything: keep a plain alphabet, the hash keeps keys apart.
-    readable = "".join(ch if ch in _SAFE else "_" for ch in readable)
+    readable = _UNSAFE.sub("_", readable)
     room = MAX_KEY_LENGTH - len(digest) - 1
     return f"{readable[:room]}:{digest}"
