@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
@@ -298,19 +299,6 @@ class Schema1Manifest:
         """The image config a schema1 manifest implies: its newest v1Compatibility entry."""
         top = self.history[0] if self.history else {}
         os_name = top.get("os") if isinstance(top.get("os"), str) else "linux"
-        steps = []
-        for entry in reversed(self.history):
-            cc = entry.get("container_config")
-            cmd = cc.get("Cmd") if isinstance(cc, dict) else None
-            created_by = " ".join(c for c in cmd if isinstance(c, str)) if isinstance(cmd, list) else ""
-            steps.append(
-                HistoryEntry(
-                    created=parse_time(entry.get("created")),
-                    created_by=created_by,
-                    empty_layer=bool(entry.get("throwaway", False)),
-                    comment=entry.get("comment") if isinstance(entry.get("comment"), str) else "",
-                )
-            )
         config_section = top.get("config")
         labels = config_section.get("Labels") if isinstance(config_section, dict) else None
         return ImageConfig(
@@ -320,8 +308,27 @@ class Schema1Manifest:
             variant=top.get("variant") if isinstance(top.get("variant"), str) else None,
             os_version=None,
             labels=_str_map(labels, "v1Compatibility.config.Labels"),
-            history=tuple(steps),
+            raw_history=tuple(reversed(self.history)),
+            schema1=True,
         )
+
+
+def _schema1_history(entries: tuple[Any, ...]) -> tuple[HistoryEntry, ...]:
+    """History steps from v1Compatibility entries, oldest first."""
+    steps = []
+    for entry in entries:
+        cc = entry.get("container_config")
+        cmd = cc.get("Cmd") if isinstance(cc, dict) else None
+        created_by = " ".join(c for c in cmd if isinstance(c, str)) if isinstance(cmd, list) else ""
+        steps.append(
+            HistoryEntry(
+                created=parse_time(entry.get("created")),
+                created_by=created_by,
+                empty_layer=bool(entry.get("throwaway", False)),
+                comment=entry.get("comment") if isinstance(entry.get("comment"), str) else "",
+            )
+        )
+    return tuple(steps)
 
 
 Manifest = ImageManifest | Index | Schema1Manifest
@@ -410,7 +417,12 @@ class HistoryEntry:
 
 @dataclass(frozen=True)
 class ImageConfig:
-    """What regdata reads of an image config blob."""
+    """What regdata reads of an image config blob.
+
+    ``history`` is parsed when first read: a scan that wants only ``created``
+    (``get_repository``) does not pay for hundreds of history times, and a
+    malformed history fails only what reads it.
+    """
 
     created: pd.Timestamp | None
     os: str | None
@@ -418,16 +430,18 @@ class ImageConfig:
     variant: str | None
     os_version: str | None
     labels: dict[str, str]
-    history: tuple[HistoryEntry, ...]
+    raw_history: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    schema1: bool = field(default=False, repr=False, compare=False)
+
+    @cached_property
+    def history(self) -> tuple[HistoryEntry, ...]:
+        """The build steps, oldest first (MalformedContent when the config's are malformed)."""
+        return _schema1_history(self.raw_history) if self.schema1 else _config_history(self.raw_history)
 
 
-def parse_config(body: bytes) -> ImageConfig:
-    """Parse an image config blob (Docker or OCI)."""
-    doc = load_json(body, "image config")
-    section = _optional(doc, "config", dict, "config") or {}
+def _config_history(entries: tuple[Any, ...]) -> tuple[HistoryEntry, ...]:
     history = []
-    raw_history = _optional(doc, "history", list, "config") or []
-    for i, entry in enumerate(raw_history):
+    for i, entry in enumerate(entries):
         _require(entry, dict, f"config.history[{i}]")
         history.append(
             HistoryEntry(
@@ -437,6 +451,13 @@ def parse_config(body: bytes) -> ImageConfig:
                 comment=_optional(entry, "comment", str, f"history[{i}]") or "",
             )
         )
+    return tuple(history)
+
+
+def parse_config(body: bytes) -> ImageConfig:
+    """Parse an image config blob (Docker or OCI); its history is parsed when first read."""
+    doc = load_json(body, "image config")
+    section = _optional(doc, "config", dict, "config") or {}
     return ImageConfig(
         created=parse_time(doc.get("created")),
         os=_optional(doc, "os", str, "config"),
@@ -444,5 +465,5 @@ def parse_config(body: bytes) -> ImageConfig:
         variant=_optional(doc, "variant", str, "config") or None,
         os_version=_optional(doc, "os.version", str, "config") or None,
         labels=_str_map(section.get("Labels"), "config.config.Labels"),
-        history=tuple(history),
+        raw_history=tuple(_optional(doc, "history", list, "config") or ()),
     )

@@ -270,7 +270,7 @@ class Registry:
         ref = parse_reference(reference, default_tag=True)
         with _timed():
             result = self._scan(ref.repo, [ref], history=True)
-            _raise_whole(result, ref)
+            _raise_whole(result, ref, history=True)
         frame = make_frame(result.history, HISTORY, "history")
         if frame.empty:
             return frame
@@ -352,8 +352,16 @@ def _progress(
         bar.close()
 
 
-def _raise_whole(result: ScanResult, ref: Reference) -> None:
-    """One image whose top manifest failed raises that failure, as a repository failure does."""
+def _raise_whole(result: ScanResult, ref: Reference, history: bool = False) -> None:
+    """One image whose top manifest failed raises that failure, as a repository failure does.
+
+    So does a history with no step at all when a platform failed: an empty
+    frame would say the image has no history.
+    """
     rows = result.images
     if len(rows) == 1 and isinstance(rows[0].get("exception"), BaseException):
         raise rows[0]["exception"]
+    if history and not result.history:
+        failed = [row["exception"] for row in rows if isinstance(row.get("exception"), BaseException)]
+        if failed:
+            raise failed[0]

@@ -168,6 +168,20 @@ def test_history_frame(app: dict[str, object], builder: Builder, registry: Regis
     assert len(old) >= 1 and old["platform"].iloc[0] == "linux/amd64"
 
 
+def test_a_malformed_history_fails_only_what_reads_it(registry: RegistryServer, builder: Builder,
+                                                      repo_name: str) -> None:
+    """get_repository reads ``created``, not the history: a history of the wrong shape costs
+    its row nothing there, and history() says what is wrong with it."""
+    builder.push_image(repo_name, ImageSpec(created="2024-01-01T00:00:00Z",
+                                            config_extra={"history": [{"created": 12}, "step"]}),
+                       tags=["odd"])
+    df = registry_client().get_repository(f"{registry.host}/{repo_name}")
+    assert len(df) == 1 and pd.isna(df.loc[0, "error"])
+    assert df.loc[0, "created"] == pd.Timestamp("2024-01-01T00:00:00Z")
+    with pytest.raises(regdata.MalformedContent, match="time is not a string"):
+        registry_client().history(f"{registry.host}/{repo_name}:odd")
+
+
 def test_one_bad_tag_never_loses_the_rest(registry: RegistryServer, builder: Builder, repo_name: str) -> None:
     good = builder.push_image(repo_name, ImageSpec(created="2024-01-01T00:00:00Z"), tags=["good"])
     bad = builder.push_image(repo_name, ImageSpec(created="2024-02-01T00:00:00Z", labels={"x": "y"}), tags=["noconfig"])
