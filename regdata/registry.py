@@ -362,6 +362,7 @@ def _raise_whole(result: ScanResult, ref: Reference, history: bool = False) -> N
     if len(rows) == 1 and isinstance(rows[0].get("exception"), BaseException):
         raise rows[0]["exception"]
     if history and not result.history:
-        failed = [row["exception"] for row in rows if isinstance(row.get("exception"), BaseException)]
+        failed = [cause for row in rows for cause in (row.get("exception"), row.get("cause"))
+                  if isinstance(cause, BaseException)]
         if failed:
             raise failed[0]

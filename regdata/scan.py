@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 from .context import Context
 from .errors import BudgetExceeded, Cancelled, ContentError, RegdataError
 from .limits import QuotaFloorReached
-from .manifest import Descriptor, ImageConfig, ImageManifest, Index, Platform, Schema1Manifest
+from .manifest import Descriptor, ImageConfig, ImageManifest, Index, Platform, Schema1Manifest, parse_config
 from .reference import Reference, Repository
 from .remote import FetchedManifest
 from .rows import error_row, history_rows, image_row, schema1_row
@@ -51,11 +51,11 @@ class RemoteLike(Protocol):
 
     def blob(self, repo: Repository, digest: str, context: Context | None = None) -> bytes: ...
 
-    def config(self, repo: Repository, digest: str, context: Context | None = None) -> ImageConfig: ...
 
-    def known_manifest(self, ref: Reference) -> FetchedManifest | None: ...
-
-    def known_config(self, repo: Repository, digest: str) -> ImageConfig | None: ...
+# What a scan uses of a Remote when it has them (the real one and the mock do; a remote written
+# for an older regdata may not): config(repo, digest, context) -> ImageConfig, parsed once;
+# known_manifest(ref) and known_config(repo, digest), what the process holds, or None.
+_OPTIONAL = ("config", "known_manifest", "known_config")
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,12 @@ class _Scan:
         self.options = options
         self.ctx = ctx
         self.memo = _Memo()
+        config, self._known_manifest, self._known_config = (getattr(remote, n, None) for n in _OPTIONAL)
+        self._fetch_config: Callable[[Repository, str, Context], ImageConfig] = config or (
+            lambda repo, digest, ctx: parse_config(remote.blob(repo, digest, ctx))
+        )
+        # Tasks are tried at once from memory only when the remote can say what it holds.
+        self.local = self._known_manifest is not None and self._known_config is not None
         self._rows: list[tuple[Key, int, dict[str, Any], list[dict[str, Any]] | None]] = []
         self._lock = threading.Lock()
 
@@ -174,12 +180,16 @@ class _Scan:
 
     def _config(self, digest: str, local: bool) -> ImageConfig:
         if local:
-            return _known(self.remote.known_config(self.repo, digest))
-        return self.memo.get(f"config:{digest}", lambda: self.remote.config(self.repo, digest, self.ctx))
+            assert self._known_config is not None
+            config: ImageConfig = _known(self._known_config(self.repo, digest))
+            return config
+        return self.memo.get(f"config:{digest}", lambda: self._fetch_config(self.repo, digest, self.ctx))
 
     def _manifest(self, ref: Reference, local: bool) -> FetchedManifest:
         if local:
-            return _known(self.remote.known_manifest(ref))
+            assert self._known_manifest is not None
+            fetched: FetchedManifest = _known(self._known_manifest(ref))
+            return fetched
         if ref.digest is None:  # a tag: not shared, and may move; its digest's content is
             return self.remote.manifest(ref, self.ctx)
         return self.memo.get(f"manifest:{ref.digest}", lambda: self.remote.manifest(ref, self.ctx))
@@ -194,7 +204,9 @@ class _Scan:
             self.ctx.check()
             top = self._manifest(ref, local)
         except Exception as exc:
-            self._emit(key, _with_exception(error_row(ref, tag, describe(exc)), exc))
+            row = error_row(ref, tag, describe(exc))
+            row["exception"] = exc  # not a column: lets get_image raise what went wrong
+            self._emit(key, row)
             return []
         manifest = top.manifest
         if isinstance(manifest, Index):
@@ -233,7 +245,7 @@ class _Scan:
                     raise ContentError(f"index entry {descriptor.digest} is not an image manifest")
                 self._image(key, ref, tag, top, child, descriptor, "index", local)
             except Exception as exc:
-                self._emit(key, _with_exception(failed(describe(exc)), exc))
+                self._emit(key, _with_cause(failed(describe(exc)), exc))
 
         return _Task(key, run, failed)
 
@@ -250,9 +262,9 @@ class _Scan:
             assert isinstance(manifest, ImageManifest)
             self._image(key, ref, tag, top, top, None, "image", local)
         except Exception as exc:
-            self._emit(key, _with_exception(error_row(ref, tag, describe(exc), digest=top.digest,
-                                                      media_type=top.media_type, manifest_digest=top.digest),
-                                            exc))
+            self._emit(key, _with_cause(error_row(ref, tag, describe(exc), digest=top.digest,
+                                                  media_type=top.media_type, manifest_digest=top.digest),
+                                        exc))
 
     def _image(
         self, key: Key, ref: Reference, tag: str, top: FetchedManifest, child: FetchedManifest,
@@ -270,7 +282,7 @@ class _Scan:
                 row = image_row(ref, tag, top.digest, top.media_type, kind, child.digest, manifest,
                                 None, descriptor, self.options.labels_win)
                 row["error"] = describe(exc)
-                row["exception"] = exc
+                row["cause"] = exc
                 row["size"] = row["layers"] = None
                 self._emit(key, row)
                 return
@@ -319,9 +331,9 @@ class _NeedsIO(BaseException):
     """
 
 
-def _with_exception(row: dict[str, Any], exc: BaseException) -> dict[str, Any]:
-    """``row`` keeping ``exc`` (not a column): get_image and history raise it when nothing else is left."""
-    row["exception"] = exc
+def _with_cause(row: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+    """``row`` keeping ``exc`` (not a column): history() raises it when no platform had a history."""
+    row["cause"] = exc
     return row
 
 
@@ -411,6 +423,8 @@ def scan(
         nonlocal total, finished
         total += 1
         try:
+            if not job.local:
+                raise _NeedsIO
             subs = task.run(local=True)
         except _NeedsIO:
             pending.add(task)
