@@ -7,6 +7,7 @@ body is checked against its digest; registry errors become our exceptions.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -52,6 +53,8 @@ from .transport.chain import base_stack, for_host
 from .transport.retry import Clock, parse_retry_after
 
 __all__ = ["FetchedManifest", "Remote", "RemoteFactory"]
+
+logger = logging.getLogger("regdata.remote")
 
 # ECR returns an error for n > 1000.
 PAGE_SIZE = 1000
@@ -150,7 +153,9 @@ class Remote:
         Like Docker, a host allowed plain HTTP is tried with TLS first; only
         a server that does not speak TLS at all falls back to HTTP. A TLS
         server whose certificate fails verification is an error, not a
-        fall-back.
+        fall-back.  A TLS hello refused is no HTTP exchange and not a row of
+        the request log (it would read as a failed request on every scan of
+        a local registry); the ``regdata.remote`` logger says it at INFO.
         """
         if self._scheme is not None:
             return self._scheme
@@ -165,15 +170,23 @@ class Remote:
         )
         if not allowed:
             return "https"
+        request = Request("GET", f"https://{self.api_host}/v2/", "ping", context=self._ctx(context))
+        started, clock = time.time(), time.perf_counter()
         try:
-            self.transport.send(
-                Request("GET", f"https://{self.api_host}/v2/", "ping", context=self._ctx(context))
-            )
-            return "https"
+            # Straight to HTTP: any answer at all, 401 included, says the host speaks TLS.
+            response = self.http.send(request) if self.http else self.transport.send(request)
         except TransportError as exc:
             if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
                 raise
+            logger.info("%s does not speak TLS (%s): using plain HTTP", self.api_host,
+                        printable(str(exc), 200))
             return "http"
+        if self.http:
+            # /v2/ answers 401 to ask for credentials: an answer, not a failure.
+            failed = not (response.ok or response.status == 401)
+            self._record(None, "ping", len(response.body), started, clock, status=response.status,
+                         error=f"HTTP {response.status}" if failed else None)
+        return "https"
 
     def url(self, path: str, context: Context | None = None) -> str:
         """The absolute URL of an API path."""
@@ -188,11 +201,17 @@ class Remote:
     def _hit(self, repository: str, kind: str, size: int, started: float, clock: float,
              method: str = "GET") -> None:
         """A request-log row for an answer the cache gave: the request it saved."""
+        self._record(repository, kind, size, started, clock, method=method, cache="hit", attempt=0)
+
+    def _record(self, repository: str | None, kind: str, size: int, started: float, clock: float, *,
+                method: str = "GET", status: int | None = None, cache: str = "none", attempt: int = 1,
+                error: str | None = None) -> None:
+        """A request-log row written here rather than by the log layer."""
         self.log.record(
             RequestRecord(
                 started=started, host=self.api_host, repository=repository, kind=kind,
-                method=method, status=None, duration_s=time.perf_counter() - clock, bytes=size,
-                attempt=0, cache="hit", error=None,
+                method=method, status=status, duration_s=time.perf_counter() - clock, bytes=size,
+                attempt=attempt, cache=cache, error=error,
             )
         )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 import regdata
@@ -24,9 +26,14 @@ def test_self_signed_registry_refused_then_trusted_with_its_ca(
     assert df["tag"].tolist() == ["1"] and df["error"].isna().all()
 
 
-def test_loopback_plain_http_falls_back_but_tls_is_tried_first(registry: RegistryServer, builder: Builder) -> None:
+def test_loopback_plain_http_falls_back_but_tls_is_tried_first(registry: RegistryServer, builder: Builder,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
     builder.push_image("tls/plain", ImageSpec(), tags=["1"])
     reg = regdata.Registry(cache=None, credentials=regdata.Credentials.none())
-    assert reg.tags(f"{registry.host}/tls/plain") == ["1"]
+    with caplog.at_level(logging.INFO, logger="regdata.remote"):
+        assert reg.tags(f"{registry.host}/tls/plain") == ["1"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "regdata.remote"]
+    assert len(messages) == 1 and messages[0].startswith(f"{registry.host} does not speak TLS")
+    # A TLS hello refused is no HTTP request: the log has the tag list only, and no failure.
     log = reg.requests
-    assert log["kind"].astype(str).tolist()[0] == "ping"  # the TLS probe, refused by a plain server
+    assert log["kind"].astype(str).tolist() == ["tags"] and log["error"].isna().all()
