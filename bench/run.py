@@ -8,7 +8,8 @@ it (bench/fill.py), and runs each contender several times, interleaved, on
 loopback and through a proxy that delays every request (bench/latency.py):
 
 - ``floor``: the same GETs as regdata with a bare requests.Session, 8 threads
-  (``floor-32``: 32 threads, to show the proxy is not the limit);
+  (``floor-32``: 32 threads, to show the proxy is not the limit;
+  ``floor-urllib3``: 8 threads on a bare urllib3 pool, the HTTP regdata speaks);
 - ``regdata``: ``Registry(cache=None).get_repository(...)``, default settings;
 - ``python-dxf``, ``oras-py``, ``skopeo``: as their users run them (bench/peers.py).
 
@@ -57,7 +58,7 @@ __all__ = ["Config", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-CONTENDERS = ("floor", "floor-32", "regdata", "python-dxf", "oras-py", "skopeo")
+CONTENDERS = ("floor", "floor-32", "floor-urllib3", "regdata", "python-dxf", "oras-py", "skopeo")
 NETWORKS = ("loopback", "wan")
 
 
@@ -159,6 +160,8 @@ def _runner(name: str, host: str, repo: str) -> Runner:
         return lambda: (floor_scan(f"http://{host}", repo, 8), {})
     if name == "floor-32":
         return lambda: (floor_scan(f"http://{host}", repo, 32), {})
+    if name == "floor-urllib3":
+        return lambda: (floor_scan(f"http://{host}", repo, 8, client="urllib3"), {})
     if name == "regdata":
         def run() -> tuple[Outcome, dict[str, Any]]:
             done, reg = regdata_scan(host, repo, cache=None)

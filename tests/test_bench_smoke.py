@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTENDERS = {"floor", "floor-32", "regdata", "python-dxf", "oras-py", "skopeo"}
+CONTENDERS = {"floor", "floor-32", "floor-urllib3", "regdata", "python-dxf", "oras-py", "skopeo"}
 
 
 @pytest.fixture(scope="module")
