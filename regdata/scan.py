@@ -67,6 +67,9 @@ class ScanOptions:
     attestations: bool = False
     history: bool = False
     concurrency: int = 8
+    # An image's platforms are a few dozen at most; an index listing more is not read (its tag
+    # gets an error row): a 4 MiB index could otherwise fan out into 50,000 requests.
+    max_index_entries: int = 256
     # Called as progress(done, total) as tasks finish; total grows as indexes fan out.
     progress: Callable[[int, int], None] | None = None
 
@@ -209,6 +212,12 @@ class _Scan:
             self._emit(key, row)
             return []
         manifest = top.manifest
+        if isinstance(manifest, Index) and len(manifest.manifests) > self.options.max_index_entries:
+            self._emit(key, error_row(
+                ref, tag, f"index lists {len(manifest.manifests)} manifests, over the "
+                f"{self.options.max_index_entries} a scan reads of one index",
+                digest=top.digest, media_type=top.media_type, kind="index"))
+            return []
         if isinstance(manifest, Index):
             tasks: list[_Task] = []
             for position, descriptor in enumerate(manifest.manifests, start=1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -180,6 +181,20 @@ def test_a_malformed_history_fails_only_what_reads_it(registry: RegistryServer, 
     assert df.loc[0, "created"] == pd.Timestamp("2024-01-01T00:00:00Z")
     with pytest.raises(regdata.MalformedContent, match="time is not a string"):
         registry_client().history(f"{registry.host}/{repo_name}:odd")
+
+
+def test_an_index_listing_too_many_manifests_is_one_error_row(registry: RegistryServer, builder: Builder,
+                                                             repo_name: str) -> None:
+    builder.push_multiarch(repo_name, ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"], tags=["wide"])
+    builder.push_image(repo_name, ImageSpec(), tags=["plain"])
+    reg = registry_client()
+    reg.options = dataclasses.replace(reg.options, max_index_entries=2)
+    df = reg.get_repository(f"{registry.host}/{repo_name}")
+    wide = df[df["tag"] == "wide"]
+    assert len(wide) == 1 and wide.iloc[0]["kind"] == "index"
+    assert wide.iloc[0]["error"] == "index lists 3 manifests, over the 2 a scan reads of one index"
+    assert df[df["tag"] == "plain"]["error"].isna().all()
+    assert (reg.requests["kind"] == "blob").sum() == 1  # the plain image's config only
 
 
 def test_one_bad_tag_never_loses_the_rest(registry: RegistryServer, builder: Builder, repo_name: str) -> None:
