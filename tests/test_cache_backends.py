@@ -31,6 +31,7 @@ from regdata.cache.backends.memcached import MemcachedBackend, srv_name
 from regdata.cache.backends.sqlite import TABLE, SQLiteBackend, default_path
 from regdata.cache.instrument import CacheOperation, OperationLog
 from regdata.cache.keys import MAX_KEY_LENGTH, make_key
+from regdata.cache.open import open_cache
 from regdata.cache.srv import (
     DNSError,
     ResolverConfig,
@@ -518,6 +519,36 @@ def test_sqlite_expired_rows_are_pruned_on_open(tmp_path: Path) -> None:
     again = SQLiteBackend(path)
     assert sorted(again.keys()) == ["forever"]
     again.close()
+
+
+def test_sqlite_file_stays_within_its_bound_forgetting_the_oldest_writes(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "c.sqlite", max_bytes=10_000)
+    for i in range(30):
+        backend.set(f"k{i}", bytes(1000))
+        if i == 5:
+            backend.set("k0", bytes(1000))  # written again: now among the recent
+    stats = backend.stats()
+    assert stats["bytes"] <= 10_000 and stats["pruned"] > 0
+    kept = set(backend.keys())
+    assert {"k29", "k28", "k27"} <= kept and "k1" not in kept and "k0" not in kept
+    assert len(kept) * 1000 <= 10_000
+    # Another process's writes count too: the total is counted again before pruning.
+    other = SQLiteBackend(tmp_path / "c.sqlite", max_bytes=10_000)
+    for i in range(5):
+        other.set(f"o{i}", bytes(1000))
+    backend.set("last", bytes(1000))
+    assert sum(len(backend.get(k) or b"") for k in backend.keys()) <= 10_000  # noqa: SIM118 - not a dict
+    assert backend.get("last") == bytes(1000)
+    backend.close()
+    other.close()
+
+
+def test_sqlite_bound_from_the_url(tmp_path: Path) -> None:
+    cache = open_cache(f"sqlite://{tmp_path}/c.sqlite?max_mb=0.5")
+    assert cache is not None and cache.backend.max_bytes == 512 * 1024  # type: ignore[attr-defined]
+    for bad in ("max_mb=0", "max_mb=lots", "size=3"):
+        with pytest.raises(ValueError, match="max_mb"):
+            open_cache(f"sqlite://{tmp_path}/c.sqlite?{bad}")
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ The URL forms (the same for ``Registry(cache=...)``, the CLI and ``$REGDATA_CACH
 
     sqlite://                          the default file in the user's cache directory
     sqlite:///abs/path/file.sqlite     a file of your choosing (sqlite://rel/file for a relative one)
+    sqlite://?max_mb=256               either, bounded to 256 MiB of values (1 GiB by default)
     memory://                          a dict in this process
     memcached://host:port[,host:port]  memcached servers
     memcached+srv://service            servers from the SRV records _memcached._tcp.<service>
@@ -98,6 +99,21 @@ def _options(query: str) -> dict[str, float]:
     return options
 
 
+def _sqlite_options(query: str) -> dict[str, int]:
+    options: dict[str, int] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name != "max_mb":
+            raise ValueError(f"unknown sqlite option {name!r}: use max_mb")
+        try:
+            megabytes = float(value)
+        except ValueError:
+            raise ValueError(f"sqlite max_mb must be a number of MiB, got {value!r}") from None
+        if not megabytes > 0:
+            raise ValueError(f"sqlite max_mb must be positive, got {value!r}")
+        options["max_bytes"] = int(megabytes * 1024 * 1024)
+    return options
+
+
 def open_cache(spec: Any, ttl: TTLSpec = None) -> Cache | None:
     """A :class:`Cache` from a spec.
 
@@ -123,7 +139,8 @@ def open_cache(spec: Any, ttl: TTLSpec = None) -> Cache | None:
         from .backends.sqlite import SQLiteBackend
 
         path = unquote(parts.netloc + parts.path)
-        return Cache(SQLiteBackend(path if path not in ("", "/") else None), ttl=seconds, host_ttl=per_host)
+        sqlite = SQLiteBackend(path if path not in ("", "/") else None, **_sqlite_options(parts.query))
+        return Cache(sqlite, ttl=seconds, host_ttl=per_host)
     if scheme == "memcached":
         from .backends.memcached import MemcachedBackend
 

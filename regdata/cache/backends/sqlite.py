@@ -7,6 +7,12 @@ tools read it.  The statements are our own, with placeholders, under one
 lock: ``SQLiteDict`` pastes the key into its SELECT and rolls a failed
 write back in silence, and a cache that cannot write must say so once.
 
+The file is bounded: once its values add up to more than ``max_bytes``
+(1 GiB by default), the entries written longest ago are deleted until a
+tenth of the room is free again.  Content addressed by digest is kept with
+no expiry, so without a bound a batch job reading many registries for
+months would grow the file without end.
+
 The file opens on first use, not when the Registry is made; a file that
 will not open or not write (a read-only directory, a full disk, a path
 that is a directory) makes every call fail, which the cache policy turns
@@ -28,12 +34,15 @@ from requests_cache.backends.sqlite import SQLiteDict  # untyped: used through A
 
 from .base import BackendUnavailable
 
-__all__ = ["TABLE", "SQLiteBackend", "default_path"]
+__all__ = ["DEFAULT_MAX_BYTES", "TABLE", "SQLiteBackend", "default_path"]
 
 TABLE = "regdata"
 # A file that would not open is tried again after this long.
 _REOPEN_AFTER = 30.0
 _BUSY_TIMEOUT_MS = 5000
+DEFAULT_MAX_BYTES = 1024**3
+# Pruned down to this share of max_bytes, so a full file is not pruned at every write.
+_PRUNE_TO = 0.9
 
 
 def default_path() -> Path:
@@ -46,7 +55,12 @@ class SQLiteBackend:
 
     name = "sqlite"
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+        self.max_bytes = max_bytes
+        self._bytes = 0  # of values in the file, as of the last count plus this process's writes
+        self.pruned = 0  # entries deleted to stay within max_bytes
         self.path = Path(path).expanduser() if path is not None else default_path()
         if not self.path.suffix:  # requests-cache adds it: say which file is really used
             self.path = self.path.with_name(self.path.name + ".sqlite")
@@ -73,6 +87,8 @@ class SQLiteBackend:
         # Entries past their expiry go when the file is opened; a read-only file keeps them.
         with contextlib.suppress(sqlite3.Error), db.connection() as con:
             con.execute(f"DELETE FROM {TABLE} WHERE expires IS NOT NULL AND expires <= ?", (time.time(),))
+        with contextlib.suppress(sqlite3.Error), db.connection() as con:
+            self._bytes = _total(con)
         return db
 
     @contextlib.contextmanager
@@ -100,6 +116,29 @@ class SQLiteBackend:
         with self._connection() as con:
             con.execute(f"INSERT OR REPLACE INTO {TABLE} (key, value, expires) VALUES (?, ?, ?)",
                         (key, sqlite3.Binary(value), expires))
+            self._bytes += len(value)
+            if self._bytes > self.max_bytes:
+                self._prune(con)
+
+    def _prune(self, con: sqlite3.Connection) -> None:
+        """Delete the entries written longest ago (lowest rowid) until the values fit again.
+
+        Other processes write the file too: the total is counted again first.
+        """
+        total = self._bytes = _total(con)
+        if total <= self.max_bytes:
+            return
+        excess = total - int(self.max_bytes * _PRUNE_TO)
+        freed, last, count = 0, None, 0
+        # INSERT OR REPLACE gives a rewritten key a new rowid: the order is that of the last write.
+        for rowid, size in con.execute(f"SELECT rowid, LENGTH(value) FROM {TABLE} ORDER BY rowid"):
+            freed, last, count = freed + (size or 0), rowid, count + 1
+            if freed >= excess:
+                break
+        if last is not None:
+            con.execute(f"DELETE FROM {TABLE} WHERE rowid <= ?", (last,))
+            self._bytes -= freed
+            self.pruned += count
 
     def delete(self, key: str) -> None:
         """Remove."""
@@ -123,5 +162,16 @@ class SQLiteBackend:
                 self._db.close()
                 self._db = None
 
+    def stats(self) -> dict[str, Any]:
+        """The file, its bound, and what was pruned to keep to it."""
+        return {"path": str(self.path), "bytes": self._bytes, "max_bytes": self.max_bytes,
+                "pruned": self.pruned}
+
     def __repr__(self) -> str:
         return f"SQLiteBackend({str(self.path)!r})"
+
+
+def _total(con: sqlite3.Connection) -> int:
+    """Bytes of every value in the file."""
+    row = con.execute(f"SELECT COALESCE(SUM(LENGTH(value)), 0) FROM {TABLE}").fetchone()
+    return int(row[0])
