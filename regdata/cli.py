@@ -390,7 +390,7 @@ def _judged(args: argparse.Namespace) -> tuple[Any, Any, pd.DataFrame]:
     registry = _registry(args)
     scan = scan_fleet(registry, fleet, progress=args.bars("repositories"))
     platform = args.platform[0] if args.platform else "linux/amd64"
-    return registry, scan, judge_fleet(scan, platform=platform, now=args.now)
+    return registry, scan, judge_fleet(scan, platform=platform, now=args.now, within=args.within)
 
 
 def _check(args: argparse.Namespace, freshness: pd.DataFrame) -> int:
@@ -538,8 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "(seconds, or 5m, 2h; default 300)")
     reg.add_argument("--insecure", metavar="HOST", action="append", default=[],
                      help="a host that may be spoken to over plain HTTP (repeatable; loopback always may)")
-    reg.add_argument("--concurrency", metavar="N", type=_positive, default=8,
-                     help="requests at a time per host")
+    reg.add_argument("--concurrency", metavar="N", type=_positive, default=None,
+                     help="requests at a time per host, fixed (default: adapts from 8 up to 32 "
+                          "while the registry keeps up, halving on a 429)")
     reg.add_argument("--timeout", metavar="S", type=_seconds, help="connect and read timeout per request")
     reg.add_argument("--budget", metavar="S", type=_seconds, help="seconds a whole scan may take")
     reg.add_argument("--retries", metavar="N", type=_positive,
@@ -592,6 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Kubernetes YAML, docker compose files, or lists of references")
         p.add_argument("--check", action="store_true", help=f"exit {EXIT_STALE} when an image is behind")
         p.add_argument("--now", metavar="TIME", help="judge ages as of TIME (default: now)")
+        p.add_argument("--within", choices=("track", "major", "minor"), default="track",
+                       help="hold a deployed version against its whole track (default), or only "
+                            "the same major (node:6 against 6.x) or major.minor")
         if name == "report":
             p.add_argument("--markdown", action="store_true", help="Markdown (also for -o *.md)")
     p = command("diff", "what changed between two saved images frames (snapshots)", cmd_diff)

@@ -111,7 +111,7 @@ def run_demo(
     small: bool = False,
     fresh: bool = False,
     port: int | None = None,
-    concurrency: int = 8,
+    concurrency: int | None = None,
     platform: str = "linux/amd64",
     fleet: Sequence[str | os.PathLike[str]] | None = None,
     stream: TextIO | None = None,
@@ -161,7 +161,7 @@ def run_demo(
         say(f"sandbox   Distribution registry at {sandbox.host}, serving as docker.io "
             f"(storage {sandbox.root / 'storage'})")
         t0 = time.perf_counter()
-        fill = sandbox.fill(small=small, pins=pins, concurrency=concurrency, progress=bar("filling"))
+        fill = sandbox.fill(small=small, pins=pins, concurrency=concurrency or 8, progress=bar("filling"))
         seconds = {"fill": time.perf_counter() - t0}
         say(f"fill      {fill}")
         say(f"fleet     {len(fleet_frame)} images in {', '.join(_show(f) for f in fleet_files)}")
