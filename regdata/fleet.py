@@ -27,6 +27,7 @@ __all__ = [
     "FLEET",
     "FRESHNESS",
     "STATUSES",
+    "Within",
     "fleet_freshness",
     "read_fleet",
 ]
@@ -401,11 +402,18 @@ class _Track:
     newer: int  # distinct versions above the deployed one
 
 
-def _track(repo: _Repo, version: Version) -> _Track | None:
+# How many leading release numbers a candidate must share with the deployed version.
+Within = Literal["track", "major", "minor"]
+_SAME: dict[str, int] = {"track": 0, "major": 1, "minor": 2}
+
+
+def _track(repo: _Repo, version: Version, within: Within = "track") -> _Track | None:
     # Pre-releases compete only with a deployed pre-release: a release user is not offered an rc.
+    same = _SAME[within]
     pairs = [(i, i.version) for i in repo.current
              if i.version is not None and i.version.track == version.track
-             and (version.is_prerelease or not i.version.is_prerelease)]
+             and (version.is_prerelease or not i.version.is_prerelease)
+             and i.version.release[:same] == version.release[:same]]
     if not pairs:
         return None
     best, best_version = max(pairs, key=lambda p: (p[1].key, p[1].precision, p[0].created))
@@ -419,9 +427,12 @@ def _track(repo: _Repo, version: Version) -> _Track | None:
 def _verdict(
     version: Version | None, track: _Track | None, deployed: _Image | None, by_tag: _Image | None,
     tag: str | None, judged_tag: str | None, moved: bool | None, repush: bool | None, platform: str,
+    within: Within = "track",
 ) -> tuple[str, str]:
     """(status, reason) of one deployed reference whose repository has images."""
     in_track = f" in track {version.track!r}" if version is not None and version.track else ""
+    if version is not None and _SAME[within]:
+        in_track += " within " + ".".join(str(n) for n in version.release[:_SAME[within]]) + ".x"
     if track is not None and track.newer:
         plural = "s" if track.newer > 1 else ""
         return "behind", f"{track.newer} newer version{plural}{in_track} (newest {track.best.tag})"
@@ -443,7 +454,8 @@ def _verdict(
     return "current", f"newest version{in_track}"
 
 
-def _judge(row: Mapping[Hashable, Any], repo: _Repo, platform: str, now: pd.Timestamp) -> dict[str, Any]:
+def _judge(row: Mapping[Hashable, Any], repo: _Repo, platform: str, now: pd.Timestamp,
+           within: Within = "track") -> dict[str, Any]:
     """The freshness columns of one parsed fleet row whose repository has images on ``platform``."""
     tag, digest = row.get("tag"), row.get("digest")
     by_tag = repo.by_tag(tag)
@@ -464,7 +476,7 @@ def _judge(row: Mapping[Hashable, Any], repo: _Repo, platform: str, now: pd.Time
         what = f"digest {str(digest)[:19]}" if digest else f"tag {tag}"
         out.update(status="unknown", reason=f"{what} not among the {platform} images of the repository")
         return out
-    track = _track(repo, version) if version is not None else None
+    track = _track(repo, version, within) if version is not None else None
     if version is not None:
         out.update(track=version.track, version=str(version))
     if track is not None:
@@ -474,7 +486,8 @@ def _judge(row: Mapping[Hashable, Any], repo: _Repo, platform: str, now: pd.Time
         if deployed is not None:
             # A newest version built before the deployed one is no lag; newer_versions still tells.
             out["lag_days"] = max(days(track.best.created - deployed.created) or 0.0, 0.0)
-    status, reason = _verdict(version, track, deployed, by_tag, tag, judged_tag, moved, repush, platform)
+    status, reason = _verdict(version, track, deployed, by_tag, tag, judged_tag, moved, repush, platform,
+                              within)
     if moved and not repush and deployed is not None and by_tag is not None:
         # A pin whose tag was rebuilt since lags at least by that rebuild.
         rebuilt = days(by_tag.created - deployed.created) or 0.0
@@ -489,6 +502,7 @@ def fleet_freshness(
     now: Any = None,
     *,
     platform: str = DEFAULT_PLATFORM,
+    within: Within = "track",
 ) -> pd.DataFrame:
     """How fresh each deployed image of ``fleet`` (a :func:`read_fleet` frame) is.
 
@@ -519,9 +533,16 @@ def fleet_freshness(
       frames, or the platform missing) or ``error`` (the reference did not
       parse), and ``reason`` in words.
 
+    ``within`` narrows the versions a deployed one is held against:
+    ``"track"`` (default) the whole track, ``"major"`` the same major
+    version (``node:6`` against 6.x only, not 9.x), ``"minor"`` the same
+    major.minor.  Use it for images kept on an older line on purpose.
+
     ``age_days`` is ``now`` (default: the current time) minus the deployed
     created time.  Columns: :data:`FRESHNESS`.
     """
+    if within not in _SAME:
+        raise ValueError(f"within must be one of {', '.join(_SAME)}, got {within!r}")
     stamp = as_now(now)
     repos = _repos(images_by_repo)
     judged: dict[tuple[str, str], _Repo] = {}
@@ -546,6 +567,6 @@ def fleet_freshness(
             base.update(status="unknown", reason=f"no {platform} image of {key[0]}/{key[1]}")
             out.append(base)
             continue
-        base.update(_judge(row, repo, platform, stamp))
+        base.update(_judge(row, repo, platform, stamp, within))
         out.append(base)
     return build_frame(out, FRESHNESS, {"status": STATUSES})

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from .errors import RegdataError
-from .fleet import fleet_freshness, read_fleet
+from .fleet import Within, fleet_freshness, read_fleet
 from .freshness import DEFAULT_PLATFORM
 from .reference import Reference, short_name
 
@@ -154,10 +154,11 @@ def scan_fleet(registry: Registry, fleet: pd.DataFrame, *, progress: Progress | 
     return scan
 
 
-def judge_fleet(scan: FleetScan, *, platform: str = DEFAULT_PLATFORM, now: Any = None) -> pd.DataFrame:
+def judge_fleet(scan: FleetScan, *, platform: str = DEFAULT_PLATFORM, now: Any = None,
+                within: Within = "track") -> pd.DataFrame:
     """:func:`~regdata.fleet.fleet_freshness` of a scan; a repository that could not be read
     makes its images ``error`` rows with the reason, rather than ``unknown``."""
-    frame = fleet_freshness(scan.fleet, scan.frames(), now, platform=platform)
+    frame = fleet_freshness(scan.fleet, scan.frames(), now, platform=platform, within=within)
     if not scan.errors or not len(frame):
         return frame
     frame = frame.copy()

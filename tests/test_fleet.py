@@ -384,6 +384,23 @@ def test_fleet_freshness_another_platform_and_one_concatenated_frame() -> None:
     assert (fresh["platform"] == "linux/arm64").all()
 
 
+def test_fleet_freshness_within_a_major_or_minor_line() -> None:
+    """An image kept on an older line on purpose: held against that line only when asked."""
+    fleet = read_fleet("app:1.24.0\napp:1.25.3-alpine\n")
+    track = fleet_freshness(fleet, app_images(), now="2024-04-01")
+    major = fleet_freshness(fleet, app_images(), now="2024-04-01", within="major")
+    minor = fleet_freshness(fleet, app_images(), now="2024-04-01", within="minor")
+    assert records(track, ["candidate_tag", "status"])[0] == ("1.25.3", "behind")
+    assert records(major, ["candidate_tag", "status"])[0] == ("1.25.3", "behind")  # 1.25.3 is within 1.x
+    assert records(minor, ["candidate_tag", "newer_versions", "lag_days", "status"])[0] == (
+        "1.24.0", 0, 0.0, "current")  # nothing newer within 1.24.x
+    assert minor["reason"].iloc[0] == "newest version within 1.24.x"
+    assert major["reason"].iloc[0] == "1 newer version within 1.x (newest 1.25.3)"
+    assert minor["reason"].iloc[1] == "newest version in track 'alpine' within 1.25.x"
+    with pytest.raises(ValueError, match="within must be one of"):
+        fleet_freshness(fleet, app_images(), within="patch")  # type: ignore[arg-type]
+
+
 def test_fleet_freshness_on_real_images_and_empty() -> None:
     from test_freshness import hub_images
 
