@@ -67,10 +67,11 @@ class Registry:
     Args:
         credentials: a :class:`~regdata.Credentials`; by default the docker
             config and containers auth files of this user.
-        cache: ``"sqlite:///path"``, ``"memory://"``, ``"memcached://h:p[,h:p]"``,
-            ``"memcached+srv://service"``, a backend or :class:`~regdata.cache.Cache`,
-            or None for no cache. Default: ``$REGDATA_CACHE``, else SQLite in the
-            user's cache directory.
+        cache: ``"sqlite:///path"`` (``?max_mb=N`` bounds it; 1 GiB by default),
+            ``"memory://"``, ``"memcached://h:p[,h:p]"``, ``"memcached+srv://service"``,
+            a backend or :class:`~regdata.cache.Cache`, or None for no cache. Default:
+            ``$REGDATA_CACHE``, else SQLite in the user's cache directory. What this
+            process verified is also kept parsed in its memory (64 MiB; see Cache).
         cache_ttl: how long tag lists and tag digests stay fresh (seconds or timedelta).
         concurrency: requests at a time per host. Left out, the limiter starts at 8,
             grows while the registry's latency holds and halves on a 429, within
