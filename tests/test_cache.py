@@ -166,6 +166,13 @@ def test_warm_scan_reads_this_processs_memory_not_the_backend(registry: Registry
     pd.testing.assert_frame_equal(again, cold)
     assert again_counts == {} and backend.reads > 0
 
+    # A memory too small for the repository keeps within its bound; the rest comes from the backend.
+    small = Cache(backend, ttl=300, memory=20_000)
+    scan(client(small), repo)
+    tight, tight_counts = scan(client(small), repo)
+    pd.testing.assert_frame_equal(tight, cold)
+    assert tight_counts == {} and 0 < small.stats()["memory_bytes"] <= 20_000
+
 
 def test_after_ttl_one_tag_list_and_heads_only(backend_factory: Any, registry: RegistryServer,
                                                builder: Builder, repo_name: str) -> None:
