@@ -174,6 +174,43 @@ def test_warm_scan_reads_this_processs_memory_not_the_backend(registry: Registry
     assert tight_counts == {} and 0 < small.stats()["memory_bytes"] <= 20_000
 
 
+def test_a_task_half_answered_from_memory_logs_each_hit_once(registry: RegistryServer, builder: Builder,
+                                                              repo_name: str) -> None:
+    """Manifests in memory but configs not: the task goes to a worker, and the hits its quick
+    try found are not logged twice."""
+    push_every_kind(builder, repo_name)
+    repo = f"{registry.host}/{repo_name}"
+    backend = MemoryBackend()
+    scan(client(Cache(backend, ttl=300)), repo)
+
+    def hits(reg: regdata.Registry) -> dict[str, int]:
+        log = reg.requests
+        return {str(k): int(v) for k, v in log[log["cache"] == "hit"]["kind"].value_counts().items()}
+
+    from_store = client(Cache(backend, ttl=300))  # another process: every hit from the backend
+    scan(from_store, repo)
+    cache = Cache(backend, ttl=300)
+    half = client(cache)
+    scan(half, repo)
+    for key in [k for k in cache._recent._entries if k[0] == "config"]:
+        cache._recent.pop(key)
+    before = cache.hits
+    scan(half, repo)
+    assert hits(half) == hits(from_store)
+    assert cache.hits - before == sum(hits(from_store).values())
+
+
+def test_a_tag_list_handed_out_is_the_callers_to_change(registry: RegistryServer, builder: Builder,
+                                                         repo_name: str) -> None:
+    builder.push_image(repo_name, ImageSpec(labels={"n": "1"}), tags=["a", "b"])
+    repo = f"{registry.host}/{repo_name}"
+    reg = client(Cache(MemoryBackend(), ttl=300))
+    tags = reg.tags(repo)
+    tags.remove("a")
+    assert sorted(reg.tags(repo)) == ["a", "b"]
+    assert sorted(reg.get_repository(repo)["tag"]) == ["a", "b"]
+
+
 def test_after_ttl_one_tag_list_and_heads_only(backend_factory: Any, registry: RegistryServer,
                                                builder: Builder, repo_name: str) -> None:
     push_every_kind(builder, repo_name)

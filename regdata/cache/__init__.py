@@ -227,13 +227,16 @@ class Cache:
         if not valid(value):
             self.discard(key)
             return None
-        self._recent.put(("moving", key), (value, stored), _in_memory("moving", len(raw)))
+        kept = tuple(value) if isinstance(value, list) else value
+        self._recent.put(("moving", key), (kept, stored), _in_memory("moving", len(raw)))
         return value, stored
 
     def _put_moving(self, key: str, value: Any, keep: float) -> None:
         stored = self.clock()
         raw = json.dumps({"v": value, "t": stored}).encode()
-        self._recent.put(("moving", key), (value, stored), _in_memory("moving", len(raw)))
+        # A copy: the caller's list is the caller's to change (a tag list goes back to the user).
+        kept = tuple(value) if isinstance(value, list) else value
+        self._recent.put(("moving", key), (kept, stored), _in_memory("moving", len(raw)))
         self._set(key, raw, keep)
 
     def _count_hit(self) -> None:
