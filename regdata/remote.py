@@ -11,7 +11,9 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from urllib.parse import urlsplit
 
 from .cache import Cache, CachedManifest
@@ -60,6 +62,8 @@ logger = logging.getLogger("regdata.remote")
 PAGE_SIZE = 1000
 MAX_PAGES = 10_000
 ERROR_BODY_MAX = 64 * 1024
+# Tries of the TLS probe when the host does not answer at all (it goes below the retry layer).
+_PROBE_ATTEMPTS = 3
 CONFIG_MAX_BYTES = 16 * 1024 * 1024
 _LINK_NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
 
@@ -171,16 +175,24 @@ class Remote:
         if not allowed:
             return "https"
         request = Request("GET", f"https://{self.api_host}/v2/", "ping", context=self._ctx(context))
-        started, clock = time.time(), time.perf_counter()
-        try:
-            # Straight to HTTP: any answer at all, 401 included, says the host speaks TLS.
-            response = self.http.send(request) if self.http else self.transport.send(request)
-        except TransportError as exc:
-            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
-                raise
-            logger.info("%s does not speak TLS (%s): using plain HTTP", self.api_host,
-                        printable(str(exc), 200))
-            return "http"
+        for attempt in range(1, _PROBE_ATTEMPTS + 1):
+            started, clock = time.time(), time.perf_counter()
+            try:
+                # Straight to HTTP: any answer at all, 401 included, says the host speaks TLS.
+                response = self.http.send(request) if self.http else self.transport.send(request)
+                break
+            except TransportError as exc:
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
+                    raise
+                if not exc.temporary:  # the handshake itself failed: the server speaks no TLS
+                    logger.info("%s does not speak TLS (%s): using plain HTTP", self.api_host,
+                                printable(str(exc), 200))
+                    return "http"
+                # A timeout or a reset says nothing about TLS: never a reason to go plain.
+                if attempt == _PROBE_ATTEMPTS:
+                    raise
+                request.context.check()
+                time.sleep(0.2 * attempt)
         if self.http:
             # /v2/ answers 401 to ask for credentials: an answer, not a failure.
             failed = not (response.ok or response.status == 401)
@@ -202,6 +214,13 @@ class Remote:
              method: str = "GET") -> None:
         """A request-log row for an answer the cache gave: the request it saved."""
         self._record(repository, kind, size, started, clock, method=method, cache="hit", attempt=0)
+
+    def _memory_hit(self, repository: str, kind: str, size: int, started: float, clock: float,
+                    method: str = "GET") -> None:
+        """:meth:`_hit` for an answer from this process's memory, counted in the cache's hits."""
+        if self.cache is not None:
+            self.cache.count_hits(1)
+        self._hit(repository, kind, size, started, clock, method)
 
     def _record(self, repository: str | None, kind: str, size: int, started: float, clock: float, *,
                 method: str = "GET", status: int | None = None, cache: str = "none", attempt: int = 1,
@@ -338,12 +357,15 @@ class Remote:
         self._store(ref, fetched)
         return fetched
 
-    def known_manifest(self, ref: Reference) -> FetchedManifest | None:
+    def known_manifest(self, ref: Reference, hits: list[Callable[[], None]] | None = None
+                       ) -> FetchedManifest | None:
         """The manifest ``ref`` names, if this process already holds it (fresh for a tag); else None.
 
         No request and no read of the cache's backend: a scan asks this
         first and runs what it can answer at once without handing it to a
-        thread.  A hit is logged as :meth:`manifest` logs it.
+        thread.  The hits are logged as :meth:`manifest` logs them, at once,
+        or, given ``hits``, appended there for the caller to log once the
+        whole task was answered (one that was not is run again, and logs then).
         """
         cache = self.cache
         if cache is None:
@@ -359,23 +381,37 @@ class Remote:
         )
         if known is None:
             return None
+        found = [] if hits is None else hits
         if ref.digest is None:
-            cache.count_hits(1)
-            self._hit(ref.repository, "manifest_head", 0, started, clock, method="HEAD")
-        cache.count_hits(1)
-        self._hit(ref.repository, "manifest", len(known.body), started, clock)
+            found.append(partial(self._memory_hit, ref.repository, "manifest_head", 0, started, clock,
+                                 method="HEAD"))
+        found.append(partial(self._memory_hit, ref.repository, "manifest", len(known.body), started, clock))
+        if hits is None:
+            for log_hit in found:
+                log_hit()
         return known
 
-    def known_config(self, repo: Repository, digest: str) -> ImageConfig | None:
-        """An image config this process already holds, parsed; else None (no request, no backend read)."""
+    def known_config(self, repo: Repository, digest: str, hits: list[Callable[[], None]] | None = None
+                     ) -> ImageConfig | None:
+        """An image config this process already holds, parsed; else None (no request, no backend read).
+
+        ``hits`` as for :meth:`known_manifest`.
+        """
         cache = self.cache
         if cache is None:
             return None
         started, clock = time.time(), time.perf_counter()
-        known: ImageConfig | None = cache.recall("config", cache.key("blob", self, repo.repository, digest))
-        if known is not None:
-            self._hit(repo.repository, "blob", 0, started, clock)
-        return known
+        known: tuple[ImageConfig, int] | None = cache.recall(
+            "config", cache.key("blob", self, repo.repository, digest), count=False
+        )
+        if known is None:
+            return None
+        log_hit = partial(self._memory_hit, repo.repository, "blob", known[1], started, clock)
+        if hits is None:
+            log_hit()
+        else:
+            hits.append(log_hit)
+        return known[0]
 
     def _tag_digest(self, ref: Reference, ctx: Context) -> str | None:
         """The digest a tag points to, from the cache, revalidated by HEAD after the TTL.
@@ -474,8 +510,8 @@ class Remote:
         body = self.blob(repo, digest, context)
         config = parse_config(body)
         if self.cache is not None:
-            self.cache.remember("config", self.cache.key("blob", self, repo.repository, digest), config,
-                                len(body))
+            self.cache.remember("config", self.cache.key("blob", self, repo.repository, digest),
+                                (config, len(body)), len(body))
         return config
 
 

@@ -54,7 +54,8 @@ class RemoteLike(Protocol):
 
 # What a scan uses of a Remote when it has them (the real one and the mock do; a remote written
 # for an older regdata may not): config(repo, digest, context) -> ImageConfig, parsed once;
-# known_manifest(ref) and known_config(repo, digest), what the process holds, or None.
+# known_manifest(ref, hits) and known_config(repo, digest, hits), what the process holds, or
+# None, with the cache hits to log appended to ``hits`` (see Remote.known_manifest).
 _OPTIONAL = ("config", "known_manifest", "known_config")
 
 
@@ -161,6 +162,9 @@ class _Scan:
         )
         # Tasks are tried at once from memory only when the remote can say what it holds.
         self.local = self._known_manifest is not None and self._known_config is not None
+        # The cache hits of the local run under way (only the scan's own thread runs them): logged
+        # when the task is answered whole, dropped when it needs I/O and goes to a worker.
+        self.local_hits: list[Callable[[], None]] = []
         self._rows: list[tuple[Key, int, dict[str, Any], list[dict[str, Any]] | None]] = []
         self._lock = threading.Lock()
 
@@ -184,14 +188,14 @@ class _Scan:
     def _config(self, digest: str, local: bool) -> ImageConfig:
         if local:
             assert self._known_config is not None
-            config: ImageConfig = _known(self._known_config(self.repo, digest))
+            config: ImageConfig = _known(self._known_config(self.repo, digest, self.local_hits))
             return config
         return self.memo.get(f"config:{digest}", lambda: self._fetch_config(self.repo, digest, self.ctx))
 
     def _manifest(self, ref: Reference, local: bool) -> FetchedManifest:
         if local:
             assert self._known_manifest is not None
-            fetched: FetchedManifest = _known(self._known_manifest(ref))
+            fetched: FetchedManifest = _known(self._known_manifest(ref, self.local_hits))
             return fetched
         if ref.digest is None:  # a tag: not shared, and may move; its digest's content is
             return self.remote.manifest(ref, self.ctx)
@@ -431,6 +435,7 @@ def scan(
         # task of a few microseconds to a thread costs more than the task.
         nonlocal total, finished
         total += 1
+        job.local_hits.clear()
         try:
             if not job.local:
                 raise _NeedsIO
@@ -439,6 +444,8 @@ def scan(
             pending.add(task)
             workers.submit(task)
             return
+        for log_hit in job.local_hits:
+            log_hit()
         finished += 1
         for sub in subs or ():
             submit(sub)
@@ -470,6 +477,9 @@ def scan(
                     submit(sub)
             if options.progress is not None and done:
                 options.progress(finished, total)
+    except BaseException:
+        ctx.cancel()  # leaving on an error (or Ctrl-C): the tasks still running send nothing more
+        raise
     finally:
         # Threads still running end on their own at their next check; the scan does not wait for them.
         workers.stop()

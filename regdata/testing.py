@@ -891,10 +891,12 @@ class MockRemote:
         """An image config by digest: :meth:`blob`, parsed."""
         return parse_config(self.blob(repo, digest, context))
 
-    def known_manifest(self, ref: Reference) -> FetchedManifest | None:
+    def known_manifest(self, ref: Reference, hits: list[Callable[[], None]] | None = None
+                       ) -> FetchedManifest | None:
         """None: the mock keeps nothing between requests, so every read is a request."""
         return None
 
-    def known_config(self, repo: Repository, digest: str) -> ImageConfig | None:
+    def known_config(self, repo: Repository, digest: str, hits: list[Callable[[], None]] | None = None
+                     ) -> ImageConfig | None:
         """None, as :meth:`known_manifest`."""
         return None
