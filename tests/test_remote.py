@@ -330,6 +330,24 @@ def test_a_refused_connection_is_a_transport_error_not_a_timeout() -> None:
     assert not isinstance(caught.value, regdata.RequestTimeout)
 
 
+def test_a_host_that_does_not_answer_is_never_taken_for_plain_http() -> None:
+    """Only a failed TLS handshake means plain HTTP; a refused connection decides nothing."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        remote = factory().remote(f"127.0.0.1:{port}")
+        with pytest.raises(regdata.TransportError, match="connection failed"):
+            remote.scheme()
+    assert remote._scheme is None  # asked again next time
+
+
+def test_a_ca_bundle_that_cannot_be_read_says_so_and_is_not_retried(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    with pytest.raises(regdata.TransportError, match="cannot load the CA certificates") as caught:
+        HTTPTransport(verify=str(missing)).send(Request("GET", "https://127.0.0.1:1/v2/", "ping"))
+    assert caught.value.temporary is False
+
+
 def test_one_tls_context_per_trust_setting() -> None:
     """Loading a CA bundle costs ~20 ms of CPU: done once per setting, not per connection."""
     assert tls_context(True) is tls_context(True)

@@ -99,7 +99,7 @@ class HTTPTransport:
                 if parts.scheme == "https":
                     pool = urllib3.HTTPSConnectionPool(
                         host, port, maxsize=self.pool_size, block=False, retries=False,
-                        ssl_context=tls_context(self.verify),
+                        ssl_context=_trust(self.verify),
                         cert_reqs="CERT_NONE" if self.verify is False else "CERT_REQUIRED",
                         assert_hostname=False if self.verify is False else None,
                     )
@@ -136,7 +136,7 @@ class HTTPTransport:
         if left is not None:
             read = max(0.001, min(read, left))
         where = f"{request.method} {parts.scheme}://{parts.netloc}{parts.path}"
-        headers = {"User-Agent": USER_AGENT, **request.headers}
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip", **request.headers}
         body = None
         if request.data is not None:
             body = urlencode(request.data)
@@ -168,6 +168,9 @@ class HTTPTransport:
             raise TransportError(f"connection failed for {where}: {_reason(exc)}") from None
         try:
             content = self._read(raw, request, where, read)
+        except BaseException:
+            raw.close()  # a body left half read must not go back to the pool
+            raise
         finally:
             raw.release_conn()
         return Response(status=raw.status, headers=raw.headers, body=content, url=request.url,
@@ -216,6 +219,16 @@ class HTTPTransport:
             raw.close()
             raise TransportError(f"connection broke reading {where}: {_reason(exc)}") from None
         return b"".join(parts)
+
+
+def _trust(verify: bool | str) -> ssl.SSLContext:
+    """:func:`tls_context`, or an error that says the CA bundle is the problem (no retry mends it)."""
+    try:
+        return tls_context(verify)
+    except (OSError, ssl.SSLError) as exc:
+        error = TransportError(f"cannot load the CA certificates {verify!r}: {_reason(exc)}")
+        error.temporary = False
+        raise error from None
 
 
 def _reason(exc: BaseException) -> str:
