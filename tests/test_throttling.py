@@ -36,6 +36,7 @@ from regdata.transport import RetryPolicy
 from tests.support.builder import Builder, ImageSpec
 from tests.support.proxy import Action, FaultProxy, Seen, start_proxy
 from tests.support.registry_server import RegistryServer
+from tests.test_backoff import FakeClock
 
 REPO = "throttle/app"
 TAGS = 36
@@ -391,22 +392,6 @@ def test_rows_come_back_in_ref_order_whatever_order_requests_finish() -> None:
 
 
 # -- the limiter's rules, on synthetic answers -------------------------------------------------
-
-
-@dataclass
-class FakeClock:
-    now: float = 0.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return 1_700_000_000.0 + self.now
-
-    def sleep(self, seconds: float, context: Context) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def window(limiter: HostLimiter, latency: float, status: int = 200) -> None:
