@@ -7,7 +7,8 @@ retrying the same request may help (``temporary``)::
     ├── InvalidReference          (also ValueError) a reference that does not parse
     ├── CredentialsError          a docker config / auth file or credential helper failed
     ├── TransportError            the request got no HTTP answer (refused, reset, TLS, timeout)
-    │   └── RequestTimeout        connect or read timeout
+    │   ├── RequestTimeout        connect or read timeout
+    │   └── TLSError              the TLS handshake failed (``verify_failed``: the certificate)
     ├── InsecureRequest           plain HTTP or a credential to a host not allowed to have it
     ├── RegistryError             the registry answered with an error status
     │   ├── Unauthorized          401
@@ -49,6 +50,7 @@ __all__ = [
     "RequestTimeout",
     "SandboxError",
     "ServerError",
+    "TLSError",
     "TooManyRequests",
     "TransportError",
     "Unauthorized",
@@ -86,6 +88,16 @@ class TransportError(RegdataError):
 
 class RequestTimeout(TransportError):
     """A connect or read timeout."""
+
+
+class TLSError(TransportError):
+    """A TLS handshake that failed: the server's certificate (``verify_failed``), or no TLS at all."""
+
+    temporary = False
+
+    def __init__(self, message: str, verify_failed: bool = False) -> None:
+        super().__init__(message)
+        self.verify_failed = verify_failed
 
 
 class InsecureRequest(RegdataError):

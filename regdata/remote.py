@@ -24,6 +24,7 @@ from .errors import (
     ErrorDetail,
     MalformedContent,
     RegdataError,
+    TLSError,
     TransportError,
     error_for_status,
     printable,
@@ -181,18 +182,17 @@ class Remote:
                 # Straight to HTTP: any answer at all, 401 included, says the host speaks TLS.
                 response = self.http.send(request) if self.http else self.transport.send(request)
                 break
+            except TLSError as exc:
+                if exc.verify_failed:  # a TLS server whose certificate fails: an error, never plain
+                    raise
+                logger.info("%s does not speak TLS (%s): using plain HTTP", self.api_host,
+                            printable(str(exc), 200))
+                return "http"
             except TransportError as exc:
-                if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
+                # A timeout or a reset says nothing about TLS (nor a CA file that will not load).
+                if not exc.temporary or attempt == _PROBE_ATTEMPTS:
                     raise
-                if not exc.temporary:  # the handshake itself failed: the server speaks no TLS
-                    logger.info("%s does not speak TLS (%s): using plain HTTP", self.api_host,
-                                printable(str(exc), 200))
-                    return "http"
-                # A timeout or a reset says nothing about TLS: never a reason to go plain.
-                if attempt == _PROBE_ATTEMPTS:
-                    raise
-                request.context.check()
-                time.sleep(0.2 * attempt)
+                request.context.sleep(0.2 * attempt)
         if self.http:
             # /v2/ answers 401 to ask for credentials: an answer, not a failure.
             failed = not (response.ok or response.status == 401)
@@ -354,7 +354,8 @@ class Remote:
                 return fetched
         # By digest, even for a tag: the tag may move between the HEAD and this GET.
         fetched = self._fetch_manifest(ref, ctx, cache_state="miss")
-        self._store(ref, fetched)
+        # Stored by digest only: the tag's entry is _tag_digest's, dated when the registry said it.
+        self._store(Reference(ref.registry, ref.repository, None, ref.digest), fetched)
         return fetched
 
     def known_manifest(self, ref: Reference, hits: list[Callable[[], None]] | None = None
@@ -580,7 +581,8 @@ class RemoteFactory:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        self.mirrors = {canonical_host(k): v for k, v in self.mirrors.items()}
+        # Docker's registry-mirrors are URLs ("https://mirror.gcr.io"): the host is what is used.
+        self.mirrors = {canonical_host(k): api_host(canonical_host(v)) for k, v in self.mirrors.items()}
         # A connection per request the limiter may let through, so none waits for a socket.
         self.pool_size = max(self.pool_size, self.limits.max_concurrency)
         self.http = HTTPTransport(

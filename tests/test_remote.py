@@ -346,6 +346,18 @@ def test_a_ca_bundle_that_cannot_be_read_says_so_and_is_not_retried(tmp_path: Pa
     with pytest.raises(regdata.TransportError, match="cannot load the CA certificates") as caught:
         HTTPTransport(verify=str(missing)).send(Request("GET", "https://127.0.0.1:1/v2/", "ping"))
     assert caught.value.temporary is False
+    # Nor does the TLS probe take it for a server without TLS.
+    with pytest.raises(regdata.TransportError, match="cannot load the CA certificates"):
+        factory(verify=str(missing)).remote("127.0.0.1:1").scheme()
+
+
+def test_a_mirror_may_be_written_as_docker_writes_it(registry: RegistryServer, builder: Builder,
+                                                     repo_name: str) -> None:
+    """registry-mirrors in daemon.json are URLs: the host is taken from one."""
+    builder.push_image(repo_name, ImageSpec(), tags=["m1"])
+    remote = factory(mirrors={"Mirrored.Example": f"http://{registry.host}/"}).remote("mirrored.example")
+    assert remote.api_host == registry.host
+    assert remote.tags(parse_repository(f"mirrored.example/{repo_name}")) == ["m1"]
 
 
 def test_one_tls_context_per_trust_setting() -> None:

@@ -28,7 +28,7 @@ import urllib3
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.exceptions import SSLError as URLLib3SSLError
 
-from ..errors import InsecureRequest, MalformedContent, RequestTimeout, TransportError
+from ..errors import InsecureRequest, MalformedContent, RequestTimeout, TLSError, TransportError
 from ..reference import is_loopback_host
 from .base import Request, Response, netloc
 
@@ -157,9 +157,8 @@ class HTTPTransport:
                 preload_content=False,
             )
         except URLLib3SSLError as exc:
-            error = TransportError(f"TLS failure for {where}: {_reason(exc)}")
-            error.temporary = False
-            raise error from None
+            raise TLSError(f"TLS failure for {where}: {_reason(exc)}",
+                           verify_failed=_verify_failed(exc)) from None
         except NewConnectionError as exc:  # before the timeouts: urllib3 makes it a ConnectTimeoutError
             raise TransportError(f"connection failed for {where}: {_reason(exc)}") from None
         except (ConnectTimeoutError, ReadTimeoutError, urllib3.exceptions.TimeoutError, TimeoutError):
@@ -189,7 +188,7 @@ class HTTPTransport:
         if request.method == "HEAD":
             return b""
         declared = raw.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > request.max_bytes:
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > request.max_bytes:
             raw.close()
             raise MalformedContent(
                 f"{where}: body of {declared} bytes is over the {request.max_bytes}-byte cap"
@@ -219,6 +218,13 @@ class HTTPTransport:
             raw.close()
             raise TransportError(f"connection broke reading {where}: {_reason(exc)}") from None
         return b"".join(parts)
+
+
+def _verify_failed(exc: BaseException) -> bool:
+    """True when a TLS failure is the certificate's (not a server that speaks no TLS)."""
+    causes = [exc, *exc.args, exc.__context__]
+    return any(isinstance(c, (ssl.SSLCertVerificationError, ssl.CertificateError)) for c in causes) or (
+        "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc))
 
 
 def _trust(verify: bool | str) -> ssl.SSLContext:
