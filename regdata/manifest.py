@@ -304,7 +304,8 @@ class Schema1Manifest:
         return ImageConfig(
             created=parse_time(top.get("created")),
             os=os_name,
-            architecture=top.get("architecture") or self.architecture,
+            architecture=(top.get("architecture") if isinstance(top.get("architecture"), str) else None)
+            or self.architecture,
             variant=top.get("variant") if isinstance(top.get("variant"), str) else None,
             os_version=None,
             labels=_str_map(labels, "v1Compatibility.config.Labels"),

@@ -166,11 +166,20 @@ class _Scan:
         # when the task is answered whole, dropped when it needs I/O and goes to a worker.
         self.local_hits: list[Callable[[], None]] = []
         self._rows: list[tuple[Key, int, dict[str, Any], list[dict[str, Any]] | None]] = []
+        self._closed = False
         self._lock = threading.Lock()
 
     def _emit(self, key: Key, row: dict[str, Any], history: list[dict[str, Any]] | None = None) -> None:
         with self._lock:
-            self._rows.append((key, len(self._rows), row, history))
+            if not self._closed:
+                self._rows.append((key, len(self._rows), row, history))
+
+    def close(self, unfinished: Iterable[tuple[Key, dict[str, Any]]]) -> None:
+        """The rows of the tasks abandoned; a task still running emits nothing after them."""
+        with self._lock:
+            for key, row in unfinished:
+                self._rows.append((key, len(self._rows), row, None))
+            self._closed = True
 
     def result(self) -> ScanResult:
         """The rows emitted so far, in ref order (then platform order), not completion order."""
@@ -311,8 +320,10 @@ class _Scan:
     def _kept(self, row: dict[str, Any]) -> bool:
         if self.options.platforms is None:
             return True
-        text = row.get("platform")
-        return bool(text) and self.options.keeps(Platform.parse(text)) if text else False
+        if not (row.get("os") and row.get("architecture")):  # an artifact: no platform to keep
+            return False
+        # From the row's fields, not its text: a variant may hold a "/" that text would split.
+        return self.options.keeps(Platform(row["os"], row["architecture"], row.get("variant")))
 
     def _attestation_row(
         self, ref: Reference, tag: str, top: FetchedManifest, descriptor: Descriptor
@@ -464,8 +475,9 @@ def scan(
             if stop_at is not None and now >= stop_at:
                 reason = TIMED_OUT if _past(ctx, now) and not ctx.cancelled else "cancelled"
                 ctx.cancel()  # whatever still runs sends nothing more
-                for task in pending:
-                    job._emit(task.key, task.failed(reason))
+                for task, _, _ in _drain(completed, 0):  # finished meanwhile: their own rows stand
+                    pending.discard(task)
+                job.close((task.key, task.failed(reason)) for task in pending)
                 break
             done = _drain(completed, _WAIT_POLL)
             for task, result, error in done:

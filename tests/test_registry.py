@@ -197,6 +197,15 @@ def test_an_index_listing_too_many_manifests_is_one_error_row(registry: Registry
     assert (reg.requests["kind"] == "blob").sum() == 1  # the plain image's config only
 
 
+def test_a_platform_filter_reads_a_variant_as_the_config_writes_it(registry: RegistryServer, builder: Builder,
+                                                                   repo_name: str) -> None:
+    """A variant holding a "/" is odd but no error: with a filter set too."""
+    builder.push_image(repo_name, ImageSpec(platform=Platform("linux", "arm", "v7/x")), tags=["odd"])
+    df = regdata.Registry(cache=None, credentials=regdata.Credentials.none(),
+                          platforms=["linux/arm"]).get_repository(f"{registry.host}/{repo_name}")
+    assert df["error"].isna().all() and df["variant"].tolist() == ["v7/x"]
+
+
 def test_one_bad_tag_never_loses_the_rest(registry: RegistryServer, builder: Builder, repo_name: str) -> None:
     good = builder.push_image(repo_name, ImageSpec(created="2024-01-01T00:00:00Z"), tags=["good"])
     bad = builder.push_image(repo_name, ImageSpec(created="2024-02-01T00:00:00Z", labels={"x": "y"}), tags=["noconfig"])
