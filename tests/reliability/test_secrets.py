@@ -40,6 +40,7 @@ from urllib.parse import quote, quote_plus
 import pandas as pd
 import pytest
 import requests
+import urllib3
 
 import regdata
 from regdata import Credential, Credentials, Registry, RegistryError
@@ -441,13 +442,18 @@ def test_credentials_not_sent_to_other_pages_or_realms(basic_registry: tuple[Reg
 def test_never_plain_http_to_a_host_not_named_insecure(monkeypatch: pytest.MonkeyPatch, tally: Tally) -> None:
     batch = tally.batch("secret", "no plain HTTP to a host not named insecure")
     sent: list[str] = []
-    real = requests.Session.request
+    real = urllib3.HTTPConnectionPool.urlopen  # the HTTPS pool's too: where every request leaves
 
-    def record(self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        sent.append(url)
+    def record(self: urllib3.HTTPConnectionPool, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(f"{self.scheme}://{self.host}:{self.port}{url}")
         return real(self, method, url, *args, **kwargs)
 
-    monkeypatch.setattr(requests.Session, "request", record)
+    monkeypatch.setattr(urllib3.HTTPConnectionPool, "urlopen", record)
+    # The spy sees what does leave: a loopback request (to a port nobody listens on) is recorded.
+    with pytest.raises(regdata.TransportError):
+        HTTPTransport().send(Request("GET", "http://127.0.0.1:1/v2/", "ping"))
+    assert sent == ["http://127.0.0.1:1/v2/"]
+    sent.clear()
     credentials = Credentials.from_mapping({"203.0.113.9": ("alice", BASIC_PASSWORD),
                                             "registry.example": ("alice", BASIC_PASSWORD)})
     factory = regdata.RemoteFactory(credentials=credentials, cache=None)
