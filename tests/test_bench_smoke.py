@@ -64,6 +64,9 @@ def test_every_contender_read_what_regdata_read(smoke: tuple[dict[str, Any], str
         ours = by[(network, "regdata")]["read"]
         read = run["read"]
         assert read["tags"] == 12
+        if name == "regdata":
+            continue  # the reference the others are held against
+        assert read["rows_sha256"] is not None or name == "skopeo", (network, name)
         if read["rows_sha256"] is not None:
             assert read["rows_sha256"] == ours["rows_sha256"], (network, name)
         if read["tops_sha256"] is not None and name != "skopeo":  # skopeo sees linux/amd64 tags only
