@@ -35,6 +35,7 @@ from .errors import (
     NotFound,
     RegdataError,
     RegistryError,
+    SandboxError,
     TransportError,
     Unauthorized,
 )
@@ -275,8 +276,6 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
         return EXIT_TIMEOUT, text
     if isinstance(exc, RegistryError | ContentError):
         return EXIT_REGISTRY, f"registry error: {text}"
-    from .sandbox import SandboxError
-
     if isinstance(exc, SandboxError):
         return EXIT_SANDBOX, f"sandbox: {text}"
     if isinstance(exc, RegdataError | ValueError):

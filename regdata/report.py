@@ -31,7 +31,7 @@ import pandas as pd
 
 from .errors import RegdataError
 from .fleet import Within, fleet_freshness, read_fleet
-from .freshness import DEFAULT_PLATFORM
+from .freshness import DEFAULT_PLATFORM, as_now
 from .reference import Reference, short_name
 
 if TYPE_CHECKING:
@@ -407,7 +407,7 @@ def write_report(
     all_images = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["registry", "repository", "tag", "platform", "created", "size", "error"])
     ordered = _ordered(fleet_freshness)
-    stamp = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    stamp = as_now(now)  # printed as UTC: an offset given must be converted, not dropped
     context = {
         "title": title,
         "generated": stamp.strftime("%Y-%m-%d %H:%M UTC"),

@@ -201,3 +201,10 @@ def test_every_repository_can_get_its_plots(tmp_path: Path, run: dict) -> None:
     assert [tag for tag, _ in page.tags].count("img") == 1 + 2 * 3
     opened = [attrs for tag, attrs in page.tags if tag == "details"]
     assert len(opened) == 3 and sum("open" in attrs for attrs in opened) == 1
+
+
+def test_the_generated_time_is_printed_in_utc(tmp_path: Path, run: dict) -> None:
+    scan: FleetScan = run["scan"]
+    path = write_report(run["freshness"], scan.images, run["requests"], tmp_path / "r.md", "markdown",
+                        now="2024-06-01T02:00:00+02:00")
+    assert "2024-06-01 00:00 UTC" in path.read_text()
