@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from regdata.fleet import read_fleet
-from regdata.report import judge_fleet, request_figures, scan_fleet, write_report
+from regdata.report import FleetScan, judge_fleet, request_figures, scan_fleet, write_report
 from regdata.testing import MockRegistry, image, index
 
 NOW = "2024-06-01T00:00:00Z"
