@@ -52,7 +52,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import CredentialsError
+from .errors import CredentialsError, printable
 from .manifest import decode_json
 from .reference import DOCKER_HUB, canonical_host
 
@@ -188,10 +188,8 @@ def auth_file_paths() -> list[Path]:
 
 def _show(text: str, limit: int = 60) -> str:
     """A short, printable quotation of untrusted text, for messages."""
-    clean = "".join(c if c.isprintable() else "?" for c in text)
-    if len(clean) > limit:
-        clean = clean[: limit - 3] + "..."
-    return repr(clean)
+    clean = printable(text, limit + 1)
+    return repr(clean[: limit - 3] + "..." if len(clean) > limit else clean)
 
 
 def _entry_host(key: str, origin: str) -> tuple[str, bool]:

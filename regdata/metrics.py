@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from .requestlog import seed_kind
+
 if TYPE_CHECKING:
     from .cache import Cache
     from .cache.backends.base import Backend
@@ -47,7 +49,6 @@ __all__ = [
 ]
 
 # Flux's two seed kinds, and the kinds it did not instrument, by their own names.
-_SEED = {"tags": "tags", "manifest": "metadata", "manifest_head": "metadata", "blob": "metadata"}
 
 
 class Metrics:
@@ -81,7 +82,7 @@ class Metrics:
 
     def observe_request(self, kind: str, success: bool, seconds: float) -> None:
         """One HTTP request, by our kind (mapped to Flux's)."""
-        self.request.labels(kind=_SEED.get(kind, kind), success=_flag(success)).observe(seconds)
+        self.request.labels(kind=seed_kind(kind) or kind, success=_flag(success)).observe(seconds)
 
     def observe_memcache(self, method: str, success: bool, seconds: float) -> None:
         """One cache backend call."""

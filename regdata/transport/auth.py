@@ -230,8 +230,7 @@ class AuthTransport:
             token_request = Request(
                 "POST", realm, "token", data=form, max_bytes=TOKEN_MAX_BYTES,
                 repository=request.repository, context=request.context,
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-            )
+            )  # the HTTP layer form-encodes ``data`` and says so
         else:
             pairs = list(query.items()) + [("scope", s) for s in scopes]
             if self.credential.username:

@@ -16,10 +16,10 @@ from .. import metrics
 from ..errors import RegdataError
 from ..requestlog import RequestLog, RequestRecord
 from .base import Request, Response, Transport
+from .redirect import REDIRECTS
 
 __all__ = ["LogTransport", "host_of"]
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class ConcurrencySource(Protocol):
@@ -48,7 +48,7 @@ class LogTransport:
         except RegdataError as exc:
             self._write(request, host, started, clock, None, None, str(exc), concurrency)
             raise
-        error = None if response.ok or response.status in _REDIRECTS else f"HTTP {response.status}"
+        error = None if response.ok or response.status in REDIRECTS else f"HTTP {response.status}"
         self._write(request, host, started, clock, response.status, len(response.body), error,
                     concurrency)
         return response

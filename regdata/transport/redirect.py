@@ -8,10 +8,10 @@ again, which gives a credential only to the registry's own host.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from ..errors import InsecureRequest, MalformedContent
-from .base import Request, Response, Transport
+from .base import Request, Response, Transport, join_url
 
 __all__ = ["RedirectTransport"]
 
@@ -36,11 +36,8 @@ class RedirectTransport:
             hops += 1
             if hops > MAX_HOPS:
                 raise MalformedContent(f"more than {MAX_HOPS} redirects from {request.url}")
-            try:
-                target = urljoin(request.url, location)
-                scheme = urlsplit(target).scheme
-            except ValueError:  # a broken host ("http://[::1") in the registry's Location
-                raise MalformedContent(f"unusable redirect target from {request.url}") from None
+            target = join_url(request.url, location)  # a broken Location is MalformedContent
+            scheme = urlsplit(target).scheme
             if scheme not in ("http", "https"):
                 raise InsecureRequest(f"refusing a redirect to scheme {scheme!r}")
             request = replace(request, url=target)  # a Request checks its URL
