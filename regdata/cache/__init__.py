@@ -199,19 +199,24 @@ class Cache:
     def _moving(self, key: str, host: str, valid: Callable[[Any], bool]) -> tuple[Any, bool] | None:
         """(value, fresh) of a moving entry, or None when absent or not ours."""
         remembered = self._recent.get(("moving", key))
-        if remembered is not None:
-            self._count_hit()
-            value, stored = remembered
-        else:
-            stored_entry = self._read_moving(key, valid)
-            if stored_entry is None:
-                return None
-            value, stored = stored_entry
-        age = self.clock() - stored
-        if age != age or age < -MAX_CLOCK_SKEW:
+        entry = remembered if remembered is not None else self._read_moving(key, valid)
+        if entry is None:
+            return None
+        value, stored = entry
+        fresh = self._fresh(stored, host)
+        if fresh is None:
             self.discard(key)
             return None
-        return value, age < self.ttl_for(host)
+        if remembered is not None:
+            self.count_hits(1)
+        return value, fresh
+
+    def _fresh(self, stored: float, host: str) -> bool | None:
+        """Whether an entry stored at ``stored`` is within the TTL; None for a time no clock of ours wrote."""
+        age = self.clock() - stored
+        if age != age or age < -MAX_CLOCK_SKEW:
+            return None
+        return age < self.ttl_for(host)
 
     def _read_moving(self, key: str, valid: Callable[[Any], bool]) -> tuple[Any, float] | None:
         """(value, time stored) of a moving entry in the backend, remembered; None when absent or bad."""
@@ -227,20 +232,19 @@ class Cache:
         if not valid(value):
             self.discard(key)
             return None
-        kept = tuple(value) if isinstance(value, list) else value
-        self._recent.put(("moving", key), (kept, stored), _in_memory("moving", len(raw)))
+        self._remember_moving(key, value, stored, len(raw))
         return value, stored
 
     def _put_moving(self, key: str, value: Any, keep: float) -> None:
         stored = self.clock()
         raw = json.dumps({"v": value, "t": stored}).encode()
-        # A copy: the caller's list is the caller's to change (a tag list goes back to the user).
-        kept = tuple(value) if isinstance(value, list) else value
-        self._recent.put(("moving", key), (kept, stored), _in_memory("moving", len(raw)))
+        self._remember_moving(key, value, stored, len(raw))
         self._set(key, raw, keep)
 
-    def _count_hit(self) -> None:
-        self.count_hits(1)
+    def _remember_moving(self, key: str, value: Any, stored: float, size: int) -> None:
+        # A copy: the caller's list is the caller's to change (a tag list goes back to the user).
+        kept = tuple(value) if isinstance(value, list) else value
+        self._recent.put(("moving", key), (kept, stored), _in_memory("moving", size))
 
     # -- what this process verified, parsed: never read back from the backend -----
 
@@ -252,7 +256,7 @@ class Cache:
         """
         value = self._recent.get((kind, key))
         if value is not None and count:
-            self._count_hit()
+            self.count_hits(1)
         return value
 
     def fresh_tag(self, key: str, host: str) -> str | None:
@@ -261,8 +265,7 @@ class Cache:
         if remembered is None:
             return None
         value, stored = remembered
-        age = self.clock() - stored
-        return value if -MAX_CLOCK_SKEW <= age < self.ttl_for(host) else None
+        return value if self._fresh(stored, host) else None
 
     def count_hits(self, n: int) -> None:
         """Count ``n`` hits served from this process's memory."""
