@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Hashable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -155,14 +156,14 @@ def _read_kubernetes(docs: list[Any], name: str) -> list[dict[str, Any]]:
             meta: Mapping[str, Any] = metadata if isinstance(metadata, Mapping) else {}
             obj_name = str(meta.get("name") or meta.get("generateName") or "?")
             namespace = meta.get("namespace")
-            for field, role in _CONTAINER_LISTS:
-                containers = spec.get(field)
+            for list_name, role in _CONTAINER_LISTS:
+                containers = spec.get(list_name)
                 if not isinstance(containers, list):
                     continue
                 for index, container in enumerate(containers):
                     if not isinstance(container, Mapping):
                         continue
-                    cname = str(container.get("name") or f"{field}[{index}]")
+                    cname = str(container.get("name") or f"{list_name}[{index}]")
                     rows.append(_reference_row(
                         container.get("image"),
                         source=f"{name}#{number}/{kind}/{obj_name}/{cname}",
@@ -327,18 +328,24 @@ class _Repo:
     """A repository's images on the judged platform, parsed once."""
 
     images: tuple[_Image, ...]
+    # The candidates and floating tags of a (track, release prefix, pre-releases too) line:
+    # the same for every deployed image of that line, and all-against-all to find.
+    lines: dict[tuple[str, tuple[int, ...], bool], tuple[list[tuple[_Image, Version]], set[str]]] = field(
+        default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def _last(self) -> dict[str, _Image]:
+        # Frames of several scans come oldest first: a tag's last row is its current image.
+        return {i.tag: i for i in self.images}
 
     @property
     def current(self) -> tuple[_Image, ...]:
-        """Each tag's current image: its last row, as frames of several scans come oldest first."""
-        last = {i.tag: i for i in self.images}
-        return tuple(last.values())
+        """Each tag's current image."""
+        return tuple(self._last.values())
 
     def by_tag(self, tag: str | None) -> _Image | None:
         """The tag's current image."""
-        if tag is None:
-            return None
-        return next((i for i in reversed(self.images) if i.tag == tag), None)
+        return None if tag is None else self._last.get(tag)
 
     def by_digest(self, digest: str, tag: str | None) -> _Image | None:
         found = [i for i in self.images if digest in (i.digest, i.manifest_digest)]
@@ -409,16 +416,18 @@ _SAME: dict[str, int] = {"track": 0, "major": 1, "minor": 2}
 
 def _track(repo: _Repo, version: Version, within: Within = "track") -> _Track | None:
     # Pre-releases compete only with a deployed pre-release: a release user is not offered an rc.
-    same = _SAME[within]
-    pairs = [(i, i.version) for i in repo.current
-             if i.version is not None and i.version.track == version.track
-             and (version.is_prerelease or not i.version.is_prerelease)
-             and i.version.release[:same] == version.release[:same]]
+    line = (version.track, version.release[:_SAME[within]], version.is_prerelease)
+    if line not in repo.lines:
+        candidates = [(i, i.version) for i in repo.current
+                      if i.version is not None and i.version.track == line[0]
+                      and (line[2] or not i.version.is_prerelease)
+                      and i.version.release[:len(line[1])] == line[1]]
+        repo.lines[line] = (candidates, floating_tags([v for _, v in candidates]))
+    pairs, floating = repo.lines[line]
     if not pairs:
         return None
     best, best_version = max(pairs, key=lambda p: (p[1].key, p[1].precision, p[0].created))
     newest, _ = max(pairs, key=lambda p: (p[0].created, p[1].key, p[1].precision))
-    floating = floating_tags([v for _, v in pairs])
     newer = {v.key for i, v in pairs
              if i.tag not in floating and v.key > version.key and not version.covers(v)}
     return _Track(best, best_version, newest, len(newer))

@@ -39,6 +39,7 @@ last.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -190,6 +191,7 @@ def _split_build(suffix: str | None) -> tuple[str, int | None]:
     return suffix, None
 
 
+@functools.lru_cache(maxsize=65536)  # a Version is immutable; sorting and judging ask for the same tags
 def parse_version(tag: str) -> Version | None:
     """Read ``tag`` as a version, or return None for tags that are not versions.
 

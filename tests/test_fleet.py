@@ -417,3 +417,9 @@ def test_fleet_freshness_on_real_images_and_empty() -> None:
     empty = fleet_freshness(read_fleet("# nothing\n"), {})
     assert empty.empty and schema_of(empty) == list(FRESHNESS)
     assert list(empty["status"].cat.categories) == ["current", "behind", "unknown", "error"]
+
+
+def test_a_container_without_a_name_is_named_by_its_place() -> None:
+    fleet = read_fleet("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
+                       "  initContainers: [{image: busybox}]\n  containers: [{image: nginx:1.25}]\n")
+    assert fleet["container"].tolist() == ["initContainers[0]", "containers[0]"]
