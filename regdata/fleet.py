@@ -28,6 +28,8 @@ __all__ = [
     "FLEET",
     "FRESHNESS",
     "STATUSES",
+    "STATUS_COLOURS",
+    "STATUS_ORDER",
     "Within",
     "fleet_freshness",
     "read_fleet",
@@ -51,6 +53,9 @@ FLEET: Schema = (
 )
 
 STATUSES = ("current", "behind", "unknown", "error")
+# How the report's tables and the plots list them (what needs a look first), and their colours.
+STATUS_ORDER = ("behind", "error", "unknown", "current")
+STATUS_COLOURS = {"current": "#2ca02c", "behind": "#d62728", "unknown": "#9e9e9e", "error": "#6a3d9a"}
 
 # A freshness row starts with the deployed reference as the fleet frame has it.
 FRESHNESS: Schema = (

@@ -20,6 +20,7 @@ from matplotlib.axis import Axis
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, Locator, NullLocator
 
+from .fleet import STATUS_COLOURS, STATUS_ORDER
 from .freshness import DEFAULT_PLATFORM, release_cadence, usable_images
 from .reference import short_name
 from .versions import Version, floating_tags, sort_tags, versions_of
@@ -33,7 +34,6 @@ __all__ = [
 ]
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
-STATUS_COLOURS = {"current": "#2ca02c", "behind": "#d62728", "unknown": "#9e9e9e", "error": "#6a3d9a"}
 _TICK_FONT = 7.5
 # Room a tick label needs along its axis, in multiples of its font size.
 _LABEL_PITCH = 1.4
@@ -218,7 +218,7 @@ def fleet_freshness_plot(freshness: pd.DataFrame, ax: Axes | None = None) -> Axe
         _no_data(ax, "no deployed images")
         ax.set_yticks([])
         return ax
-    rank = {s: i for i, s in enumerate(("behind", "unknown", "error", "current"))}
+    rank = {s: i for i, s in enumerate(STATUS_ORDER)}  # the report's tables' order
     frame = freshness.assign(
         _rank=freshness["status"].astype("string").map(rank).fillna(len(rank)),
         _lag=freshness["lag_days"].astype("float64"),

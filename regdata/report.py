@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from .errors import RegdataError
-from .fleet import Within, fleet_freshness, read_fleet
+from .fleet import STATUS_COLOURS, STATUS_ORDER, Within, fleet_freshness, read_fleet
 from .freshness import DEFAULT_PLATFORM, as_now
 from .reference import Reference, short_name
 
@@ -51,9 +51,6 @@ __all__ = [
 ReportFormat = Literal["html", "markdown"]
 Progress = Callable[[int, int], None]
 
-STATUS_ORDER = ("behind", "error", "unknown", "current")
-# The colours of regdata.plots, so the tables and the plots agree.
-STATUS_COLOURS = {"current": "#2ca02c", "behind": "#d62728", "unknown": "#9e9e9e", "error": "#6a3d9a"}
 
 
 # --------------------------------------------------------------------------- scanning
