@@ -19,8 +19,8 @@ import pandas as pd
 import yaml
 
 from .errors import InvalidReference
-from .frames import Schema
-from .freshness import DEFAULT_PLATFORM, as_now, build_frame, days, usable_images
+from .frames import Schema, make_frame
+from .freshness import DEFAULT_PLATFORM, as_now, days, usable_images
 from .reference import parse_reference, parse_repository
 from .versions import Version, floating_tags, versions_of
 
@@ -291,18 +291,18 @@ def read_fleet(
     if detected is None:
         if suffix in _YAML_SUFFIXES:
             if yaml_error is not None:
-                return build_frame([{"source": label, "error": yaml_error}], FLEET)
+                return make_frame([{"source": label, "error": yaml_error}], FLEET)
             detected = "kubernetes"
         elif docs is not None and len(docs) == 1 and isinstance(docs[0], list) and all(
             isinstance(item, str) for item in docs[0]
         ):
             rows = [_reference_row(item, source=f"{label}#{i}", role="list")
                     for i, item in enumerate(docs[0])]
-            return build_frame(rows, FLEET)
+            return make_frame(rows, FLEET)
         else:
             detected = "list"
     if detected != "list" and docs is None:
-        return build_frame([{"source": label, "error": yaml_error}], FLEET)
+        return make_frame([{"source": label, "error": yaml_error}], FLEET)
     if detected == "list":
         rows = _read_list(text, label)
     elif detected == "compose":
@@ -311,7 +311,7 @@ def read_fleet(
     else:
         assert docs is not None
         rows = _read_kubernetes(docs, label)
-    return build_frame(rows, FLEET)
+    return make_frame(rows, FLEET)
 
 
 # -- freshness ----------------------------------------------------------------
@@ -583,4 +583,4 @@ def fleet_freshness(
             continue
         base.update(_judge(row, repo, platform, stamp, within))
         out.append(base)
-    return build_frame(out, FRESHNESS, {"status": STATUSES})
+    return make_frame(out, FRESHNESS, {"status": STATUSES})

@@ -7,12 +7,12 @@ one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["HISTORY", "IMAGES", "REQUESTS", "Schema", "make_frame"]
+__all__ = ["HISTORY", "IMAGES", "IMAGE_CATEGORIES", "REQUESTS", "REQUEST_CATEGORIES", "Schema", "make_frame"]
 
 Schema = tuple[tuple[str, str], ...]
 
@@ -74,18 +74,19 @@ REQUESTS: Schema = (
 REQUEST_KINDS = ("tags", "manifest", "manifest_head", "blob", "token", "catalog", "ping")
 CACHE_STATES = ("hit", "miss", "none")
 
-_CATEGORIES: Mapping[str, tuple[str, ...]] = {
-    "kind@images": IMAGE_KINDS,
-    "kind@requests": REQUEST_KINDS,
-    "cache@requests": CACHE_STATES,
-}
+# The fixed categories of the schemas' ``category`` columns.
+IMAGE_CATEGORIES: Mapping[str, Sequence[str]] = {"kind": IMAGE_KINDS}
+REQUEST_CATEGORIES: Mapping[str, Sequence[str]] = {"kind": REQUEST_KINDS, "cache": CACHE_STATES}
 
 
-def make_frame(rows: Iterable[Mapping[str, Any]], schema: Schema, name: str) -> pd.DataFrame:
+def make_frame(
+    rows: Iterable[Mapping[str, Any]], schema: Schema, categories: Mapping[str, Sequence[str]] | None = None
+) -> pd.DataFrame:
     """Build a frame with exactly ``schema``'s columns and dtypes from row dicts.
 
-    ``name`` picks the fixed category sets (``images``, ``history``,
-    ``requests``), so the categories are the same whatever rows came.
+    ``categories`` gives each ``category`` column its fixed categories
+    (:data:`IMAGE_CATEGORIES` for :data:`IMAGES`...), so they are the same
+    whatever rows came, and when none came.
     """
     records = list(rows)
     columns = [column for column, _ in schema]
@@ -94,8 +95,9 @@ def make_frame(rows: Iterable[Mapping[str, Any]], schema: Schema, name: str) -> 
     for column, dtype in schema:
         values = frame[column]
         if dtype == "category":
-            categories = _CATEGORIES[f"{column}@{name}"]
-            frame[column] = pd.Categorical(values, categories=categories)
+            if categories is None or column not in categories:
+                raise ValueError(f"make_frame: no categories given for category column {column!r}")
+            frame[column] = pd.Categorical(values, categories=list(categories[column]))
         elif dtype.startswith("datetime64"):
             frame[column] = pd.to_datetime(values, utc=True).astype(pd.api.types.pandas_dtype(dtype))
         elif dtype == "object":

@@ -15,7 +15,7 @@ and other artifact rows, and rows without a ``created`` time.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from typing import Any, Literal
 
 import pandas as pd
@@ -119,24 +119,6 @@ CHANGES: Schema = (
     ("previous_created", _TIME),
     ("change", "category"),
 )
-
-
-def build_frame(
-    rows: Iterable[Mapping[str, Any]],
-    schema: Schema,
-    categories: Mapping[str, Sequence[str]] | None = None,
-) -> pd.DataFrame:
-    """:func:`~regdata.frames.make_frame` for schemas of the analytics modules.
-
-    ``categories`` gives the fixed categories of each ``category`` column, so
-    that they are the same whatever rows came (and when none came).
-    """
-    plain = tuple((c, "object" if d == "category" else d) for c, d in schema)
-    frame = make_frame(rows, plain, "analytics")
-    for column, dtype in schema:
-        if dtype == "category":
-            frame[column] = pd.Categorical(frame[column], categories=list((categories or {})[column]))
-    return frame
 
 
 def to_utc(values: Any) -> pd.Series:
@@ -244,7 +226,7 @@ def newest_per_track(
             "manifest_digest": row.get("manifest_digest"), "created": row["created"],
             "size": row.get("size"), "candidates": len(candidates),
         })
-    return build_frame(out, NEWEST)
+    return make_frame(out, NEWEST)
 
 
 def _clusters(times: list[pd.Timestamp], within: pd.Timedelta | None) -> list[list[int]]:
@@ -314,7 +296,7 @@ def release_cadence(
                 "tags": ", ".join(tags),
             })
             previous = created
-    frame = build_frame(out, CADENCE)
+    frame = make_frame(out, CADENCE)
     frame["interval_days"] = frame["interval_days"].astype("float64")
     return frame
 
@@ -341,7 +323,7 @@ def cadence_summary(cadence: pd.DataFrame) -> pd.DataFrame:
                 "min_days": intervals.min() if len(intervals) else None,
                 "max_days": intervals.max() if len(intervals) else None,
             })
-    frame = build_frame(out, CADENCE_SUMMARY)
+    frame = make_frame(out, CADENCE_SUMMARY)
     for column in ("mean_days", "median_days", "min_days", "max_days"):
         frame[column] = frame[column].astype("float64")
     return frame
@@ -378,7 +360,7 @@ def shared_digests(images: pd.DataFrame, *, min_tags: int = 2) -> pd.DataFrame:
         })
     order = {tag: i for i, tag in enumerate(sort_tags(o["most_specific"] for o in out))}
     out.sort(key=lambda o: (o["registry"] or "", o["repository"] or "", order[o["most_specific"]]))
-    return build_frame(out, SHARED)
+    return make_frame(out, SHARED)
 
 
 def tag_ages(
@@ -421,7 +403,7 @@ def tag_ages(
             "version": str(version) if version else None,
             "created": row["created"], "age_days": days(stamp - row["created"]),
         })
-    frame = build_frame(out, AGES)
+    frame = make_frame(out, AGES)
     frame["age_days"] = frame["age_days"].astype("float64")
     return frame
 

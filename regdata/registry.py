@@ -26,7 +26,7 @@ from .cache import DEFAULT_TTL, Cache
 from .cache.open import open_cache, parse_ttl
 from .context import Context
 from .credentials import Credentials
-from .frames import HISTORY, IMAGES, make_frame
+from .frames import HISTORY, IMAGE_CATEGORIES, IMAGES, make_frame
 from .limits import DEFAULT_CONCURRENCY, DEFAULT_MAX_CONCURRENCY, Limits, RateLimit
 from .manifest import Platform
 from .reference import Reference, Repository, parse_reference, parse_repository
@@ -256,7 +256,7 @@ class Registry:
                 result = self._scan(repo, refs, history=False, ctx=ctx)
             finally:
                 self._done(ctx)
-        return _sort(make_frame(result.images, IMAGES, "images"))
+        return _sort(make_frame(result.images, IMAGES, IMAGE_CATEGORIES))
 
     def get_image(self, reference: str | Reference) -> pd.DataFrame:
         """The rows of one image: its tag or digest (``latest`` when it names neither)."""
@@ -264,7 +264,7 @@ class Registry:
         with _timed():
             result = self._scan(ref.repo, [ref], history=False)
             _raise_whole(result, ref)
-        return _sort(make_frame(result.images, IMAGES, "images"))
+        return _sort(make_frame(result.images, IMAGES, IMAGE_CATEGORIES))
 
     def history(self, reference: str | Reference) -> pd.DataFrame:
         """The build history of one image: one row per history entry, per platform."""
@@ -272,7 +272,7 @@ class Registry:
         with _timed():
             result = self._scan(ref.repo, [ref], history=True)
             _raise_whole(result, ref, history=True)
-        frame = make_frame(result.history, HISTORY, "history")
+        frame = make_frame(result.history, HISTORY)
         if frame.empty:
             return frame
         return frame.sort_values(["platform", "step"], kind="stable").reset_index(drop=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from .frames import REQUESTS, Schema, make_frame
+from .frames import REQUEST_CATEGORIES, REQUESTS, Schema, make_frame
 
 __all__ = [
     "KIND_METADATA",
@@ -170,7 +170,7 @@ class RequestLog:
             for r in self.records()
         ]
         _epoch_to_time(rows, "started")
-        return make_frame(rows, REQUEST_LOG if concurrency else REQUESTS, "requests")
+        return make_frame(rows, REQUEST_LOG if concurrency else REQUESTS, REQUEST_CATEGORIES)
 
     def limiter_frame(self) -> pd.DataFrame:
         """The limiter's decisions as a DataFrame with fixed columns (:data:`LIMITER_EVENTS`)."""
@@ -188,7 +188,7 @@ class RequestLog:
             for e in self.events()
         ]
         _epoch_to_time(rows, "at")
-        return make_frame(rows, LIMITER_EVENTS, "limiter")
+        return make_frame(rows, LIMITER_EVENTS)
 
     def __repr__(self) -> str:
         return f"RequestLog({len(self)} rows, capacity {self.capacity})"

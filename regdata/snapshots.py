@@ -27,8 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from .frames import Schema
-from .freshness import build_frame
+from .frames import Schema, make_frame
 from .versions import sort_tags
 
 __all__ = ["DIFF", "DIFF_CHANGES", "diff_snapshots", "load_snapshot", "save_snapshot"]
@@ -292,4 +291,4 @@ def diff_snapshots(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
         str(o["registry"]), str(o["repository"]), order[str(o["tag"])], str(o["platform"]),
         str(o["os_version"] or ""),
     ))
-    return build_frame(out, DIFF, {"change": DIFF_CHANGES})
+    return make_frame(out, DIFF, {"change": DIFF_CHANGES})

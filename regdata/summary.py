@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .frames import REQUEST_KINDS, Schema
+from .frames import REQUEST_KINDS, Schema, make_frame
 from .requestlog import KIND_METADATA, KIND_TAGS, seed_kind
 
 if TYPE_CHECKING:
@@ -83,14 +83,7 @@ def summarize(requests: pd.DataFrame, seed: bool = False) -> pd.DataFrame:
 
 
 def _frame(rows: list[dict[str, Any]], categories: tuple[str, ...]) -> pd.DataFrame:
-    columns = [c for c, _ in SUMMARY]
-    frame = pd.DataFrame({c: [r[c] for r in rows] for c in columns}, columns=columns,
-                         index=pd.RangeIndex(len(rows)))
-    for column, dtype in SUMMARY:
-        if dtype == "category":
-            frame[column] = pd.Categorical(frame[column], categories=categories)
-        else:
-            frame[column] = frame[column].astype(pd.api.types.pandas_dtype(dtype))
+    frame = make_frame(rows, SUMMARY, {"kind": categories})
     if rows:
         frame = frame.sort_values(["host", "kind"], kind="stable").reset_index(drop=True)
     return frame

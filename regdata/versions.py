@@ -307,4 +307,4 @@ def version_frame(tags: Iterable[str]) -> pd.DataFrame:
             "build": version.build,
             "floating": tag in floating,
         })
-    return make_frame(rows, VERSIONS, "versions")
+    return make_frame(rows, VERSIONS)

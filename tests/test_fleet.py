@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from regdata.fleet import FLEET, FRESHNESS, fleet_freshness, read_fleet
-from regdata.frames import IMAGES, make_frame
+from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
 
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32
@@ -282,13 +282,13 @@ def app_images() -> pd.DataFrame:
         app_row("1.25.3-alpine", 6, "2024-03-02"),
         app_row("1.27.0", 7, "2024-03-25", error="manifest unknown"),
     ]
-    return make_frame(earlier_scan + current, IMAGES, "images")
+    return make_frame(earlier_scan + current, IMAGES, IMAGE_CATEGORIES)
 
 
 def team_images() -> pd.DataFrame:
     rows = [{"registry": "registry.example.com:5000", "repository": "team/sub/app", "tag": "1.2", "digest": DIGEST,
              "kind": "image", "platform": "linux/amd64", "created": "2024-02-01T00:00:00Z"}]
-    return make_frame(rows, IMAGES, "images")
+    return make_frame(rows, IMAGES, IMAGE_CATEGORIES)
 
 
 FLEET_LIST = f"""\

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from regdata.frames import IMAGES, make_frame
+from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
 from regdata.freshness import (
     AGES,
     CADENCE,
@@ -74,7 +74,7 @@ def hub_rows(image: str, snapshot: str = "snapshot.json") -> list[dict[str, Any]
 
 def hub_images(*images: str, snapshot: str = "snapshot.json") -> pd.DataFrame:
     """An images frame of real images (all their tags and platforms)."""
-    return make_frame([r for image in images for r in hub_rows(image, snapshot)], IMAGES, "images")
+    return make_frame([r for image in images for r in hub_rows(image, snapshot)], IMAGES, IMAGE_CATEGORIES)
 
 
 def image_row(tag: str, created: str | None, digest: str, platform: str = "linux/amd64", **extra: Any) -> dict[str, Any]:
@@ -90,7 +90,7 @@ def schema_of(frame: pd.DataFrame) -> list[tuple[str, str]]:
     return [(str(c), str(d)) for c, d in frame.dtypes.items()]
 
 
-EMPTY = make_frame([], IMAGES, "images")
+EMPTY = make_frame([], IMAGES, IMAGE_CATEGORIES)
 
 
 # -- newest per track ---------------------------------------------------------
@@ -125,7 +125,7 @@ def test_newest_per_track_prereleases_and_platforms() -> None:
 
 def test_newest_per_track_a_track_of_prereleases_only_still_counts() -> None:
     frame = make_frame([image_row("2.0.0-rc.1", "2024-01-01", "d1"), image_row("2.0.0-rc.2", "2024-01-02", "d2"),
-                        image_row("2.0.0-rc.2-slim", "2024-01-02", "d3")], IMAGES, "images")
+                        image_row("2.0.0-rc.2-slim", "2024-01-02", "d3")], IMAGES, IMAGE_CATEGORIES)
     newest = newest_per_track(frame)
     assert newest["tag"].tolist() == ["2.0.0-rc.2", "2.0.0-rc.2-slim"]
     assert newest["version"].tolist() == ["2.0.0-rc.2", "2.0.0-rc.2"]
@@ -136,7 +136,7 @@ def test_newest_per_track_skips_errors_and_artifacts_and_keeps_schema() -> None:
         image_row("1.0", "2024-01-01", "d1"),
         image_row("2.0", None, "d2", error="manifest unknown"),
         {**image_row("3.0", None, "d3"), "kind": "artifact", "platform": None},
-    ], IMAGES, "images")
+    ], IMAGES, IMAGE_CATEGORIES)
     assert newest_per_track(frame)["tag"].tolist() == ["1.0"]
     for by in ("version", "created"):
         assert schema_of(newest_per_track(EMPTY, by=by)) == list(NEWEST)  # type: ignore[arg-type]
@@ -165,7 +165,7 @@ def test_release_cadence_intervals_by_hand() -> None:
         image_row("2.0.0", "2024-01-31T00:30Z", "e"),        # same batch as 1.2.0
         image_row("1.2.0", "2024-01-31T06:00Z", "d", platform="linux/arm64"),
         image_row("latest", "2024-02-10T00:00Z", "f"),       # not a version: only per repository
-    ], IMAGES, "images")
+    ], IMAGES, IMAGE_CATEGORIES)
     cadence = release_cadence(frame)
     assert schema_of(cadence) == list(CADENCE)
     plain = cadence.loc[cadence["track"] == ""]
@@ -219,7 +219,7 @@ def test_tag_ages() -> None:
         image_row("1.0", "2024-01-01T00:00:00Z", "a"),
         image_row("1.0", "2024-01-05T00:00:00Z", "a", platform="linux/arm64"),
         image_row("latest", "2024-01-21T12:00:00Z", "b"),
-    ], IMAGES, "images")
+    ], IMAGES, IMAGE_CATEGORIES)
     per_tag = tag_ages(frame, now="2024-02-01")
     assert schema_of(per_tag) == list(AGES)
     assert per_tag[["tag", "platform", "age_days"]].values.tolist() == [

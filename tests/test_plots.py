@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from test_freshness import hub_images
 
 from regdata.fleet import fleet_freshness, read_fleet
-from regdata.frames import IMAGES, make_frame
+from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
 from regdata.plots import (
     fleet_freshness_plot,
     release_cadence_plot,
@@ -49,7 +49,7 @@ def fleet_250() -> pd.DataFrame:
 
 
 def empty_images() -> pd.DataFrame:
-    return make_frame([], IMAGES, "images")
+    return make_frame([], IMAGES, IMAGE_CATEGORIES)
 
 
 def images_plot(function: Callable[..., Axes]) -> Callable[[pd.DataFrame, Axes | None], Axes]:

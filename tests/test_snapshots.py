@@ -11,7 +11,7 @@ from test_freshness import hub_images
 
 from regdata import snapshots
 from regdata.fleet import fleet_freshness, read_fleet
-from regdata.frames import HISTORY, IMAGES, REQUESTS, make_frame
+from regdata.frames import HISTORY, IMAGE_CATEGORIES, IMAGES, REQUEST_CATEGORIES, REQUESTS, make_frame
 from regdata.freshness import shared_digests, tag_ages
 from regdata.snapshots import DIFF, diff_snapshots, load_snapshot, save_snapshot
 
@@ -53,7 +53,8 @@ def test_images_round_trip_exactly(tmp_path: Path, fmt: str) -> None:
 @pytest.mark.parametrize("schema", [IMAGES, HISTORY, REQUESTS], ids=["images", "history", "requests"])
 def test_empty_frames_keep_their_schema(tmp_path: Path, fmt: str, schema: Any) -> None:
     name = {IMAGES: "images", HISTORY: "history", REQUESTS: "requests"}[schema]
-    frame = make_frame([], schema, name)
+    categories = {"images": IMAGE_CATEGORIES, "history": None, "requests": REQUEST_CATEGORIES}[name]
+    frame = make_frame([], schema, categories)
     back = load_snapshot(save_snapshot(frame, tmp_path / f"{name}.{fmt}"))
     pd.testing.assert_frame_equal(back, frame)
     for column, dtype in frame.dtypes.items():
@@ -109,7 +110,7 @@ def row(tag: str, digest: int, created: str | None, platform: str = "linux/amd64
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return make_frame(rows, IMAGES, "images")
+    return make_frame(rows, IMAGES, IMAGE_CATEGORIES)
 
 
 def test_diff_snapshots_by_hand() -> None:
@@ -157,7 +158,7 @@ def test_diff_snapshots_by_hand() -> None:
 def test_diff_of_identical_and_empty_snapshots() -> None:
     images = hub_images("busybox")
     assert diff_snapshots(images, images).empty
-    empty = make_frame([], IMAGES, "images")
+    empty = make_frame([], IMAGES, IMAGE_CATEGORIES)
     everything = diff_snapshots(empty, images)
     assert (everything["change"] == "added").all() and len(everything) == len(images)
     assert [(c, str(t)) for c, t in diff_snapshots(empty, empty).dtypes.items()] == list(DIFF)
