@@ -1,4 +1,4 @@
-"""The batch report: scanned with the mock factory, written, opened and checked."""
+"""The batch report: a fleet scanned from the real registry, written, opened and checked."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from regdata import Credentials, Registry
 from regdata.fleet import read_fleet
 from regdata.report import FleetScan, judge_fleet, request_figures, scan_fleet, write_report
-from regdata.testing import MockRegistry, image, index
+from tests.support.builder import Builder, ImageSpec
+from tests.support.registry_server import RegistryServer
 
 NOW = "2024-06-01T00:00:00Z"
 
@@ -62,31 +64,30 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    mock = MockRegistry()
-    for tag, created, size in (("1.0", "2024-01-01T00:00:00Z", 1000), ("1.1", "2024-02-01T00:00:00Z", 1100),
-                               ("1.2", "2024-03-01T12:00:00Z", 1200)):
-        mock.push(f"docker.io/library/web:{tag}", index(
-            image(created=created, platform="linux/amd64", layers=[size]),
-            image(created=created, platform="linux/arm64/v8", layers=[size + 1])))
+def run(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer, builder: Builder) -> dict[str, object]:
+    # The real registry stands for docker.io and example.com (Docker's registry-mirrors):
+    # library/missing is never pushed, so its 404 is the registry's own.
+    for tag, created in (("1.0", "2024-01-01T00:00:00Z"), ("1.1", "2024-02-01T00:00:00Z"),
+                         ("1.2", "2024-03-01T12:00:00Z")):
+        builder.push_multiarch("library/web", ["linux/amd64", "linux/arm64/v8"], tags=[tag], seed=tag,
+                               spec=ImageSpec(created=created))
     for tag, created in (("2.0", "2024-04-01T00:00:00Z"), ("2.1", "2024-05-01T00:00:00Z")):
-        mock.push(f"example.com/team/api:{tag}", image(created=created, platform="linux/amd64", layers=[500]))
-    mock.push("docker.io/library/db:5.0", image(created="2024-05-20T00:00:00Z", platform="linux/amd64",
-                                                layers=[3000]))
-    mock.fail("docker.io/library/missing")
-    registry = mock.registry()
+        builder.push_image("team/api", ImageSpec(created=created, labels={"v": tag}), tags=[tag])
+    builder.push_image("library/db", ImageSpec(created="2024-05-20T00:00:00Z"), tags=["5.0"])
+    reg = Registry(cache=None, credentials=Credentials.none(),
+                   mirrors={"docker.io": registry.host, "example.com": registry.host})
     fleet = read_fleet(FLEET)
-    scan = scan_fleet(registry, fleet)
+    scan = scan_fleet(reg, fleet)
     freshness = judge_fleet(scan, now=NOW)
     out = tmp_path_factory.mktemp("report")
-    html = write_report(freshness, scan.images, registry.requests, out / "report.html", errors=scan.errors,
+    html = write_report(freshness, scan.images, reg.requests, out / "report.html", errors=scan.errors,
                         run={"scan": "0.1 s"}, now=NOW)
-    markdown = write_report(freshness, scan.images, registry.requests, out / "report.md", "markdown",
+    markdown = write_report(freshness, scan.images, reg.requests, out / "report.md", "markdown",
                             errors=scan.errors, now=NOW)
     page = Page()
     page.feed(html.read_text())
     return {"freshness": freshness, "scan": scan, "html": html, "markdown": markdown, "page": page,
-            "requests": registry.requests}
+            "requests": reg.requests}
 
 
 def test_judged_as_worked_out_by_hand(run: dict) -> None:
