@@ -22,7 +22,7 @@ from .errors import InvalidReference
 from .frames import Schema, make_frame
 from .freshness import DEFAULT_PLATFORM, as_now, days, usable_images
 from .reference import parse_reference, parse_repository
-from .versions import Version, floating_tags, versions_of
+from .versions import Version, floating_tags, parse_version, versions_of
 
 __all__ = [
     "FLEET",
@@ -475,7 +475,7 @@ def _judge(row: Mapping[Hashable, Any], repo: _Repo, platform: str, now: pd.Time
     by_tag = repo.by_tag(tag)
     deployed = repo.by_digest(str(digest), tag) if digest else by_tag
     judged_tag = tag if tag is not None else (deployed.tag if deployed is not None else None)
-    version = versions_of([judged_tag])[judged_tag] if judged_tag is not None else None
+    version = parse_version(judged_tag) if judged_tag is not None else None
     out: dict[str, Any] = {"deployed_tag": judged_tag}
     if by_tag is not None:
         out["tag_digest"] = by_tag.digest

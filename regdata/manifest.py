@@ -348,7 +348,7 @@ def parse_manifest(body: bytes, media_type: str | None) -> Manifest:
     # Typed: ``true == 1`` in Python, and a boolean must not pass for schema 1.
     schema_version = _optional(doc, "schemaVersion", int, "manifest")
     kind = declared or _content_type(media_type)
-    if kind in SCHEMA1_TYPES or (kind is None and schema_version == 1) or schema_version == 1:
+    if kind in SCHEMA1_TYPES or schema_version == 1:
         return _schema1(doc, kind or SCHEMA1_SIGNED)
     if kind is None or kind in ("application/json", "text/plain"):
         kind = OCI_INDEX if "manifests" in doc else OCI_MANIFEST

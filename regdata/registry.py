@@ -138,8 +138,8 @@ class Registry:
         self.limits = Limits(
             concurrency=concurrency,
             min_concurrency=min_concurrency,
-            max_concurrency=(max(DEFAULT_MAX_CONCURRENCY, concurrency) if max_concurrency is None
-                             else max_concurrency),
+            # Left out, concurrency is at most 8 here: the default ceiling is above it.
+            max_concurrency=DEFAULT_MAX_CONCURRENCY if max_concurrency is None else max_concurrency,
             rps=rps,
             quota_floor=quota_floor,
         )
@@ -236,9 +236,12 @@ class Registry:
 
     def catalog(self, registry: str) -> list[str]:
         """Every repository a registry lists (the ``_catalog`` endpoint; many registries refuse it)."""
-        remote = self.factory.remote(registry)
-        result: list[str] = remote.catalog()
-        return result
+        ctx = self._context()  # the budget and cancel() cover it as they cover a scan
+        try:
+            result: list[str] = self.factory.remote(registry).catalog(ctx)
+            return result
+        finally:
+            self._done(ctx)
 
     def get_repository(self, repository: str | Repository | Reference) -> pd.DataFrame:
         """Every tag of a repository: one row per tag and platform.

@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from .context import Context
-from .errors import BudgetExceeded, Cancelled, ContentError, RegdataError
+from .errors import BudgetExceeded, Cancelled, ContentError
 from .limits import QuotaFloorReached
 from .manifest import Descriptor, ImageConfig, ImageManifest, Index, Platform, Schema1Manifest, parse_config
 from .reference import Reference, Repository
@@ -144,9 +144,8 @@ def describe(exc: BaseException) -> str:
         return f"stopped: {exc}"
     if isinstance(exc, Cancelled):
         return "cancelled"
-    if isinstance(exc, RegdataError):
-        return f"{type(exc).__name__}: {exc}"
-    return f"{type(exc).__name__}: {exc}"  # a bug of ours: still one row, never a lost scan
+    # A RegdataError, or a bug of ours: either way one row, never a lost scan.
+    return f"{type(exc).__name__}: {exc}"
 
 
 class _Scan:
