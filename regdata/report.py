@@ -132,14 +132,17 @@ def scan_fleet(registry: Registry, fleet: pd.DataFrame, *, progress: Progress | 
         if progress is not None:
             progress(done, len(keys))
     pins = usable.loc[usable["digest"].notna()]
+    known: dict[str, set[str]] = {}  # per repository, the digests its frames hold so far
     for host, repository, digest in zip(pins["registry"], pins["repository"], pins["digest"], strict=True):
         key = _key(host, repository)
         frame = scan.images.get(key)
         if frame is None:
             continue
-        known = set(frame["digest"].dropna()) | set(frame["manifest_digest"].dropna())
-        if digest in known:
-            continue
+        if key not in known:
+            known[key] = set(frame["digest"].dropna()) | set(frame["manifest_digest"].dropna())
+        if digest in known[key] or f"{key}@{digest}" in scan.errors:
+            continue  # read already, or already failed: pinned twice in a fleet is read once
+        known[key].add(str(digest))
         try:
             rows = registry.get_image(Reference(str(host), str(repository), None, str(digest)))
         except RegdataError as exc:

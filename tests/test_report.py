@@ -209,3 +209,16 @@ def test_the_generated_time_is_printed_in_utc(tmp_path: Path, run: dict) -> None
     path = write_report(run["freshness"], scan.images, run["requests"], tmp_path / "r.md", "markdown",
                         now="2024-06-01T02:00:00+02:00")
     assert "2024-06-01 00:00 UTC" in path.read_text()
+
+
+def test_a_digest_pinned_twice_is_read_once(registry: RegistryServer, builder: Builder) -> None:
+    untagged = builder.push_multiarch("library/web", ["linux/amd64"], seed="untagged",
+                                      spec=ImageSpec(created="2023-12-01T00:00:00Z"))
+
+    def requests_for(lines: int) -> int:
+        reg = Registry(cache=None, credentials=Credentials.none(), mirrors={"docker.io": registry.host})
+        scan = scan_fleet(reg, read_fleet(f"web@{untagged.digest}\n" * lines))
+        assert "docker.io/library/web" in scan.pinned and not scan.errors
+        return len(reg.requests)
+
+    assert requests_for(2) == requests_for(1)
