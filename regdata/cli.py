@@ -511,6 +511,18 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _time(text: str) -> str:
+    """A --now value, checked before any scan: a typo must not cost one."""
+    from .freshness import as_now
+
+    try:
+        as_now(text)
+    except (ValueError, TypeError):
+        raise argparse.ArgumentTypeError(f"expected a time such as 2024-06-01 or 2024-06-01T12:00Z, "
+                                         f"got {text!r}") from None
+    return text
+
+
 def _epilog() -> str:
     codes = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
     return (
@@ -591,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("fleet", nargs="+",
                        help="Kubernetes YAML, docker compose files, or lists of references")
         p.add_argument("--check", action="store_true", help=f"exit {EXIT_STALE} when an image is behind")
-        p.add_argument("--now", metavar="TIME", help="judge ages as of TIME (default: now)")
+        p.add_argument("--now", metavar="TIME", type=_time, help="judge ages as of TIME (default: now)")
         p.add_argument("--within", choices=("track", "major", "minor"), default="track",
                        help="hold a deployed version against its whole track (default), or only "
                             "the same major (node:6 against 6.x) or major.minor")
@@ -606,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="sandbox port (default 5055, else a free one)")
     p.add_argument("--workdir", metavar="DIR",
                    help="sandbox storage and cache (default ~/.cache/regdata/sandbox)")
-    p.add_argument("--now", metavar="TIME", help="judge ages as of TIME (default: now)")
+    p.add_argument("--now", metavar="TIME", type=_time, help="judge ages as of TIME (default: now)")
     p = command("sandbox", "start the sandbox registry, fill it, print its host, run until Ctrl-C",
                 cmd_sandbox)
     p.add_argument("--port", type=int, help="port (default 5055, else a free one; 0 for a free one)")

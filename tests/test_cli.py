@@ -223,6 +223,9 @@ def test_usage_errors_are_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["tags", "x", "--concurrency", "0"])
     _, err = capsys.readouterr()
     assert code == 2 and "must be at least 1" in err
+    code = cli.main(["freshness", "fleet.yaml", "--now", "yesterday-ish"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "expected a time such as" in err
     code = cli.main(["freshness", "fleet.yaml", "--within", "patch"])
     _, err = capsys.readouterr()
     assert code == 2 and "choose from 'track', 'major', 'minor'" in err
