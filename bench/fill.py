@@ -7,7 +7,7 @@ The main repository (``bench/app``) has two parts, as a team's registry does:
   and OCI manifests alternating, every tenth build a two-platform OCI index
   with buildkit attestations;
 - a Docker Hub part: real tags of the official images (tests/support/dockerhub.py,
-  from /work/shared/data/dockerhub), renamed ``<image>-<tag>`` in one repository:
+  from data/dockerhub), renamed ``<image>-<tag>`` in one repository:
   manifest lists of up to nine platforms, Windows images with foreign layers,
   many tags on one digest, and the 2026 tags with attestations.
 

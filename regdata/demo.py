@@ -5,7 +5,7 @@
 1. starts the sandbox registry on 127.0.0.1 (:mod:`regdata.sandbox`) and
    fills it from ``data/``: real Docker Hub tags, platforms, histories,
    created times and sizes; stand-in layer contents;
-2. reads the sample fleet in ``data/fleet/`` (a Kubernetes multi-document
+2. reads the sample fleet in ``regdata/data/fleet/`` (a Kubernetes multi-document
    YAML and a compose file naming real images: ``nginx:1.13@sha256:...``,
    ``docker.io/library/redis:4.0-alpine@...``, ``python:3.6-slim``...);
 3. scans every repository the fleet uses through ``Registry(mirrors=...)``,
@@ -125,7 +125,7 @@ def run_demo(
     finds the sandbox filled and the cache warm.  ``small``: a small subset
     of the demo images (for tests).  ``fresh``: forget the cache and the
     previous runs first (the sandbox stays filled).  ``fleet``: other fleet
-    files than ``data/fleet/``.  ``progress(label)`` may return a
+    files than ``regdata/data/fleet/``.  ``progress(label)`` may return a
     ``progress(done, total)`` callable (the CLI's progress bars).
     """
     stream = stream or sys.stdout

@@ -1,8 +1,8 @@
-"""The demo data of ``data/``: real Docker Hub tags and images, and how the tags moved.
+"""The demo data of ``regdata/data/``: real Docker Hub tags and images, and how the tags moved.
 
 :func:`load_data` reads ``dockerhub-subset.json.gz`` (the tags, their indexes
 and platform manifests, as recorded) and ``timeline-subset.csv.gz`` (when each
-tag moved); ``scripts/make-demo-data`` writes them (see ``data/README.md``).
+tag moved); ``scripts/make-demo-data`` writes them (see ``regdata/data/README.md``).
 
 A tag's versions (:class:`TagVersion`) come from the timeline.  Only some are
 recorded in full; an older one is **reconstructed** from the next recorded
@@ -56,11 +56,11 @@ _SNAPSHOT_DAY = datetime(2018, 1, 27, tzinfo=UTC)
 
 
 def data_dir() -> Path:
-    """``$REGDATA_DEMO_DATA``, else the ``data/`` directory beside the ``regdata`` package."""
+    """``$REGDATA_DEMO_DATA``, else the package's own ``data/`` (it ships in the wheel)."""
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1] / "data"
+    return Path(__file__).resolve().parent / "data"
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class TagVersion:
 
 
 class DemoData:
-    """The demo data of ``data/``: real tags and images, and how the tags moved.
+    """The demo data of ``regdata/data/``: real tags and images, and how the tags moved.
 
     Load with :func:`load_data`.  Everything here is computed, nothing pushed:
     :meth:`build` gives the exact bytes the sandbox holds for a tag version,
@@ -277,7 +277,7 @@ def load_data(directory: str | os.PathLike[str] | None = None) -> DemoData:
     path, timeline = root / DATA_FILE, root / TIMELINE_FILE
     if not path.is_file():
         raise SandboxError(
-            f"demo data not found at {path}; set {DATA_ENV} to the data/ directory of a regdata checkout"
+            f"demo data not found at {path}; set {DATA_ENV} to a directory holding {DATA_FILE}"
         )
     with gzip.open(path, "rt", encoding="utf-8") as f:
         doc = json.load(f)

@@ -12,7 +12,7 @@ For the demo, the notebooks and trying regdata with no internet::
 What is real and what is not — read this before drawing conclusions:
 
 * **Real** (from docker-library/repo-info, as recorded from Docker Hub, see
-  ``data/README.md``): the repositories and tags, each tag's platforms
+  ``regdata/data/README.md``): the repositories and tags, each tag's platforms
   (os, architecture, variant, Windows ``os.version``) in their real order,
   each platform's build history (``created``, ``created_by``), command,
   entrypoint and shell, layer count, media types, **layer sizes** (the

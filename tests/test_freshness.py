@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -34,15 +32,14 @@ from regdata.freshness import (
     tag_ages,
     usable_images,
 )
+from tests.support.dockerhub import open_data
 
-DATA = Path(os.environ.get("REGDATA_DOCKERHUB_DATA")
-            or Path(__file__).resolve().parents[2] / "shared" / "data" / "dockerhub")
 T = pd.Timestamp
 
 
 @cache
 def _snapshot(name: str) -> dict[str, Any]:
-    with (DATA / name).open() as f:
+    with open_data(name) as f:
         data: dict[str, Any] = json.load(f)
     return data
 
@@ -255,7 +252,7 @@ def test_classify_changes_by_hand() -> None:
 
 
 def test_about_46_percent_of_real_digest_changes_are_repushes() -> None:
-    timeline = pd.read_csv(DATA / "timeline.csv")
+    timeline = pd.read_csv(open_data("timeline.csv"))
     changes = classify_changes(timeline)
     counts = changes["change"].value_counts()
     share = repush_share(changes)

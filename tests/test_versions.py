@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
 from regdata.versions import VERSIONS, Version, floating_tags, parse_version, sort_tags, version_frame
-
-DATA = Path(os.environ.get("REGDATA_DOCKERHUB_DATA")
-            or Path(__file__).resolve().parents[2] / "shared" / "data" / "dockerhub")
+from tests.support.dockerhub import open_data
 
 
 @cache
 def hub_tags() -> dict[str, list[str]]:
-    with (DATA / "snapshot.json").open() as f:
+    with open_data("snapshot.json") as f:
         data: dict[str, Any] = json.load(f)
     return {image: list(tags) for image, tags in data.items()}
 

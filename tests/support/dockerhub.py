@@ -1,4 +1,4 @@
-"""Real Docker Hub metadata (shared/data/dockerhub) turned into images for the builder.
+"""Real Docker Hub metadata (``data/dockerhub/`` in this repository) turned into images for the builder.
 
 What is real: the platforms of each tag (os, architecture, variant, os.version, their
 order, attestation entries), each platform's history (created, created_by), its default
@@ -23,7 +23,9 @@ images are whole and consistent, for tests that pull, copy and compare bytes.
 
 from __future__ import annotations
 
+import io
 import json
+import lzma
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -54,6 +56,7 @@ __all__ = [
     "hub_tag",
     "image_spec",
     "load_snapshot",
+    "open_data",
     "push_dockerhub_repo",
     "push_dockerhub_tag",
 ]
@@ -62,26 +65,33 @@ DATA_ENV = "REGDATA_DOCKERHUB_DATA"
 
 
 def data_dir() -> Path:
-    """``$REGDATA_DOCKERHUB_DATA``, else ``<repo>/../shared/data/dockerhub``."""
+    """``$REGDATA_DOCKERHUB_DATA`` (the uncompressed files), else ``<repo>/data/dockerhub`` (xz)."""
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env)
-    repo = Path(__file__).resolve().parents[2]
-    return repo.parent / "shared" / "data" / "dockerhub"
+    return Path(__file__).resolve().parents[2] / "data" / "dockerhub"
+
+
+def open_data(name: str) -> io.TextIOBase:
+    """One file of the Docker Hub data (``snapshot.json``, ``timeline.csv``, ...) as text.
+
+    The repository keeps them xz-compressed; a directory named by the environment may
+    hold them as they were published.
+    """
+    plain = data_dir() / name
+    if plain.is_file():
+        return plain.open(encoding="utf-8")  # type: ignore[return-value]
+    packed = plain.with_name(name + ".xz")
+    if not packed.is_file():
+        raise FileNotFoundError(f"Docker Hub data not found at {packed}; set {DATA_ENV} to its directory")
+    return lzma.open(packed, "rt", encoding="utf-8")  # type: ignore[return-value]
 
 
 @cache
-def _load(path: Path) -> dict[str, Any]:
-    with path.open() as f:
-        return dict(json.load(f))
-
-
 def load_snapshot(name: str = "snapshot.json") -> dict[str, Any]:
     """``{image: {tag: record}}`` (parsed once per process; do not mutate)."""
-    path = data_dir() / name
-    if not path.is_file():
-        raise FileNotFoundError(f"Docker Hub data not found at {path}; set {DATA_ENV} to its directory")
-    return _load(path)
+    with open_data(name) as f:
+        return dict(json.load(f))
 
 
 @dataclass(frozen=True)
