@@ -18,11 +18,11 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal, TextIO
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from . import __version__
 from .errors import (
@@ -39,6 +39,9 @@ from .errors import (
     TransportError,
     Unauthorized,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["EXIT_CODES", "emit", "main"]
 
@@ -89,29 +92,60 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------- output
 
 
+@dataclass(frozen=True)
+class Names:
+    """A one-column list of names (tags, repositories).
+
+    Printed without pandas, so that ``regdata tags`` answers before pandas
+    could even be imported; it becomes a frame only for parquet.
+    """
+
+    column: str
+    values: list[str]
+
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame({self.column: pd.Series(self.values, dtype="string")})
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    if type(value).__module__.startswith("pandas"):
+        import pandas as pd
+
+        return value is pd.NA or value is pd.NaT
+    return False
+
+
 def _plain(value: Any) -> Any:
     """A cell as a JSON value: NA → None, times → RFC 3339, containers → lists/dicts."""
-    if value is None or value is pd.NA or value is pd.NaT:
+    if isinstance(value, str):
+        return value
+    if _missing(value):
         return None
-    if isinstance(value, pd.Timestamp):
-        stamp = value.tz_convert("UTC") if value.tzinfo else value
+    if isinstance(value, datetime):  # pd.Timestamp too
+        stamp = value.astimezone(UTC) if value.tzinfo else value
         text = stamp.strftime("%Y-%m-%dT%H:%M:%S")
         if stamp.microsecond:
             text += f".{stamp.microsecond:06d}".rstrip("0")
         return text + ("Z" if value.tzinfo else "")
-    if isinstance(value, float) and math.isnan(value):
-        return None
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str):  # numpy scalars
+    if hasattr(value, "item"):  # numpy scalars
         return _plain(value.item())
     return value
 
 
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+def records(frame: pd.DataFrame | Names) -> list[dict[str, Any]]:
     """The rows of a frame as JSON-ready dicts (column order kept)."""
+    if isinstance(frame, Names):
+        return [{frame.column: v} for v in frame.values]
     columns = [str(c) for c in frame.columns]
     return [{c: _plain(v) for c, v in zip(columns, row, strict=True)}
             for row in frame.itertuples(index=False, name=None)]
@@ -128,17 +162,17 @@ def _csv_cell(value: Any) -> str:
 
 
 def _table_cell(column: str, value: Any) -> str:
-    if value is None or value is pd.NA or value is pd.NaT:
+    if isinstance(value, str):
+        text = value
+    elif _missing(value):
         return ""
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    if isinstance(value, pd.Timestamp):
+    elif isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M")
-    if isinstance(value, float):
+    elif isinstance(value, float):
         return f"{value:.1f}"
-    if column == "size" and isinstance(value, int):
+    elif column == "size" and isinstance(value, int):
         return _human(value)
-    if isinstance(value, dict | list | tuple):
+    elif isinstance(value, dict | list | tuple):
         text = json.dumps(_plain(value), separators=(",", ":"))
     else:
         text = str(value)
@@ -156,23 +190,29 @@ def _human(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def table(frame: pd.DataFrame) -> str:
+def table(frame: pd.DataFrame | Names) -> str:
     """An aligned text table: a header, then one line per row; numbers right-aligned."""
-    columns = [str(c) for c in frame.columns]
-    rows = [[_table_cell(c, v) for c, v in zip(columns, row, strict=True)]
-            for row in frame.astype(object).itertuples(index=False, name=None)]
-    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
-               for c in frame.columns]
+    if isinstance(frame, Names):
+        columns, numeric = [frame.column], [False]
+        cells = [[_table_cell(frame.column, v)] for v in frame.values]
+    else:
+        import pandas as pd
+
+        columns = [str(c) for c in frame.columns]
+        cells = [[_table_cell(c, v) for c, v in zip(columns, row, strict=True)]
+                 for row in frame.astype(object).itertuples(index=False, name=None)]
+        numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+                   for c in frame.columns]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
 
     def line(values: Sequence[str]) -> str:
-        cells = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
-        return "  ".join(cells).rstrip()
+        out = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        return "  ".join(out).rstrip()
 
-    return "\n".join([line(columns), *(line(r) for r in rows)]) + "\n"
+    return "\n".join([line(columns), *(line(r) for r in cells)]) + "\n"
 
 
-def emit(frame: pd.DataFrame, fmt: str = "table", output: str | None = None,
+def emit(frame: pd.DataFrame | Names, fmt: str = "table", output: str | None = None,
          columns: Sequence[str] | None = None, stdout: TextIO | None = None) -> None:
     """Print or write ``frame``: the one output path of every query command.
 
@@ -181,12 +221,15 @@ def emit(frame: pd.DataFrame, fmt: str = "table", output: str | None = None,
     per line, NA as null; ``parquet``: :func:`regdata.snapshots.save_snapshot`
     (needs pyarrow, and ``output``).  ``columns`` picks and orders columns.
     """
+    names = [frame.column] if isinstance(frame, Names) else [str(c) for c in frame.columns]
     if columns:
-        unknown = [c for c in columns if c not in frame.columns]
+        unknown = [c for c in columns if c not in names]
         if unknown:
-            known = ", ".join(map(str, frame.columns))
-            raise UsageError(f"unknown column {', '.join(unknown)}; columns are: {known}")
-        frame = frame[list(columns)]
+            raise UsageError(f"unknown column {', '.join(unknown)}; columns are: {', '.join(names)}")
+        if list(columns) != names:
+            frame = frame.frame() if isinstance(frame, Names) else frame
+            frame = frame[list(columns)]
+            names = list(columns)
     if fmt == "parquet":
         if not output:
             raise UsageError("--format parquet needs -o FILE.parquet")
@@ -197,14 +240,14 @@ def emit(frame: pd.DataFrame, fmt: str = "table", output: str | None = None,
         from .snapshots import save_snapshot
 
         target = output if output.endswith(".parquet") else output + ".parquet"
-        save_snapshot(frame, target)
+        save_snapshot(frame.frame() if isinstance(frame, Names) else frame, target)
         return
     if fmt == "table":
         text = table(frame)
     elif fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow([str(c) for c in frame.columns])
+        writer.writerow(names)
         for row in records(frame):
             writer.writerow([_csv_cell(v) for v in row.values()])
         text = buffer.getvalue()
@@ -326,11 +369,12 @@ def _stats(args: argparse.Namespace, registry: Any) -> None:
               file=sys.stderr)
 
 
-def _columns(args: argparse.Namespace, command: str, frame: pd.DataFrame) -> list[str] | None:
+def _columns(args: argparse.Namespace, command: str, frame: pd.DataFrame | Names) -> list[str] | None:
     if args.columns:
         return [c.strip() for c in args.columns.split(",") if c.strip()]
     if args.format == "table" and command in TABLE_COLUMNS:
-        return [c for c in TABLE_COLUMNS[command] if c in frame.columns]
+        present = [frame.column] if isinstance(frame, Names) else list(frame.columns)
+        return [c for c in TABLE_COLUMNS[command] if c in present]
     return None
 
 
@@ -344,18 +388,16 @@ def _warn_rows(frame: pd.DataFrame) -> None:
 
 def cmd_tags(args: argparse.Namespace) -> int:
     registry = _registry(args)
-    tags = registry.tags(args.repository)
-    emit(pd.DataFrame({"tag": pd.Series(tags, dtype="string")}), args.format, args.output,
-         _columns(args, "tags", pd.DataFrame(columns=["tag"])))
+    tags = Names("tag", registry.tags(args.repository))
+    emit(tags, args.format, args.output, _columns(args, "tags", tags))
     _stats(args, registry)
     return EXIT_OK
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
     registry = _registry(args)
-    names = registry.catalog(args.registry)
-    frame = pd.DataFrame({"repository": pd.Series(names, dtype="string")})
-    emit(frame, args.format, args.output, _columns(args, "catalog", frame))
+    names = Names("repository", registry.catalog(args.registry))
+    emit(names, args.format, args.output, _columns(args, "catalog", names))
     _stats(args, registry)
     return EXIT_OK
 

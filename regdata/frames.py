@@ -8,9 +8,11 @@ one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 __all__ = ["HISTORY", "IMAGES", "IMAGE_CATEGORIES", "REQUESTS", "REQUEST_CATEGORIES", "Schema", "make_frame"]
 
@@ -88,6 +90,7 @@ def make_frame(
     (:data:`IMAGE_CATEGORIES` for :data:`IMAGES`...), so they are the same
     whatever rows came, and when none came.
     """
+    import pandas as pd
     records = list(rows)
     columns = [column for column, _ in schema]
     data: dict[str, Any] = {c: [r.get(c) for r in records] for c in columns}

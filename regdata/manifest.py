@@ -12,11 +12,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .errors import MalformedContent, UnsupportedMediaType
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "ACCEPT_ALL",
@@ -145,6 +146,7 @@ def load_json(body: bytes | str, what: str, quote: bool = True) -> dict[str, Any
 
 def parse_time(value: Any) -> pd.Timestamp | None:
     """An RFC 3339 time as a UTC Timestamp, nanoseconds kept; None for absent or zero times."""
+    import pandas as pd
     if value is None or value == "":
         return None
     if not isinstance(value, str):

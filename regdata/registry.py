@@ -18,9 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
-from typing import Any, Protocol
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .cache import DEFAULT_TTL, Cache
 from .cache.open import open_cache, parse_ttl
@@ -34,6 +32,9 @@ from .remote import RemoteFactory
 from .requestlog import RequestLog
 from .scan import RemoteLike, ScanOptions, ScanResult, scan
 from .transport import RetryPolicy, Timeouts
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_MAX_CONCURRENCY", "Registry"]
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .frames import REQUEST_CATEGORIES, REQUESTS, Schema, make_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "KIND_METADATA",
@@ -196,6 +197,7 @@ class RequestLog:
 
 def _epoch_to_time(rows: list[dict[str, Any]], column: str) -> None:
     # One vectorised conversion: a Timestamp per row costs more than the rest of the frame.
+    import pandas as pd
     if rows:
         stamps = pd.to_datetime([r[column] for r in rows], unit="s", utc=True)
         for row, stamp in zip(rows, stamps, strict=True):

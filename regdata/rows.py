@@ -6,9 +6,7 @@ and calls them; the mock factory's users get the same rows.
 
 from __future__ import annotations
 
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .errors import MalformedContent
 from .manifest import (
@@ -20,6 +18,9 @@ from .manifest import (
     parse_time,
 )
 from .reference import Reference
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["LABEL_TIMES", "created_of", "error_row", "image_row", "schema1_row"]
 

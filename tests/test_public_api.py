@@ -55,3 +55,34 @@ def test_readme_examples_run(registry: RegistryServer, builder: Builder) -> None
             exec(compile(code, "README.md", "exec"), namespace)
         except Exception as exc:  # pragma: no cover - the message is the point
             pytest.fail(f"README example failed: {exc!r}\n{code}")
+
+
+def test_exports_match_what_type_checkers_see() -> None:
+    # The lazy table and the TYPE_CHECKING imports name the same things from the same modules.
+    import ast
+
+    tree = ast.parse((ROOT / "regdata" / "__init__.py").read_text())
+    guarded = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    seen = {alias.name: "." * node.level + (node.module or "")
+            for node in guarded.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert seen == regdata._EXPORTS
+
+
+def test_cli_starts_without_heavy_imports(registry: RegistryServer, builder: Builder) -> None:
+    # `regdata --version`, `--help` and `tags` answer before pandas could even be imported.
+    import subprocess
+    import sys
+
+    builder.push_image("fast/start", ImageSpec(created="2024-01-02T03:04:05Z"), tags=["1.0", "2.0"])
+    probe = (
+        "import sys\n"
+        "from regdata.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "heavy = {m.split('.')[0] for m in sys.modules} & {'pandas', 'numpy', 'matplotlib', 'pyarrow'}\n"
+        "print('HEAVY', sorted(heavy), file=sys.stderr)\n"
+    )
+    for argv in (["--version"], ["--help"], ["tags", "--cache", "none", f"{registry.host}/fast/start"]):
+        done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True,
+                              timeout=60, cwd=ROOT)
+        assert "HEAVY []" in done.stderr, (argv, done.stderr)
+    assert sorted(done.stdout.split()) == ["1.0", "2.0", "tag"]

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from regdata import InvalidReference, Reference, Repository, parse_reference, parse_repository
 from regdata.reference import api_host, canonical_host, is_loopback_host

@@ -25,8 +25,12 @@ from urllib.parse import urlencode, urlsplit
 
 import certifi
 import urllib3
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
-from urllib3.exceptions import SSLError as URLLib3SSLError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NewConnectionError,
+    ReadTimeoutError,
+    SSLError as URLLib3SSLError,
+)
 
 from ..errors import InsecureRequest, MalformedContent, RequestTimeout, TLSError, TransportError
 from ..reference import is_loopback_host

@@ -13,8 +13,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from regdata import InvalidReference, RegdataError, parse_reference, parse_repository
 from regdata.transport import Request
