@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 from . import DEFAULT_TTL, Cache
 from .backends.memory import MemoryBackend
@@ -131,30 +131,33 @@ def open_cache(spec: Any, ttl: TTLSpec = None) -> Cache | None:
         if all(callable(getattr(spec, name, None)) for name in ("get", "set", "delete")):
             return Cache(spec, ttl=seconds, host_ttl=per_host)
         raise TypeError(f"cache must be a URL string, a backend or None, got {type(spec).__name__}")
-    parts = urlsplit(spec.strip())
-    scheme = parts.scheme.lower()
+    # Not urlsplit: a server list such as "a:1,[::1]:2" is no URL netloc, and the
+    # urllib of Python 3.11.4+ (and of Debian's 3.11.2) rejects it as a bad IPv6 host.
+    scheme, _, rest = spec.strip().partition("://")
+    scheme = scheme.lower()
+    location, _, query = rest.partition("#")[0].partition("?")
     if scheme == "memory":
         return Cache(MemoryBackend(), ttl=seconds, host_ttl=per_host)
     if scheme == "sqlite":
         from .backends.sqlite import SQLiteBackend
 
-        path = unquote(parts.netloc + parts.path)
-        sqlite = SQLiteBackend(path if path not in ("", "/") else None, **_sqlite_options(parts.query))
+        path = unquote(location)
+        sqlite = SQLiteBackend(path if path not in ("", "/") else None, **_sqlite_options(query))
         return Cache(sqlite, ttl=seconds, host_ttl=per_host)
     if scheme == "memcached":
         from .backends.memcached import MemcachedBackend
 
-        servers = _servers(unquote(parts.netloc + parts.path.strip("/")))
-        options = _options(parts.query)
+        servers = _servers(unquote(location.strip("/")))
+        options = _options(query)
         options.pop("update_interval", None)  # a fixed list has nothing to look up
         return Cache(MemcachedBackend(servers, **options), ttl=seconds, host_ttl=per_host)  # type: ignore[arg-type]
     if scheme == "memcached+srv":
         from .backends.memcached import MemcachedBackend
 
-        service = unquote(parts.netloc or parts.path.strip("/"))
+        service = unquote(location.strip("/"))
         if not service:
             raise ValueError("memcached+srv:// needs a service name")
-        backend = MemcachedBackend(service=service, **_options(parts.query))  # type: ignore[arg-type]
+        backend = MemcachedBackend(service=service, **_options(query))  # type: ignore[arg-type]
         return Cache(backend, ttl=seconds, host_ttl=per_host)
     raise ValueError(
         f"unknown cache {spec!r}: use sqlite://, sqlite:///path, memory://, "
