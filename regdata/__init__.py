@@ -29,6 +29,7 @@ from .errors import (
     RequestTimeout,
     SandboxError,
     ServerError,
+    TLSError,
     TooManyRequests,
     TransportError,
     Unauthorized,
@@ -51,6 +52,7 @@ from .remote import Remote, RemoteFactory
 from .requestlog import RequestLog
 from .snapshots import diff_snapshots, load_snapshot, save_snapshot
 from .transport import RetryPolicy, Timeouts
+from .transport.proxy import Proxies
 from .versions import parse_version, sort_tags, version_frame
 
 __version__ = "0.1.0"
@@ -71,6 +73,7 @@ __all__ = [
     "Limits",
     "MalformedContent",
     "NotFound",
+    "Proxies",
     "QuotaFloorReached",
     "RateLimit",
     "Reference",
@@ -85,6 +88,7 @@ __all__ = [
     "RetryPolicy",
     "SandboxError",
     "ServerError",
+    "TLSError",
     "Timeouts",
     "TooManyRequests",
     "TransportError",

@@ -76,6 +76,7 @@ class RequestRecord:
     cache: str
     error: str | None
     concurrency: int | None = None
+    proxy: str | None = None  # host:port of the forward proxy, never its credentials
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ class RequestLog:
                 "attempt": r.attempt,
                 "cache": r.cache,
                 "error": r.error,
+                "proxy": r.proxy,
                 "concurrency": r.concurrency,
             }
             for r in self.records()
