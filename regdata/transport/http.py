@@ -195,7 +195,8 @@ class HTTPTransport:
                 raise TLSError(f"TLS failure for {where}: {_tls_reason(exc)}",
                                verify_failed=_verify_failed(exc)) from None
             via = self.proxy_for(request.url)
-            raise TransportError(f"proxy {via} failed for {where}: {_reason(exc)}") from None
+            cause = getattr(exc, "original_error", None) or exc
+            raise TransportError(f"proxy {via} failed for {where}: {_reason(cause)}") from None
         except NewConnectionError as exc:  # before the timeouts: urllib3 makes it a ConnectTimeoutError
             raise TransportError(f"connection failed for {where}: {_reason(exc)}") from None
         except (ConnectTimeoutError, ReadTimeoutError, urllib3.exceptions.TimeoutError, TimeoutError):
