@@ -187,7 +187,7 @@ class Remote:
                 response = self.http.send(request) if self.http else self.transport.send(request)
                 break
             except TLSError as exc:
-                if exc.verify_failed:  # a TLS server whose certificate fails: an error, never plain
+                if exc.verify_failed or exc.client_certificate:  # a TLS server: an error, never plain
                     raise
                 logger.info("%s does not speak TLS (%s): using plain HTTP", self.api_host,
                             printable(str(exc), 200))

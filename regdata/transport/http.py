@@ -20,6 +20,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import urllib3
@@ -51,6 +52,15 @@ class Timeouts:
 
     connect: float = 10.0
     read: float = 30.0
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    """An HTTPS pool that leaves warnings to us: an insecure host is named once, not per request."""
+
+    def _validate_conn(self, conn: Any) -> None:
+        urllib3.HTTPConnectionPool._validate_conn(self, conn)
+        if conn.is_closed:
+            conn.connect()
 
 
 @dataclass
@@ -108,7 +118,7 @@ class HTTPTransport:
                     pool = self._manager(proxy).connection_from_host(
                         host, port, parts.scheme, pool_kwargs=kw)
                 elif parts.scheme == "https":
-                    pool = urllib3.HTTPSConnectionPool(host, port, **kw)  # type: ignore[arg-type]
+                    pool = _HTTPSPool(host, port, **kw)  # type: ignore[arg-type]
                 else:
                     pool = urllib3.HTTPConnectionPool(host, port, **kw)  # type: ignore[arg-type]
                 self._pools[key] = pool
@@ -121,6 +131,7 @@ class HTTPTransport:
             bare, userinfo = split_credentials(proxy)
             headers = urllib3.make_headers(proxy_basic_auth=userinfo) if userinfo else None
             manager = urllib3.ProxyManager(bare, num_pools=64, proxy_headers=headers)
+            manager.pool_classes_by_scheme = {"http": urllib3.HTTPConnectionPool, "https": _HTTPSPool}
             self._managers[proxy] = manager
         return manager
 
@@ -140,7 +151,7 @@ class HTTPTransport:
 
     def warn_insecure(self, host: str) -> None:
         """Say once per host that an insecure registry is read unverified (Docker says it at start)."""
-        if host.lower() not in self.insecure_hosts or is_loopback_host(host):
+        if host.lower() not in self.insecure_hosts:
             return
         with self._lock:
             if host.lower() in self._warned:
@@ -148,6 +159,21 @@ class HTTPTransport:
             self._warned.add(host.lower())
         logger.warning("%s is an insecure registry: its TLS certificate is not verified "
                        "and plain HTTP is allowed", host)
+
+    def _tls_error(self, exc: BaseException, where: str, host: str) -> TLSError:
+        """The TLSError of a failed handshake, in words: a server asking for a client certificate says so."""
+        text = _reason(exc)
+        upper = text.upper()
+        # The server's alert, after our half of the handshake: it wants a (different) client certificate.
+        if "ALERT" in upper and any(a in upper for a in ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE",
+                                                          "UNKNOWN_CA", "HANDSHAKE_FAILURE")):
+            assert self.trust is not None
+            if self.trust.for_host(host).cert is None:
+                text = f"the server requires a client certificate and none is set for {host} ({text})"
+            else:
+                text = f"the server refused the client certificate set for {host} ({text})"
+            return TLSError(f"TLS failure for {where}: {text}", client_certificate=True)
+        return TLSError(f"TLS failure for {where}: {text}", verify_failed=_verify_failed(exc))
 
     def send(self, request: Request) -> Response:
         """Send and read the body, at most ``request.max_bytes`` of it."""
@@ -188,12 +214,10 @@ class HTTPTransport:
                 preload_content=False,
             )
         except URLLib3SSLError as exc:
-            raise TLSError(f"TLS failure for {where}: {_tls_reason(exc)}",
-                           verify_failed=_verify_failed(exc)) from None
+            raise self._tls_error(exc, where, parts.netloc) from None
         except urllib3.exceptions.ProxyError as exc:
             if _is_tls(exc):
-                raise TLSError(f"TLS failure for {where}: {_tls_reason(exc)}",
-                               verify_failed=_verify_failed(exc)) from None
+                raise self._tls_error(exc, where, parts.netloc) from None
             via = self.proxy_for(request.url)
             cause = getattr(exc, "original_error", None) or exc
             raise TransportError(f"proxy {via} failed for {where}: {_reason(cause)}") from None
@@ -270,15 +294,6 @@ def _is_tls(exc: BaseException) -> bool:
     return any(isinstance(c, ssl.SSLError | URLLib3SSLError) for c in causes)
 
 
-def _tls_reason(exc: BaseException) -> str:
-    """What failed in a handshake, in words: a client certificate asked for reads as one."""
-    text = _reason(exc)
-    upper = text.upper()
-    if "CERTIFICATE_REQUIRED" in upper or ("HANDSHAKE_FAILURE" in upper and "ALERT" in upper):
-        return f"the server requires a client certificate and none was accepted ({text})"
-    if "BAD_CERTIFICATE" in upper or ("UNKNOWN_CA" in upper and "ALERT" in upper):
-        return f"the server refused the client certificate ({text})"
-    return text
 
 
 def _trust(trust: HostTrust) -> ssl.SSLContext:

@@ -457,7 +457,8 @@ class RegistryServer(_Controls):
                 return
             except requests.exceptions.SSLError as exc:
                 # A registry asking for a client certificate (http.tls.clientcas) is serving too.
-                if "CERTIFICATE_REQUIRED" in str(exc).upper().replace(" ", "_"):
+                text = str(exc).upper().replace(" ", "_")
+                if "CERTIFICATE_REQUIRED" in text or "BAD_CERTIFICATE" in text:
                     return
             except requests.RequestException:
                 pass
