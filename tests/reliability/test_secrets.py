@@ -521,7 +521,7 @@ def test_credential_helpers_run_from_path_only_and_time_out(tmp_path: Path, monk
     for name in (str(HELPERS / "docker-credential-regdatatest"), "../helpers/regdatatest", "regdatatest;id"):
         config.write_text(json.dumps({"credHelpers": {"ghcr.io": name}}))
         with pytest.raises(regdata.CredentialsError, match="invalid credential helper name"):
-            Credentials.from_docker_config(config).for_host("ghcr.io")
+            Credentials.from_docker_config(config, strict=True).for_host("ghcr.io")
         batch.record(f"helper named {name[-30:]!r}", LEAKED if log.exists() else CLEAN)
     # Found through a relative PATH entry: not run.
     monkeypatch.chdir(HELPERS.parent)
