@@ -267,6 +267,26 @@ class Registry:
         finally:
             self._done(ctx)
 
+    def tag_details(self, repository: str | Repository | Reference) -> pd.DataFrame:
+        """Every tag's digest, size and created time from the one ``tags/list`` answer (one request).
+
+        GCR and Artifact Registry send a ``manifest`` map with it; columns as in
+        :data:`regdata.tag_details.TAG_DETAILS`, newest first.  Other registries
+        send no map: each tag is then a row with its name alone (read them with
+        :meth:`get_repository`).
+        """
+        from .tag_details import TAG_DETAILS, tag_details_rows
+
+        repo = parse_repository(repository)
+        ctx = self._context()
+        try:
+            pages = self.factory.remote(repo.registry).tag_pages(repo, ctx)
+        finally:
+            self._done(ctx)
+        frame = make_frame(tag_details_rows(repo.registry, repo.repository, pages), TAG_DETAILS)
+        return frame.sort_values(["created", "tag", "digest"], ascending=[False, True, True],
+                                 na_position="last", kind="stable").reset_index(drop=True)
+
     def get_repository(self, repository: str | Repository | Reference) -> pd.DataFrame:
         """Every tag of a repository: one row per tag and platform.
 

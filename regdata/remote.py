@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 from urllib.parse import urlsplit
 
 from .cache import Cache, CachedManifest
@@ -274,9 +275,17 @@ class Remote:
             "registry:catalog:*", ctx,
         )
 
+    def tag_pages(self, repo: Repository, context: Context | None = None) -> list[dict[str, Any]]:
+        """Every page of ``tags/list`` as the registry sent it (GCR's adds a ``manifest`` map); not cached."""
+        ctx = self._ctx(context)
+        pages: list[dict[str, Any]] = []
+        self._paginate(f"/v2/{repo.repository}/tags/list?n={self.page_size}", "tags", "tags",
+                       repo.repository, f"repository:{repo.repository}:pull", ctx, pages=pages)
+        return pages
+
     def _paginate(
         self, path: str, field_name: str, kind: str, repository: str | None, scope: str,
-        ctx: Context, cache_state: str = "none",
+        ctx: Context, cache_state: str = "none", pages: list[dict[str, Any]] | None = None,
     ) -> list[str]:
         url = self.url(path, ctx)
         origin = urlsplit(url).netloc
@@ -295,6 +304,8 @@ class Remote:
             if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
                 raise MalformedContent(f"{kind} answer: {field_name!r} is not a list of strings")
             items.extend(page)
+            if pages is not None:
+                pages.append(doc)
             match = _LINK_NEXT.search(response.headers.get("Link", ""))
             if not match:
                 # A name a registry lists twice (pages that overlap) is one tag: one set of rows.
