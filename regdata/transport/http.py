@@ -84,6 +84,7 @@ class HTTPTransport:
     _pools: dict[str, urllib3.HTTPConnectionPool] = field(default_factory=dict, repr=False)
     _managers: dict[str, urllib3.ProxyManager] = field(default_factory=dict, repr=False)
     _warned: set[str] = field(default_factory=set, repr=False)
+    _routes: dict[str, str | None] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -92,13 +93,23 @@ class HTTPTransport:
 
     def proxy_for(self, url: str) -> str | None:
         """``host:port`` of the proxy a request to ``url`` goes through (no credentials), or None."""
-        proxy = self.proxies.proxy_for(url) if self.proxies else None
+        proxy = self._route(url)
         return proxy_host(proxy) if proxy else None
+
+    def _route(self, url: str) -> str | None:
+        """The proxy URL for ``url``'s scheme and host, decided once per host (NO_PROXY costs 20 µs)."""
+        if not self.proxies:
+            return None
+        origin = url.split("/", 3)[2] if url.count("/") >= 2 else url
+        key = url.partition(":")[0] + "://" + origin
+        if key not in self._routes:
+            self._routes[key] = self.proxies.proxy_for(url)
+        return self._routes[key]
 
     def pool(self, url: str) -> urllib3.HTTPConnectionPool:
         """The connection pool for this URL's host, made on first use."""
         parts = urlsplit(url)
-        proxy = self.proxies.proxy_for(url) if self.proxies else None
+        proxy = self._route(url)
         key = f"{parts.scheme}://{netloc(url)}" + (f" via {proxy_host(proxy)}" if proxy else "")
         pool = self._pools.get(key)
         if pool is not None:
