@@ -191,3 +191,16 @@ def test_a_certs_d_certificate_without_its_key_says_so(mtls: tuple[RegistryServe
     root = _certs_d(tmp_path / "certs.d", server.host, ("client.cert", pair.cert_path))
     with pytest.raises(regdata.TransportError, match="client certificate without its key client.key"):
         _reg(certs_d=[str(root)]).tags(f"{server.host}/mtls/app")
+
+
+def test_trusted_through_ssl_cert_dir(tls_registry: RegistryServer, tls_repo: str, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    assert tls_registry.ca_path is not None
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    shutil.copy(tls_registry.ca_path, folder / "test-ca.pem")
+    subprocess.run(["openssl", "rehash", str(folder)], check=True, capture_output=True)  # OpenSSL's hashed names
+    monkeypatch.setenv("SSL_CERT_DIR", str(folder))
+    assert _reg().tags(tls_repo) == ["1"]

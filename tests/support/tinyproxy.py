@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -72,8 +73,7 @@ class TinyProxy:
         hosts = self.workdir / "hosts"
         hosts.write_text("127.0.0.1 localhost\n" + "".join(f"127.0.0.1 {n}\n" for n in self.names))
         script = f"mount --bind {hosts} /etc/hosts && exec {TINYPROXY_BIN} -d -c {conf}"
-        self._proc = _Process([UNSHARE_BIN, "--user", "--map-root-user", "--mount", "sh", "-c", script],
-                              self.workdir / "stderr.log")
+        self._proc = _Process([*_namespace(hosts), "sh", "-c", script], self.workdir / "stderr.log")
         self._proc.name = f"tinyproxy on {self.host}"
         if not os.access(TINYPROXY_BIN, os.X_OK):
             raise RuntimeError(f"tinyproxy not found at {TINYPROXY_BIN}: apt-get install tinyproxy")
@@ -111,6 +111,19 @@ class TinyProxy:
     def stop(self) -> None:
         self._proc.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _namespace(hosts: Path) -> list[str]:
+    """The unshare command that gives a process its own /etc/hosts: a user namespace, else root's."""
+    tried = []
+    for argv in ([UNSHARE_BIN, "--user", "--map-root-user", "--mount"], [UNSHARE_BIN, "--mount"]):
+        check = subprocess.run([*argv, "sh", "-c", f"mount --bind {hosts} /etc/hosts"], capture_output=True,
+                               text=True, timeout=10, check=False)
+        if check.returncode == 0:
+            return argv
+        tried.append(f"{' '.join(argv)}: {check.stderr.strip()[:200]}")
+    raise RuntimeError("cannot give tinyproxy its own /etc/hosts (the tests resolve registry names only "
+                       "inside it): " + "; ".join(tried))
 
 
 def start_tinyproxy(names: Sequence[str], user: str | None = None, password: str | None = None) -> TinyProxy:
