@@ -238,3 +238,12 @@ def test_ecr_basic_auth_from_ecr_login_and_1000_tag_pages(server_factory: Server
     lists = [p for p in seen if "/tags/list" in p]
     assert len(lists) == 3 and all("n=1000" in p for p in lists)  # a 401, then two pages of at most 1000
     assert reg.requests["status"].tolist() == [401, 200, 200]  # the challenge, then the two pages
+
+
+def test_tag_details_through_the_mock_factory() -> None:
+    from regdata.testing import MockRegistry, image
+
+    mock = MockRegistry()
+    mock.push("example.com/team/app:1", image(created="2024-01-01T00:00:00Z"))
+    details = mock.registry().tag_details("example.com/team/app")
+    assert details["tag"].tolist() == ["1"] and details["digest"].isna().all()
