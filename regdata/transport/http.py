@@ -314,7 +314,8 @@ def _trust(trust: HostTrust) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         what = ", ".join([str(trust.verify)] * (trust.verify not in (True, False)) + list(trust.cas)
                          + list(trust.cert or ())) or "(the system store)"
-        error = TransportError(f"cannot load the CA certificates {what}: {_reason(exc)}")
+        which = "CA certificates or the client certificate" if trust.cert else "CA certificates"
+        error = TransportError(f"cannot load the {which} {what}: {_reason(exc)}")
         error.temporary = False
         raise error from None
 
