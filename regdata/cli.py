@@ -539,7 +539,9 @@ def _epilog() -> str:
         "  regdata report k8s.yaml -o report.html          self-contained HTML (or -o report.md)\n\n"
         f"exit codes:\n{codes}\n\n"
         "environment: REGDATA_CACHE (cache URL), REGDATA_CACHE_TTL, REGDATA_SANDBOX_PORT, "
-        "REGDATA_REGISTRY_BIN"
+        "REGDATA_REGISTRY_BIN;\n  HTTPS_PROXY, HTTP_PROXY, NO_PROXY (as Docker reads them), SSL_CERT_FILE, "
+        "SSL_CERT_DIR, REQUESTS_CA_BUNDLE;\n"
+        "  certs.d: /etc/docker/certs.d/HOST:PORT/ and podman's (*.crt, *.cert, *.key)"
     )
 
 
