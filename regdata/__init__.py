@@ -31,6 +31,7 @@ _EXPORTS = {
     "Limits": ".limits",
     "MalformedContent": ".errors",
     "NotFound": ".errors",
+    "Proxies": ".transport.proxy",
     "QuotaFloorReached": ".errors",
     "RateLimit": ".limits",
     "Reference": ".reference",
@@ -45,6 +46,7 @@ _EXPORTS = {
     "RetryPolicy": ".transport",
     "SandboxError": ".errors",
     "ServerError": ".errors",
+    "TLSError": ".errors",
     "Timeouts": ".transport",
     "TooManyRequests": ".errors",
     "TransportError": ".errors",
@@ -110,6 +112,7 @@ if TYPE_CHECKING:
         RequestTimeout as RequestTimeout,
         SandboxError as SandboxError,
         ServerError as ServerError,
+        TLSError as TLSError,
         TooManyRequests as TooManyRequests,
         TransportError as TransportError,
         Unauthorized as Unauthorized,
@@ -141,6 +144,7 @@ if TYPE_CHECKING:
         save_snapshot as save_snapshot,
     )
     from .transport import RetryPolicy as RetryPolicy, Timeouts as Timeouts
+    from .transport.proxy import Proxies as Proxies
     from .versions import (
         parse_version as parse_version,
         sort_tags as sort_tags,

@@ -338,10 +338,14 @@ def _registry(args: argparse.Namespace, **extra: Any) -> Any:
         "concurrency": args.concurrency,
         "timeout": args.timeout,
         "budget": args.budget,
-        "insecure": args.insecure,
+        "insecure": [*args.insecure, *(host for _, host in args.tls_verify)],
         "mirrors": args.mirror,
         "platforms": args.platform or None,
     }
+    if args.ca_file:
+        options["verify"] = args.ca_file
+    if args.cert_dir:
+        options["cert_dir"] = args.cert_dir
     if args.retries is not None:
         from .transport import RetryPolicy
 
@@ -577,7 +581,9 @@ def _epilog() -> str:
         "  regdata report k8s.yaml -o report.html          self-contained HTML (or -o report.md)\n\n"
         f"exit codes:\n{codes}\n\n"
         "environment: REGDATA_CACHE (cache URL), REGDATA_CACHE_TTL, REGDATA_SANDBOX_PORT, "
-        "REGDATA_REGISTRY_BIN"
+        "REGDATA_REGISTRY_BIN;\n  HTTPS_PROXY, HTTP_PROXY, NO_PROXY (as Docker reads them), SSL_CERT_FILE, "
+        "SSL_CERT_DIR, REQUESTS_CA_BUNDLE;\n"
+        "  certs.d: /etc/docker/certs.d/HOST:PORT/ and podman's (*.crt, *.cert, *.key)"
     )
 
 
@@ -590,7 +596,15 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--cache-ttl", metavar="TTL", help="how long tag lists and tag digests stay fresh "
                      "(seconds, or 5m, 2h; default 300)")
     reg.add_argument("--insecure", metavar="HOST", action="append", default=[],
-                     help="a host that may be spoken to over plain HTTP (repeatable; loopback always may)")
+                     help="Docker's insecure registry: TLS unverified, else plain HTTP (repeatable; "
+                          "loopback may always use plain HTTP)")
+    reg.add_argument("--ca-file", metavar="FILE",
+                     help="trust the CAs of FILE (PEM) instead of the system store")
+    reg.add_argument("--cert-dir", metavar="DIR", help="*.crt CAs and a *.cert/*.key client pair for every "
+                     "host, instead of certs.d (as skopeo's --cert-dir)")
+    reg.add_argument("--tls-verify", metavar=("false", "HOST"), nargs=2, type=str.lower, action="append",
+                     default=[], help="--tls-verify=false HOST: Docker's insecure registry for HOST only: "
+                     "TLS unverified, else plain HTTP (repeatable)")
     reg.add_argument("--concurrency", metavar="N", type=_positive, default=None,
                      help="requests at a time per host, fixed (default: adapts from 8 up to 32 "
                           "while the registry keeps up, halving on a 429)")
@@ -676,11 +690,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # No display needed for the report's plots; a user's own MPLBACKEND wins.
     os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser()
+    # skopeo's spelling, --tls-verify=false HOST: argparse takes no '=' on a two-value option.
+    argv = [part for arg in (sys.argv[1:] if argv is None else argv)
+            for part in (arg.split("=", 1) if arg.startswith("--tls-verify=") else [arg])]
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help, --version (0) and usage errors (2)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     args.mirror = dict(args.mirror)
+    if any(value != "false" for value, _ in args.tls_verify):
+        print("regdata: --tls-verify takes false and a host: --tls-verify=false registry.lan:5000",
+              file=sys.stderr)
+        return EXIT_USAGE
     args.registries = []
     args.bars = _Bars(enabled=not args.quiet and sys.stderr.isatty())
     try:

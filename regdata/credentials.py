@@ -41,6 +41,7 @@ import binascii
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -63,6 +64,8 @@ __all__ = [
     "auth_file_paths",
     "docker_config_path",
 ]
+
+logger = logging.getLogger("regdata.credentials")
 
 #: Seconds a credential helper may take before it is killed.
 DEFAULT_HELPER_TIMEOUT = 10.0
@@ -480,17 +483,19 @@ class Credentials:
         path: str | os.PathLike[str] | None = None,
         *,
         helper_timeout: float = DEFAULT_HELPER_TIMEOUT,
+        strict: bool = False,
     ) -> Credentials:
         """Credentials from Docker's ``config.json`` (default: :func:`docker_config_path`).
 
         For each host, Docker's order: the host's ``credHelpers`` helper, else
         the ``credsStore`` helper, else the inline ``auths`` entry (also used
         when the helper has nothing for the host).  A missing file gives no
-        credentials; a malformed one raises :class:`CredentialsError` naming
-        the file and entry.
+        credentials.  A malformed one, as Docker does, gives none either and
+        one warning (logger ``regdata.credentials``) naming the file and what
+        is wrong; with ``strict`` it raises :class:`CredentialsError` instead.
         """
         return cls(
-            _load(Path(path) if path is not None else docker_config_path()),
+            _load(Path(path) if path is not None else docker_config_path(), strict),
             helper_timeout=helper_timeout,
         )
 
@@ -500,18 +505,19 @@ class Credentials:
         path: str | os.PathLike[str] | None = None,
         *,
         helper_timeout: float = DEFAULT_HELPER_TIMEOUT,
+        strict: bool = False,
     ) -> Credentials:
         """Credentials from a containers ``auth.json`` (default: :func:`auth_file_paths`).
 
         With several default files the first that has a credential for a host
-        wins.  Same format and rules as :meth:`from_docker_config`; missing
-        files give no credentials.
+        wins.  Same format and rules as :meth:`from_docker_config` (``strict``
+        included); missing files give no credentials.
         """
         paths = [Path(path)] if path is not None else auth_file_paths()
-        return cls([s for p in paths for s in _load(p)], helper_timeout=helper_timeout)
+        return cls([s for p in paths for s in _load(p, strict)], helper_timeout=helper_timeout)
 
     @classmethod
-    def default(cls, *, helper_timeout: float = DEFAULT_HELPER_TIMEOUT) -> Credentials:
+    def default(cls, *, helper_timeout: float = DEFAULT_HELPER_TIMEOUT, strict: bool = False) -> Credentials:
         """The credentials podman would use, falling back to Docker's.
 
         Order, first with a credential for the host wins: the containers auth
@@ -520,7 +526,7 @@ class Credentials:
         hide Docker's config, so a ``docker login`` still counts.
         """
         paths = [*auth_file_paths(), docker_config_path()]
-        return cls([s for p in paths for s in _load(p)], helper_timeout=helper_timeout)
+        return cls([s for p in paths for s in _load(p, strict)], helper_timeout=helper_timeout)
 
     def merge(self, other: Credentials) -> Credentials:
         """A new set asking ``other`` first, then this one: ``other`` wins on shared hosts.
@@ -580,6 +586,14 @@ class Credentials:
         return f"Credentials([{origins}])"
 
 
-def _load(path: Path) -> list[_Source]:
-    data = _read_json(path)
-    return [] if data is None else [_parse_config(data, str(path))]
+def _load(path: Path, strict: bool = True) -> list[_Source]:
+    """The file's source; a malformed file, unless ``strict``, none and a warning (Docker goes on too)."""
+    try:
+        data = _read_json(path)
+        return [] if data is None else [_parse_config(data, str(path))]
+    except CredentialsError as exc:
+        if strict:
+            raise
+        # The messages name the file and the fault, never a secret (tests/reliability check it).
+        logger.warning("%s; its credentials are not used, access goes on without them", exc)
+        return []

@@ -91,13 +91,18 @@ class RequestTimeout(TransportError):
 
 
 class TLSError(TransportError):
-    """A TLS handshake that failed: the server's certificate (``verify_failed``), or no TLS at all."""
+    """A TLS handshake that failed: the server's certificate (``verify_failed``), or no TLS at all.
+
+    ``client_certificate``: the server speaks TLS but refused us for want of an
+    acceptable client certificate (mTLS).
+    """
 
     temporary = False
 
-    def __init__(self, message: str, verify_failed: bool = False) -> None:
+    def __init__(self, message: str, verify_failed: bool = False, client_certificate: bool = False) -> None:
         super().__init__(message)
         self.verify_failed = verify_failed
+        self.client_certificate = client_certificate
 
 
 class InsecureRequest(RegdataError):

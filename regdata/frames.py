@@ -71,6 +71,7 @@ REQUESTS: Schema = (
     ("attempt", "Int64"),
     ("cache", "category"),
     ("error", "string"),
+    ("proxy", "string"),  # host:port of the forward proxy it went through; NA when direct
 )
 
 REQUEST_KINDS = ("tags", "manifest", "manifest_head", "blob", "token", "catalog", "ping")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,6 +32,8 @@ from .remote import RemoteFactory
 from .requestlog import RequestLog
 from .scan import RemoteLike, ScanOptions, ScanResult, scan
 from .transport import RetryPolicy, Timeouts
+from .transport.proxy import Proxies
+from .transport.trust import CertSetting, VerifySetting
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,8 +90,21 @@ class Registry:
         timeout: connect and read timeouts per request (seconds, or a Timeouts); the read
             timeout also bounds how long a whole answer may take to arrive.
         budget: total seconds a scan may take; unfinished rows are marked ``timed out``.
-        insecure: hosts that may be spoken to over plain HTTP (loopback always may).
-        verify: TLS verification: True, False, or a CA bundle path.
+        insecure: Docker's insecure registries: TLS without verification first, plain HTTP
+            when the host speaks no TLS, a warning once per host (loopback may always use
+            plain HTTP, but its certificate is verified when it speaks TLS).
+        verify: TLS verification: True (the system store, ``SSL_CERT_FILE``/``SSL_CERT_DIR``,
+            certifi, ``REQUESTS_CA_BUNDLE``, and per host Docker's ``certs.d``), False, a CA
+            bundle or folder that replaces that trust, or ``{host: True | False | path}``.
+        cert: a client certificate ``(certfile, keyfile)`` for every host, or ``{host: pair}``;
+            else the ``*.cert``/``*.key`` pair of the host's ``certs.d`` folder, if any.
+        cert_dir: one folder of ``*.crt`` CAs and a ``*.cert``/``*.key`` pair for every host,
+            instead of ``certs.d`` (skopeo's ``--cert-dir``).
+        certs_d: the ``certs.d`` roots to read (default ``/etc/containers/certs.d``,
+            ``/etc/docker/certs.d``, ``~/.config/containers/certs.d``).
+        proxies: a :class:`~regdata.Proxies`, or requests' ``{"https": URL, "http": URL,
+            "no_proxy": "..."}``; replaces ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, which
+            are read otherwise, as Go reads them. ``reg.requests`` names the proxy per request.
         platforms: keep only these platforms (``"linux/amd64"``, ``"linux/arm/v7"``).
         labels_win: take ``created`` from ``org.opencontainers.image.created`` (or
             ``org.label-schema.build-date``) labels when present.
@@ -116,7 +131,11 @@ class Registry:
         timeout: float | Timeouts | None = None,
         budget: float | None = None,
         insecure: Iterable[str] = (),
-        verify: bool | str = True,
+        verify: VerifySetting = True,
+        cert: CertSetting = None,
+        cert_dir: str | None = None,
+        certs_d: Sequence[str] | None = None,
+        proxies: Proxies | Mapping[str, str | None] | None = None,
         platforms: Sequence[str] | None = None,
         labels_win: bool = False,
         attestations: bool = False,
@@ -175,6 +194,11 @@ class Registry:
             retry=retry or RetryPolicy(),
             insecure=frozenset(insecure),
             verify=verify,
+            cert=cert,
+            cert_dir=cert_dir,
+            certs_d=tuple(certs_d) if certs_d is not None else None,
+            proxies=(Proxies.from_environment() if proxies is None else proxies
+                     if isinstance(proxies, Proxies) else Proxies.from_mapping(proxies)),
             pool_size=self.limits.max_concurrency,
             mirrors=dict(mirrors or {}),
             limits=self.limits,
@@ -243,6 +267,26 @@ class Registry:
             return result
         finally:
             self._done(ctx)
+
+    def tag_details(self, repository: str | Repository | Reference) -> pd.DataFrame:
+        """Every tag's digest, size and created time from the one ``tags/list`` answer (one request).
+
+        GCR and Artifact Registry send a ``manifest`` map with it; columns as in
+        :data:`regdata.tag_details.TAG_DETAILS`, newest first.  Other registries
+        send no map: each tag is then a row with its name alone (read them with
+        :meth:`get_repository`).
+        """
+        from .tag_details import TAG_DETAILS, tag_details_rows
+
+        repo = parse_repository(repository)
+        ctx = self._context()
+        try:
+            pages = self.factory.remote(repo.registry).tag_pages(repo, ctx)
+        finally:
+            self._done(ctx)
+        frame = make_frame(tag_details_rows(repo.registry, repo.repository, pages), TAG_DETAILS)
+        return frame.sort_values(["created", "tag", "digest"], ascending=[False, True, True],
+                                 na_position="last", kind="stable").reset_index(drop=True)
 
     def get_repository(self, repository: str | Repository | Reference) -> pd.DataFrame:
         """Every tag of a repository: one row per tag and platform.

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 from urllib.parse import urlsplit
 
 from .cache import Cache, CachedManifest
@@ -53,7 +54,9 @@ from .requestlog import RequestLog, RequestRecord
 from .transport import HTTPTransport, Request, Response, RetryPolicy, Timeouts, Transport
 from .transport.base import join_url
 from .transport.chain import base_stack, for_host
+from .transport.proxy import Proxies
 from .transport.retry import Clock, parse_retry_after
+from .transport.trust import CertSetting, Trust, VerifySetting
 
 __all__ = ["FetchedManifest", "Remote", "RemoteFactory"]
 
@@ -175,6 +178,8 @@ class Remote:
         )
         if not allowed:
             return "https"
+        if self.http:
+            self.http.warn_insecure(self.api_host)
         request = Request("GET", f"https://{self.api_host}/v2/", "ping", context=self._ctx(context))
         for attempt in range(1, _PROBE_ATTEMPTS + 1):
             started, clock = time.time(), time.perf_counter()
@@ -183,7 +188,7 @@ class Remote:
                 response = self.http.send(request) if self.http else self.transport.send(request)
                 break
             except TLSError as exc:
-                if exc.verify_failed:  # a TLS server whose certificate fails: an error, never plain
+                if exc.verify_failed or exc.client_certificate:  # a TLS server: an error, never plain
                     raise
                 logger.info("%s does not speak TLS (%s): using plain HTTP", self.api_host,
                             printable(str(exc), 200))
@@ -197,7 +202,8 @@ class Remote:
             # /v2/ answers 401 to ask for credentials: an answer, not a failure.
             failed = not (response.ok or response.status == 401)
             self._record(None, "ping", len(response.body), started, clock, status=response.status,
-                         error=f"HTTP {response.status}" if failed else None)
+                         error=f"HTTP {response.status}" if failed else None,
+                         proxy=self.http.proxy_for(request.url))
         return "https"
 
     def url(self, path: str, context: Context | None = None) -> str:
@@ -224,13 +230,13 @@ class Remote:
 
     def _record(self, repository: str | None, kind: str, size: int, started: float, clock: float, *,
                 method: str = "GET", status: int | None = None, cache: str = "none", attempt: int = 1,
-                error: str | None = None) -> None:
+                error: str | None = None, proxy: str | None = None) -> None:
         """A request-log row written here rather than by the log layer."""
         self.log.record(
             RequestRecord(
                 started=started, host=self.api_host, repository=repository, kind=kind,
                 method=method, status=status, duration_s=time.perf_counter() - clock, bytes=size,
-                attempt=attempt, cache=cache, error=error,
+                attempt=attempt, cache=cache, error=error, proxy=proxy,
             )
         )
 
@@ -269,9 +275,17 @@ class Remote:
             "registry:catalog:*", ctx,
         )
 
+    def tag_pages(self, repo: Repository, context: Context | None = None) -> list[dict[str, Any]]:
+        """Every page of ``tags/list`` as the registry sent it (GCR's adds a ``manifest`` map); not cached."""
+        ctx = self._ctx(context)
+        pages: list[dict[str, Any]] = []
+        self._paginate(f"/v2/{repo.repository}/tags/list?n={self.page_size}", "tags", "tags",
+                       repo.repository, f"repository:{repo.repository}:pull", ctx, pages=pages)
+        return pages
+
     def _paginate(
         self, path: str, field_name: str, kind: str, repository: str | None, scope: str,
-        ctx: Context, cache_state: str = "none",
+        ctx: Context, cache_state: str = "none", pages: list[dict[str, Any]] | None = None,
     ) -> list[str]:
         url = self.url(path, ctx)
         origin = urlsplit(url).netloc
@@ -290,6 +304,8 @@ class Remote:
             if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
                 raise MalformedContent(f"{kind} answer: {field_name!r} is not a list of strings")
             items.extend(page)
+            if pages is not None:
+                pages.append(doc)
             match = _LINK_NEXT.search(response.headers.get("Link", ""))
             if not match:
                 # A name a registry lists twice (pages that overlap) is one tag: one set of rows.
@@ -572,7 +588,11 @@ class RemoteFactory:
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     insecure: frozenset[str] = frozenset()
-    verify: bool | str = True
+    verify: VerifySetting = True
+    cert: CertSetting = None
+    cert_dir: str | None = None
+    certs_d: tuple[str, ...] | None = None
+    proxies: Proxies | None = None
     pool_size: int = 8
     clock: Clock | None = None
     mirrors: dict[str, str] = field(default_factory=dict)
@@ -585,9 +605,12 @@ class RemoteFactory:
         self.mirrors = {canonical_host(k): api_host(canonical_host(v)) for k, v in self.mirrors.items()}
         # A connection per request the limiter may let through, so none waits for a socket.
         self.pool_size = max(self.pool_size, self.limits.max_concurrency)
+        insecure = frozenset(h.lower() for h in self.insecure)
+        trust = Trust(verify=self.verify, cert=self.cert, cert_dir=self.cert_dir, certs_d=self.certs_d,
+                      insecure=insecure)
         self.http = HTTPTransport(
-            timeouts=self.timeouts, verify=self.verify,
-            insecure_hosts=frozenset(h.lower() for h in self.insecure), pool_size=self.pool_size,
+            timeouts=self.timeouts, verify=self.verify if isinstance(self.verify, bool | str) else True,
+            insecure_hosts=insecure, pool_size=self.pool_size, trust=trust, proxies=self.proxies,
         )
         self.limiters = Limiters(self.limits, self.log, self.clock)
         self.base = base_stack(self.http, self.log, self.retry, self.clock, self.limiters)

@@ -77,6 +77,7 @@ class RequestRecord:
     cache: str
     error: str | None
     concurrency: int | None = None
+    proxy: str | None = None  # host:port of the forward proxy, never its credentials
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class RequestLog:
                 "attempt": r.attempt,
                 "cache": r.cache,
                 "error": r.error,
+                "proxy": r.proxy,
                 "concurrency": r.concurrency,
             }
             for r in self.records()

@@ -832,6 +832,10 @@ class MockRemote:
                       context, answer)
         return found
 
+    def tag_pages(self, repo: Repository, context: Context | None = None) -> list[dict[str, Any]]:
+        """The ``tags/list`` answer as a page, as Distribution sends it (no GCR manifest map)."""
+        return [{"name": repo.repository, "tags": self.tags(repo, context)}]
+
     def catalog(self, context: Context | None = None) -> list[str]:
         """Every repository of this host."""
         server = self.factory.server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import shutil
 import time
@@ -20,6 +21,8 @@ from regdata.credentials import (
     docker_config_path,
 )
 from regdata.errors import CredentialsError
+from tests.support.builder import Builder, ImageSpec
+from tests.support.registry_server import RegistryServer
 
 SECRET = "s3cr3t-PLANTED"
 HELPERS = Path(__file__).parent / "helpers"
@@ -426,13 +429,13 @@ def test_helper_timeout(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_invalid_helper_names_refused(home: Path, name: str) -> None:
     path = docker_config(home, {"credHelpers": {"ghcr.io": name}})
     with pytest.raises(CredentialsError, match="invalid credential helper name") as info:
-        Credentials.from_docker_config()
+        Credentials.from_docker_config(strict=True)
     assert str(path) in str(info.value)
     assert "ghcr.io" in str(info.value)
     if name:
         docker_config(home, {"credsStore": name})
         with pytest.raises(CredentialsError, match="credsStore: invalid credential helper name"):
-            Credentials.from_docker_config()
+            Credentials.from_docker_config(strict=True)
 
 
 def test_helper_not_taken_from_relative_path(
@@ -499,7 +502,7 @@ def test_malformed_files(
     path.write_text(content if isinstance(content, str) else json.dumps(content))
     load = Credentials.from_docker_config if loader == "docker" else Credentials.from_auth_file
     with pytest.raises(CredentialsError) as info:
-        load(path)
+        load(path, strict=True)
     message = str(info.value)
     assert message.startswith(f"{path}: ")
     for fragment in fragments:
@@ -510,10 +513,10 @@ def test_malformed_files(
 def test_unreadable_files(tmp_path: Path) -> None:
     (tmp_path / "bytes.json").write_bytes(b'{"auths": {"\xff": {}}}')
     with pytest.raises(CredentialsError, match=r"bytes\.json: not UTF-8 text"):
-        Credentials.from_docker_config(tmp_path / "bytes.json")
+        Credentials.from_docker_config(tmp_path / "bytes.json", strict=True)
     (tmp_path / "dir.json").mkdir()
     with pytest.raises(CredentialsError, match=r"dir\.json: cannot be read"):
-        Credentials.from_auth_file(tmp_path / "dir.json")
+        Credentials.from_auth_file(tmp_path / "dir.json", strict=True)
 
 
 def test_anonymous_mapping_value_does_not_hide_lower_source() -> None:
@@ -531,3 +534,24 @@ def test_helper_failure_is_not_cached(home: Path, monkeypatch: pytest.MonkeyPatc
         creds.for_host("ghcr.io")
     monkeypatch.setenv("REGDATA_TEST_HELPER_MODE", "normal")
     assert creds.for_host("ghcr.io").username == "user@ghcr.io"
+
+
+def test_a_malformed_docker_config_warns_once_and_anonymous_reads_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    registry: RegistryServer, builder: Builder, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from regdata.cli import main
+
+    secret = "Very-Secret-Pw-42"
+    (tmp_path / "config.json").write_text('{"auths": {"ghcr.io": {"password": "' + secret + '", }}}')
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "none.json"))
+    builder.push_image("creds/anon", ImageSpec(), tags=["1"])
+    with caplog.at_level(logging.WARNING, logger="regdata.credentials"):
+        assert main(["tags", f"{registry.host}/creds/anon", "--cache", "none"]) == 0
+    assert capsys.readouterr().out.split() == ["tag", "1"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "regdata.credentials"]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{tmp_path / 'config.json'}: invalid JSON at line 1")
+    assert secret not in caplog.text
+    with pytest.raises(CredentialsError, match="invalid JSON"):
+        Credentials.from_docker_config(strict=True)

@@ -260,7 +260,7 @@ def test_request_log_frame(app: dict[str, object]) -> None:
     reg.get_repository(str(app["repo"]))
     log = reg.requests
     assert list(log.columns) == ["started", "host", "repository", "kind", "method", "status",
-                                 "duration_s", "bytes", "attempt", "cache", "error"]
+                                 "duration_s", "bytes", "attempt", "cache", "error", "proxy"]
     assert str(log["started"].dtype) == "datetime64[ns, UTC]"
     assert {"tags", "manifest", "blob"} <= set(log["kind"].astype(str))
     assert (log["duration_s"] >= 0).all()

@@ -29,7 +29,7 @@ def base_stack(
     so a request waiting out its backoff holds no slot, and above the log,
     so a row's duration is the HTTP exchange alone.
     """
-    inner: Transport = LogTransport(http, log, limiters)
+    inner: Transport = LogTransport(http, log, limiters, proxy_for=http.proxy_for)
     if limiters is not None:
         inner = LimitTransport(inner, limiters)
     return RetryTransport(inner, policy=policy or RetryPolicy(), clock=clock or SystemClock())

@@ -9,6 +9,7 @@ limiter allowed when it went out.  Only the host is recorded of the URL.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,6 +36,8 @@ class LogTransport:
     inner: Transport
     log: RequestLog
     limiters: ConcurrencySource | None = None
+    #: ``url -> "host:port"`` of the proxy a request goes through, or None (the HTTP layer's).
+    proxy_for: Callable[[str], str | None] | None = None
 
     def send(self, request: Request) -> Response:
         """Send through ``inner`` and record the outcome, success or not."""
@@ -79,6 +82,7 @@ class LogTransport:
                 cache=request.cache,
                 error=error,
                 concurrency=concurrency,
+                proxy=self.proxy_for(request.url) if self.proxy_for is not None else None,
             )
         )
         metrics.observe_request(request.kind, error is None, duration)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import time
 import traceback
@@ -66,7 +67,7 @@ def _read(path: Path, hosts: tuple[str, ...] = ("ghcr.io", "quay.io", "docker.io
     def load() -> Credential:
         last = Credential()
         for loader in (Credentials.from_docker_config, Credentials.from_auth_file):
-            credentials = loader(path, helper_timeout=0.5)
+            credentials = loader(path, helper_timeout=0.5, strict=True)
             for host in hosts:
                 last = credentials.for_host(host)
             credentials.hosts()
@@ -243,23 +244,41 @@ def test_helper_names_are_validated(helper_env: Path, tmp_path: Path, tally: Tal
     batch.assert_clean()
 
 
-def test_broken_default_files_stop_the_registry_clearly(helper_env: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch, tally: Tally) -> None:
+def test_broken_default_files_warn_and_anonymous_access_goes_on(
+    helper_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tally: Tally,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As Docker: one warning naming the file and the fault, never the secret; the Registry is made."""
     batch = tally.batch("config", "a broken default config file")
+
+    def warned(path: Path) -> Callable[[Any], tuple[str, str]]:
+        def judge(registry: Any) -> tuple[str, str]:
+            messages = [r.getMessage() for r in caplog.records if r.name == "regdata.credentials"]
+            caplog.clear()
+            if any(SECRET in m or b64(SECRET) in m for m in messages):
+                return LEAKED, "the secret is in the warning"
+            if len(messages) != 1 or str(path) not in messages[0]:
+                return CRASH, f"expected one warning naming {path}, got {messages}"
+            if registry.factory.credentials.for_host("ghcr.io"):
+                return CRASH, "a credential from a broken file"
+            return HANDLED, messages[0]
+        return judge
+
+    caplog.set_level(logging.WARNING, logger="regdata.credentials")
     docker = tmp_path / "docker"
     docker.mkdir()
     (docker / "config.json").write_text('{"auths": {"ghcr.io": {"auth": "' + SECRET + '"}}')
     monkeypatch.setenv("DOCKER_CONFIG", str(docker))
-    batch.call("broken $DOCKER_CONFIG/config.json", lambda: Registry(cache=None), lambda r: (CRASH, "no error"))
+    batch.call("broken $DOCKER_CONFIG/config.json", lambda: Registry(cache=None), warned(docker / "config.json"))
     monkeypatch.delenv("DOCKER_CONFIG")
     auth = tmp_path / "auth.json"
     auth.write_bytes(b'{"auths": {"ghcr.io": {"auth": 7}}, "x": "\xff"}')
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))
-    batch.call("broken $REGISTRY_AUTH_FILE", lambda: Registry(cache=None), lambda r: (CRASH, "no error"))
+    batch.call("broken $REGISTRY_AUTH_FILE", lambda: Registry(cache=None), warned(auth))
     (tmp_path / "dir.json").mkdir()
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "dir.json"))
-    batch.call("$REGISTRY_AUTH_FILE is a directory", lambda: Registry(cache=None), lambda r: (CRASH, "no error"))
+    batch.call("$REGISTRY_AUTH_FILE is a directory", lambda: Registry(cache=None), warned(tmp_path / "dir.json"))
     monkeypatch.setenv("REGISTRY_AUTH_FILE", "/proc/self/mem")
-    batch.call("$REGISTRY_AUTH_FILE cannot be read", lambda: Registry(cache=None), lambda r: (CRASH, "no error"))
-    assert [c.outcome for c in batch.cases] == [CLEAR] * 4, batch.cases
+    batch.call("$REGISTRY_AUTH_FILE cannot be read", lambda: Registry(cache=None), warned(Path("/proc/self/mem")))
+    assert [c.outcome for c in batch.cases] == [HANDLED] * 4, batch.cases
     batch.assert_clean()

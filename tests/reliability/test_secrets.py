@@ -18,7 +18,8 @@ pair is one case of the tally.
 The second half checks where credentials go: only to their own host and
 port, not along redirects, not to another host's pages, not to a token realm
 on another scheme, never over plain HTTP to a non-loopback host, never to a
-proxy named in the environment; credential helpers from PATH only; TLS
+proxy for a loopback host (a proxy's own password goes to it alone, and
+is looked for like the others); credential helpers from PATH only; TLS
 verified by default.
 """
 
@@ -53,6 +54,7 @@ from tests.support.registry_server import (
     start_memcached,
     start_registry,
 )
+from tests.support.tinyproxy import start_tinyproxy
 from tests.support.token_server import AclRule, Grant, start_token_server
 from tests.test_cache_backends import memcached_dump
 
@@ -61,6 +63,8 @@ from .support import CLEAN, LEAKED, RawProxy, Tally
 BASIC_PASSWORD = "BasicPW-planted-7c1e"
 TOKEN_PASSWORD = "TokenPW-planted-93ab"
 WRONG_PASSWORD = "WrongPW-planted-51d0"
+PROXY_PASSWORD = "ProxyPW-planted-2f8a"
+CORP_NAME = "registry.corp.test"  # resolved by tinyproxy alone
 HELPERS = Path(__file__).resolve().parent.parent / "helpers"
 ACL = (
     AclRule(account="alice", name="private/*", actions=("pull",)),
@@ -279,6 +283,7 @@ def _plant(planted: Planted, tmp: Path, closers: list[Any]) -> None:
         _attempt(planted, lambda: reg.get_repository(f"{doors[1].host}/private/app"))
         planted.frames["requests with a broken token"] = reg.requests
     token_proxy.faults.remove(crlf)
+    _plant_proxy(planted, basic, closers, images)
     assert planted.errors and planted.bearer and images
     # The HTML report of a fleet of these images.
     try:
@@ -290,6 +295,25 @@ def _plant(planted: Planted, tmp: Path, closers: list[Any]) -> None:
         scan = scan_fleet(reg, fleet)
         planted.report = write_report(judge_fleet(scan), scan.images, reg.requests, tmp / "report.html",
                                       errors=scan.errors, cache=reg.cache)
+
+
+def _plant_proxy(planted: Planted, basic: RegistryServer, closers: list[Any],
+                 images: dict[str, pd.DataFrame]) -> None:
+    """A proxy password in the proxy URL: read through tinyproxy, then refused with a wrong one."""
+    proxy = start_tinyproxy([CORP_NAME], user="alice", password=PROXY_PASSWORD)
+    closers.append(proxy.stop)
+    planted.secrets["proxy password"] = PROXY_PASSWORD
+    host = f"{CORP_NAME}:{basic.port}"
+    credentials = Credentials.from_mapping({host: ("alice", BASIC_PASSWORD)})
+    for label, url in (("through a proxy", proxy.url),
+                       ("a wrong proxy password", f"http://alice:{PROXY_PASSWORD}-wrong@{proxy.host}")):
+        proxies = regdata.Proxies(http=url, https=url)
+        with Registry(credentials=credentials, cache=None, insecure=[host], proxies=proxies,
+                      retry=regdata.RetryPolicy(attempts=1)) as reg:
+            planted.objects += [proxies, reg, reg.factory, reg.factory.http]
+            _read_all(planted, reg, f"{host}/team/app", label, images)
+            planted.frames[f"requests ({label})"] = reg.requests
+    assert (planted.frames["requests (through a proxy)"]["proxy"] == proxy.host).all()
 
 
 # --------------------------------------------------------------------------- looking for them
@@ -521,7 +545,7 @@ def test_credential_helpers_run_from_path_only_and_time_out(tmp_path: Path, monk
     for name in (str(HELPERS / "docker-credential-regdatatest"), "../helpers/regdatatest", "regdatatest;id"):
         config.write_text(json.dumps({"credHelpers": {"ghcr.io": name}}))
         with pytest.raises(regdata.CredentialsError, match="invalid credential helper name"):
-            Credentials.from_docker_config(config).for_host("ghcr.io")
+            Credentials.from_docker_config(config, strict=True).for_host("ghcr.io")
         batch.record(f"helper named {name[-30:]!r}", LEAKED if log.exists() else CLEAN)
     # Found through a relative PATH entry: not run.
     monkeypatch.chdir(HELPERS.parent)

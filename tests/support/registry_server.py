@@ -455,6 +455,11 @@ class RegistryServer(_Controls):
                 # Any HTTP answer (200, or 401 under auth) means it is serving.
                 requests.get(f"{self.url}/v2/", timeout=1.0, verify=verify)
                 return
+            except requests.exceptions.SSLError as exc:
+                # A registry asking for a client certificate (http.tls.clientcas) is serving too.
+                text = str(exc).upper().replace(" ", "_")
+                if "CERTIFICATE_REQUIRED" in text or "BAD_CERTIFICATE" in text:
+                    return
             except requests.RequestException:
                 pass
             if time.monotonic() > deadline:
@@ -483,6 +488,7 @@ def start_registry(
     users: Mapping[str, str] | None = None,
     token: TokenAuthConfig | None = None,
     tls: bool = False,
+    tls_hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
     workdir: Path | None = None,
     port: int | None = None,
     extra_config: Mapping[str, Any] | None = None,
@@ -493,7 +499,7 @@ def start_registry(
     owns = workdir is None
     wd = Path(tempfile.mkdtemp(prefix="regdata-registry-")) if workdir is None else workdir
     wd.mkdir(parents=True, exist_ok=True)
-    tls_files = make_tls_files(wd / "tls") if tls else None
+    tls_files = make_tls_files(wd / "tls", tls_hosts) if tls else None
     # free_port() can race with another process taking the port; try a few ports
     # unless the caller fixed one.
     attempts = 1 if port else 3

@@ -160,7 +160,13 @@ class TokenServer:
         issuer: str = "regdata-test-issuer",
         lifetime: int = 300,
         workdir: Path | None = None,
+        path: str = "/token",
+        token_only: bool = False,
     ) -> None:
+        """``path``: where the realm is (``/oauth2/token`` for ACR, ``/v2/auth`` for Quay);
+        ``token_only``: a GET is answered with ``{"token": ...}`` alone, as GHCR and Quay do."""
+        self.path = path
+        self.token_only = token_only
         self.users: dict[str, str] = dict(users or {})
         self.acl: list[AclRule] = list(acl)
         self.service = service
@@ -237,7 +243,7 @@ class TokenServer:
 
     @property
     def realm(self) -> str:
-        return f"{self.url}/token"
+        return f"{self.url}{self.path}"
 
     def registry_config(self) -> TokenAuthConfig:
         return TokenAuthConfig(
@@ -323,7 +329,7 @@ class TokenServer:
         if failure is not None:
             self._reply(h, rec, failure, {"errors": [{"code": "UNAVAILABLE", "message": "forced"}]})
             return
-        if parsed.path != "/token":
+        if parsed.path != self.path:
             self._reply(h, rec, 404, {"errors": [{"code": "NOT_FOUND", "message": parsed.path}]})
             return
         if method == "GET":
@@ -368,6 +374,8 @@ class TokenServer:
             "expires_in": self.lifetime,
             "issued_at": _now_rfc3339(),
         }
+        if self.token_only:
+            body = {"token": token}
         if account and q.get("offline_token", ["false"])[0].lower() == "true":
             body["refresh_token"] = self._new_refresh_token(account)
             rec.refresh_token_issued = True
