@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import regdata
+from regdata import cli
 from regdata.frames import IMAGES
 from regdata.many import Catalog
 from tests.support.builder import Builder, ImageSpec
@@ -156,3 +159,47 @@ def test_budget_and_cancel_cover_the_whole_call(registry: RegistryServer, repos:
         df = reg.get_repositories(names, per_host=2)
         assert set(df["repository"]) == {n.split("/", 1)[1] for n in repos}
         assert (df["error"] == "cancelled").any()
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No user credentials, no user cache: the CLI reads both from the environment."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("REGDATA_CACHE", "memory://")
+
+
+def cli_csv(capsys: pytest.CaptureFixture[str], *argv: str) -> pd.DataFrame:
+    assert cli.main([*argv, "--format", "csv", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return pd.read_csv(io.StringIO(out))
+
+
+def test_cli_images_of_many_repositories(
+    isolated: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    registry: RegistryServer, repos: list[str], tmp_path: Path,
+) -> None:
+    expected = one_by_one(client(), repos[:3])
+    given = cli_csv(capsys, "images", *repos[:3])
+    assert given["repository"].tolist() == expected["repository"].tolist()
+    assert given["digest"].tolist() == expected["digest"].tolist()
+    listing = tmp_path / "repos.txt"
+    listing.write_text(f"# the first three\n{repos[0]}\n\n{repos[1]}\n{repos[2]}\n")
+    pd.testing.assert_frame_equal(cli_csv(capsys, "images", "--from", str(listing)), given)
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(repos[:3])))
+    pd.testing.assert_frame_equal(cli_csv(capsys, "images", "--from", "-"), given)
+    everything = cli_csv(capsys, "images", "--catalog", registry.host)
+    assert set(n.split("/", 1)[1] for n in repos) <= set(everything["repository"])
+    # The table names the repository of each row; a bad one is a row and a warning, exit 0.
+    assert cli.main(["images", repos[0], f"{registry.host}/{PREFIX}/nope", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].split()[:2] == ["repository", "tag"]
+    assert "1 of" in err and "rows have an error" in err
+    assert cli.main(["images"]) == 2
+    assert "required: reference" in capsys.readouterr().err
