@@ -125,6 +125,16 @@ class Registry:
         mirrors: dict[str, str] | None = None,
         factory: Factory | None = None,
     ) -> None:
+        # What a Dask worker needs to build the same Registry (regdata.cluster): no credentials.
+        self._settings: dict[str, Any] = {
+            "cache": cache, "cache_ttl": cache_ttl, "concurrency": concurrency,
+            "min_concurrency": min_concurrency, "max_concurrency": max_concurrency, "rps": rps,
+            "quota_floor": quota_floor, "timeout": timeout, "budget": budget, "insecure": tuple(insecure),
+            "verify": verify, "platforms": tuple(platforms) if platforms else None, "labels_win": labels_win,
+            "attestations": attestations, "retry": retry, "request_log_size": request_log_size,
+            "mirrors": dict(mirrors or {}),
+        }
+        insecure = self._settings["insecure"]
         if concurrency is not None and concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         # A number the user names is a fixed limit; left out, the limiter adapts from 8 up to 32.
