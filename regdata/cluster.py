@@ -13,7 +13,8 @@ given: the frame one process would have made.
 
 **Settings and credentials.** The workers build their own Registry from the
 caller's settings (cache URL, TTL, limits, timeouts, retry, platforms,
-mirrors...).  Settings and credentials travel together, once per call, as a
+mirrors...; a CA bundle path or a ``sqlite://`` file is read on each worker's
+machine).  Settings and credentials travel together, once per call, as a
 worker plugin (``Client.register_plugin``), not in any task: the tasks carry
 only the call's token, the repository and the deadline, so no credential is
 in a task key, a task graph, the dashboard or a log, and every ``repr`` shows
@@ -50,6 +51,7 @@ saying ``cancelled``; a task already running finishes on its worker.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 import uuid
@@ -101,13 +103,79 @@ def require_dask() -> Any:
 # ---------------------------------------------------------------------------- on a worker
 
 
+class _Leases:
+    """One worker's leases of one host's semaphore, handed from request to request.
+
+    A lease taken from the scheduler for every request costs two round trips
+    to it per request: measured, that made a 2-worker cluster slower than one
+    process, many times over.  So a request that ends hands its lease to one
+    waiting here, with no round trip, and gives it back to the scheduler
+    when none waits, or every ``HANDOFFS``-th time, so the other workers get
+    their turn.  A request holds a lease while on the wire, so the host
+    never has more requests in flight than leases are out: N, cluster-wide.
+    """
+
+    HANDOFFS = 16
+
+    def __init__(self, sem: Any) -> None:
+        self.sem = sem
+        self.free = 0  # held by this worker, in use by no request
+        self.waiting = 0
+        self.asking = False  # one thread at a time asks the scheduler
+        self.handoffs = 0
+        self._cond = threading.Condition()
+
+    def take(self, context: Context) -> None:
+        """A lease for one request: a free one here, else one from the scheduler."""
+        with self._cond:
+            self.waiting += 1
+            try:
+                while True:
+                    if self.free:
+                        self.free -= 1
+                        return
+                    if not self.asking:
+                        self.asking = True
+                        self._cond.release()
+                        try:
+                            got = self.sem.acquire(timeout=_LEASE_POLL)
+                        finally:
+                            self._cond.acquire()
+                            self.asking = False
+                            self._cond.notify_all()
+                        if got:
+                            return
+                    else:
+                        self._cond.wait(_LEASE_POLL)
+                    context.check()
+            finally:
+                self.waiting -= 1
+
+    def give(self) -> None:
+        """A request's lease back: to a request waiting here, or to the scheduler."""
+        with self._cond:
+            self.handoffs += 1
+            if self.waiting > (1 if self.asking else 0) and self.handoffs % self.HANDOFFS:
+                self.free += 1
+                self._cond.notify()
+                return
+        self.sem.release()
+
+    def drain(self) -> None:
+        """Give back what no request uses."""
+        with self._cond:
+            spare, self.free = self.free, 0
+        for _ in range(spare):
+            self.sem.release()
+
+
 class ClusterGate:
     """The transport layer that holds a host's requests in flight to N across the cluster.
 
-    Each attempt takes a lease of the host's ``distributed.Semaphore``
-    (``regdata-limit-<host>-<N>``) for as long as it is on the wire.  It
-    sits under the worker's own limiter, so only requests that limiter let
-    through wait on the scheduler.
+    Each attempt holds a lease of the host's ``distributed.Semaphore``
+    (``regdata-limit-<host>-<N>``) for as long as it is on the wire, handed
+    on between this worker's requests (:class:`_Leases`).  It sits under the
+    worker's own limiter, so only requests that limiter let through wait here.
     """
 
     def __init__(self, inner: Transport, leases: int, worker: Any = None) -> None:
@@ -120,6 +188,7 @@ class ClusterGate:
         # Bound now: the scan's threads, where requests go from, do not carry Dask's worker context.
         self._scheduler, self._loop = worker.scheduler, worker.loop
         self._semaphores: dict[str, Any] = {}
+        self._pools: dict[str, _Leases] = {}
         self._braking: set[str] = set()
         self._lock = threading.Lock()
 
@@ -136,16 +205,38 @@ class ClusterGate:
                 self._semaphores[host] = sem
             return sem
 
-    def send(self, request: Request) -> Response:
-        """Take a lease of the host, send, give the lease back; a 429 brakes the host for everyone."""
-        host = host_of(request.url)
+    def _leases(self, host: str) -> _Leases:
         sem = self.semaphore(host)
-        while not sem.acquire(timeout=_LEASE_POLL):
-            request.context.check()
+        with self._lock:
+            pool = self._pools.get(host)
+            if pool is None:
+                pool = self._pools[host] = _Leases(sem)
+            return pool
+
+    def close(self) -> None:
+        """Give back spare leases and stop refreshing; the semaphores stay, for other workers and calls."""
+        with self._lock:
+            semaphores = list(self._semaphores.values())
+            pools = list(self._pools.values())
+            self._semaphores.clear()
+            self._pools.clear()
+        for pool in pools:
+            with contextlib.suppress(Exception):  # a worker going away: its leases expire anyway
+                pool.drain()
+        for sem in semaphores:
+            callback = getattr(sem, "refresh_callback", None)
+            if callback is not None:
+                callback.stop()
+
+    def send(self, request: Request) -> Response:
+        """Hold a lease of the host while sending; a 429 brakes the host for everyone."""
+        host = host_of(request.url)
+        leases = self._leases(host)
+        leases.take(request.context)
         try:
             response = self.inner.send(request)
         finally:
-            sem.release()
+            leases.give()
         if response.status == 429:
             seconds = parse_retry_after(response.headers.get("Retry-After"), time.time())
             self._brake(host, max(seconds or 0.0, BRAKE_SECONDS))
@@ -176,13 +267,13 @@ class ClusterGate:
                 self._braking.discard(host)
 
 
-def _gate(reg: Registry) -> None:
+def _gate(reg: Registry) -> ClusterGate:
     """Put a ClusterGate into a fresh Registry's transport: retry > limit > gate > log > HTTP."""
     factory: Any = reg.factory
-    inner: Transport = LogTransport(factory.http, factory.log, factory.limiters)
-    inner = ClusterGate(inner, reg.limits.max_concurrency)
-    inner = LimitTransport(inner, factory.limiters)
+    gate = ClusterGate(LogTransport(factory.http, factory.log, factory.limiters), reg.limits.max_concurrency)
+    inner = LimitTransport(gate, factory.limiters)
     factory.base = RetryTransport(inner, policy=factory.retry, clock=factory.clock or SystemClock())
+    return gate
 
 
 @dataclass(eq=False)
@@ -194,6 +285,7 @@ class _Call(WorkerPlugin):
     credentials: dict[str, Credential] | None  # None: each worker's own docker config
     name: str = ""
     _registry: Registry | None = field(default=None, repr=False)
+    _gate: ClusterGate | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -217,6 +309,8 @@ class _Call(WorkerPlugin):
     def teardown(self, worker: Any) -> None:
         with _CALLS_LOCK:
             _CALLS.pop(self.token, None)
+        if self._gate is not None:
+            self._gate.close()
         if self._registry is not None:
             self._registry.close()
 
@@ -229,7 +323,7 @@ class _Call(WorkerPlugin):
                 credentials = (Credentials.from_mapping(self.credentials) if self.credentials is not None
                                else Credentials.default())
                 reg = Registry(credentials=credentials, **self.settings)
-                _gate(reg)
+                self._gate = _gate(reg)
                 self._registry = reg
             return self._registry
 
@@ -253,13 +347,16 @@ def read_task(token: str, want: Wanted, deadline: float | None) -> pd.DataFrame:
 
 
 def _settings(reg: Registry) -> dict[str, Any]:
+    """The Registry's settings for the workers, what the caller's environment chose made explicit."""
     settings = dict(reg._settings)
-    if getattr(reg, "cache", None) is None and settings["cache"] not in (None, "none", ""):
-        raise ValueError(f"a cluster cannot use {_LOCAL_ONLY[1]}: give the workers a real Registry")
     cache = settings["cache"]
+    if cache == "default":  # this process's choice, not each worker's environment's
+        settings["cache"] = cache = os.environ.get("REGDATA_CACHE", "sqlite://")
     if not (cache is None or isinstance(cache, str)):
         raise ValueError(f"a cluster cannot share {_LOCAL_ONLY[0]}: give a cache URL "
                          "(memcached://host:port, shared by every worker) or None")
+    if reg.cache is not None:
+        settings["cache_ttl"] = {"*": reg.cache.ttl, **reg.cache.host_ttl}
     settings["budget"] = None  # the call's deadline goes with each task
     return settings
 
