@@ -6,7 +6,7 @@
 It starts its own Distribution registry (access log on) and memcached on
 127.0.0.1, fills ``many/r0000``... through the test bed's Builder, starts a
 LocalCluster of 2 worker processes (16 threads each; scheduler and workers on
-127.0.0.1, no dashboard), and runs, on loopback and through the 30 ms proxy
+127.0.0.1, the dashboard too), and runs, on loopback and through the 30 ms proxy
 (bench/latency.py), interleaved round by round:
 
 - ``loop``: ``get_repository`` of each repository in turn (one run: it is the slow one);
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         names = fill(registry.url, args.repos, args.tags)
         report["fill_seconds"] = round(time.perf_counter() - started, 1)
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=16, processes=True,
-                                           host="127.0.0.1", dashboard_address=None, env=env,
+                                           host="127.0.0.1", dashboard_address="127.0.0.1:0", env=env,
                                            silence_logs=40)
         client = distributed.Client(cluster)
         run_cluster(client, [f"{registry.host}/{n}" for n in names[:2]])  # the workers import regdata

@@ -30,13 +30,18 @@ machines, or ``"own"``.
 
 **Limits across the cluster.** Each host's limit N (the Registry's
 ``max_concurrency``: 32, or the ``concurrency`` given) holds for the whole
-cluster: every request to a host takes a lease of a ``distributed.Semaphore``
-named for the host and N, under each worker's own adaptive limiter, so the
-host never sees more than N requests in flight from all the workers
-together.  A 429 halves the host's traffic for the whole cluster: the worker
-that got it takes half the leases out of circulation for the ``Retry-After``
-(at least a second).  A lease taken by a worker that dies is freed by the
-scheduler after ``distributed.scheduler.locks.lease-timeout`` (30 s).
+cluster by shares: the workers there when the call starts split N among
+them (N // W each, one more for the first N % W), each worker's Registry has
+its share as its ``max_concurrency`` per host, and the tasks go to those
+workers only (``allow_other_workers=False``), so a worker that joins later,
+a dead one's replacement too, adds nothing in flight.  A 429 slows the
+whole cluster: the worker that got it sets the host's brake (a
+``distributed.Variable``, ``regdata-brake-<host>``, holding the time it
+ends: the ``Retry-After``, at least a second), every worker reads it at
+most every half second and keeps to half its share until then, on top of
+its own limiter halving.  (A ``distributed.Semaphore`` taken per request was
+tried first: two scheduler round trips per request made the cluster many
+times slower than one process, and leases stalled under load.)
 
 **Cache.** ``cache="memcached://..."`` is shared by every worker: a second
 call within the TTL makes no request.  A ``sqlite://`` cache is each worker
@@ -64,8 +69,9 @@ import pandas as pd
 from .context import Context
 from .credentials import Credential, Credentials
 from .frames import IMAGE_CATEGORIES, IMAGES, make_frame
-from .limits import LimitTransport
+from .limits import DEFAULT_CONCURRENCY, LimitTransport
 from .many import Wanted, assemble, error_row, repository_rows
+from .reference import api_host
 from .scan import GRACE_SECONDS, TIMED_OUT
 from .transport.base import Request, Response, Transport
 from .transport.log import LogTransport, host_of
@@ -86,8 +92,8 @@ INSTALL = "get_repositories(client=...) needs dask and distributed: pip install 
 _LOCAL_ONLY = ("a Cache or backend object", "a mock factory")
 # How long a 429 keeps half a host's leases out of circulation when it names no Retry-After.
 BRAKE_SECONDS = 1.0
-# How long a request waits on the scheduler for a lease before it looks at its context again.
-_LEASE_POLL = 0.5
+# How often a request held by a brake looks at its context.
+_POLL = 0.05
 
 
 def require_dask() -> Any:
@@ -103,174 +109,124 @@ def require_dask() -> Any:
 # ---------------------------------------------------------------------------- on a worker
 
 
-class _Leases:
-    """One worker's leases of one host's semaphore, handed from request to request.
+class _Brake:
+    """One host's 429 brake on one worker, shared with the cluster through a ``distributed.Variable``.
 
-    A lease taken from the scheduler for every request costs two round trips
-    to it per request: measured, that made a 2-worker cluster slower than one
-    process, many times over.  So a request that ends hands its lease to one
-    waiting here, with no round trip, and gives it back to the scheduler
-    when none waits, or every ``HANDOFFS``-th time, so the other workers get
-    their turn.  A request holds a lease while on the wire, so the host
-    never has more requests in flight than leases are out: N, cluster-wide.
+    The variable (``regdata-brake-<host>``) holds the wall-clock time until
+    which the host is braked.  A worker that gets a 429 sets it; every
+    worker reads it at most every ``LOOK`` seconds (one scheduler round trip)
+    and, until then, lets at most half its share of requests go to the host.
     """
 
-    HANDOFFS = 16
+    LOOK = 0.5
 
-    def __init__(self, sem: Any) -> None:
-        self.sem = sem
-        self.free = 0  # held by this worker, in use by no request
-        self.waiting = 0
-        self.asking = False  # one thread at a time asks the scheduler
-        self.handoffs = 0
+    def __init__(self, share: int, variable: Any) -> None:
+        self.share = share
+        self.variable = variable
+        self.until = 0.0
+        self.in_flight = 0
+        self._next_look = 0.0
+        self._looking = False
         self._cond = threading.Condition()
 
-    def take(self, context: Context) -> None:
-        """A lease for one request: a free one here, else one from the scheduler."""
+    def _look(self) -> None:
         with self._cond:
-            self.waiting += 1
-            try:
-                while True:
-                    if self.free:
-                        self.free -= 1
-                        return
-                    if not self.asking:
-                        self.asking = True
-                        self._cond.release()
-                        try:
-                            got = self.sem.acquire(timeout=_LEASE_POLL)
-                        finally:
-                            self._cond.acquire()
-                            self.asking = False
-                            self._cond.notify_all()
-                        if got:
-                            return
-                    else:
-                        self._cond.wait(_LEASE_POLL)
-                    context.check()
-            finally:
-                self.waiting -= 1
-
-    def give(self) -> None:
-        """A request's lease back: to a request waiting here, or to the scheduler."""
-        with self._cond:
-            self.handoffs += 1
-            if self.waiting > (1 if self.asking else 0) and self.handoffs % self.HANDOFFS:
-                self.free += 1
-                self._cond.notify()
+            now = time.monotonic()
+            if self._looking or now < self._next_look:
                 return
-        self.sem.release()
-
-    def drain(self) -> None:
-        """Give back what no request uses."""
+            self._looking, self._next_look = True, now + self.LOOK
+        try:
+            value = self.variable.get(timeout=self.LOOK)
+        except Exception:  # never set, or the scheduler slow: no news is no brake
+            value = None
         with self._cond:
-            spare, self.free = self.free, 0
-        for _ in range(spare):
-            self.sem.release()
+            self._looking = False
+            if value:
+                self.until = max(self.until, float(value))
+
+    def enter(self, context: Context) -> None:
+        """Wait while braked and half the share is in flight; then count this request in."""
+        self._look()
+        with self._cond:
+            while time.time() < self.until and self.in_flight >= max(1, self.share // 2):
+                context.check()
+                self._cond.wait(_POLL)
+            self.in_flight += 1
+
+    def leave(self) -> None:
+        """Count a request out."""
+        with self._cond:
+            self.in_flight -= 1
+            self._cond.notify()
+
+    def signal(self, seconds: float) -> None:
+        """A 429: brake the host here at once, and for the whole cluster."""
+        until = time.time() + seconds
+        with self._cond:
+            self.until = max(self.until, until)
+        with contextlib.suppress(Exception):  # the local brake holds; the others learn of the next 429
+            self.variable.set(until)
 
 
 class ClusterGate:
-    """The transport layer that holds a host's requests in flight to N across the cluster.
+    """The transport layer that spreads a host's 429 over the whole cluster.
 
-    Each attempt holds a lease of the host's ``distributed.Semaphore``
-    (``regdata-limit-<host>-<N>``) for as long as it is on the wire, handed
-    on between this worker's requests (:class:`_Leases`).  It sits under the
-    worker's own limiter, so only requests that limiter let through wait here.
+    The limit itself holds by shares: each worker's Registry may have at most
+    its share of N in flight per host (its ``max_concurrency``), and the
+    shares add up to N.  This layer, under the worker's own limiter, brakes
+    a host for every worker when one of them gets a 429 (:class:`_Brake`).
     """
 
-    def __init__(self, inner: Transport, leases: int, worker: Any = None) -> None:
+    def __init__(self, inner: Transport, share: int, client: Any) -> None:
         self.inner = inner
-        self.leases = leases
-        if worker is None:
-            from distributed import get_worker
-
-            worker = get_worker()
-        # Bound now: the scan's threads, where requests go from, do not carry Dask's worker context.
-        self._scheduler, self._loop = worker.scheduler, worker.loop
-        self._semaphores: dict[str, Any] = {}
-        self._pools: dict[str, _Leases] = {}
-        self._braking: set[str] = set()
+        self.share = share
+        self.client = client
+        self._brakes: dict[str, _Brake] = {}
         self._lock = threading.Lock()
 
-    def semaphore(self, host: str) -> Any:
-        """The cluster-wide semaphore of ``host``."""
+    def brake(self, host: str) -> _Brake:
+        """The brake of ``host`` on this worker."""
         with self._lock:
-            sem = self._semaphores.get(host)
-            if sem is None:
-                from distributed import Semaphore
+            brake = self._brakes.get(host)
+            if brake is None:
+                from distributed import Variable
 
-                sem = Semaphore(  # type: ignore[no-untyped-call]
-                    max_leases=self.leases, name=f"regdata-limit-{host}-{self.leases}",
-                    scheduler_rpc=self._scheduler, loop=self._loop)
-                self._semaphores[host] = sem
-            return sem
-
-    def _leases(self, host: str) -> _Leases:
-        sem = self.semaphore(host)
-        with self._lock:
-            pool = self._pools.get(host)
-            if pool is None:
-                pool = self._pools[host] = _Leases(sem)
-            return pool
-
-    def close(self) -> None:
-        """Give back spare leases and stop refreshing; the semaphores stay, for other workers and calls."""
-        with self._lock:
-            semaphores = list(self._semaphores.values())
-            pools = list(self._pools.values())
-            self._semaphores.clear()
-            self._pools.clear()
-        for pool in pools:
-            with contextlib.suppress(Exception):  # a worker going away: its leases expire anyway
-                pool.drain()
-        for sem in semaphores:
-            callback = getattr(sem, "refresh_callback", None)
-            if callback is not None:
-                callback.stop()
+                variable = Variable(brake_name(host), client=self.client)  # type: ignore[no-untyped-call]
+                brake = self._brakes[host] = _Brake(self.share, variable)
+            return brake
 
     def send(self, request: Request) -> Response:
-        """Hold a lease of the host while sending; a 429 brakes the host for everyone."""
-        host = host_of(request.url)
-        leases = self._leases(host)
-        leases.take(request.context)
+        """Send through the host's brake; a 429 sets it for everyone."""
+        brake = self.brake(host_of(request.url))
+        brake.enter(request.context)
         try:
             response = self.inner.send(request)
         finally:
-            leases.give()
+            brake.leave()
         if response.status == 429:
             seconds = parse_retry_after(response.headers.get("Retry-After"), time.time())
-            self._brake(host, max(seconds or 0.0, BRAKE_SECONDS))
+            brake.signal(max(seconds or 0.0, BRAKE_SECONDS))
         return response
 
-    def _brake(self, host: str, seconds: float) -> None:
-        with self._lock:
-            if host in self._braking:
-                return  # one brake at a time per host from this worker
-            self._braking.add(host)
-        threading.Thread(target=self._hold, args=(host, seconds), daemon=True,
-                         name=f"regdata-brake-{host}").start()
 
-    def _hold(self, host: str, seconds: float) -> None:
-        """Hold half the host's leases (as they come free) for ``seconds``, then give them back."""
-        sem = self.semaphore(host)
-        held = 0
-        end = time.monotonic() + seconds
-        try:
-            while held < self.leases // 2 and time.monotonic() < end:
-                if sem.acquire(timeout=min(_LEASE_POLL, max(end - time.monotonic(), 0.01))):
-                    held += 1
-            time.sleep(max(0.0, end - time.monotonic()))
-        finally:
-            for _ in range(held):
-                sem.release()
-            with self._lock:
-                self._braking.discard(host)
+def brake_name(host: str) -> str:
+    """The cluster-wide variable of a host's brake (``host:port`` as in URLs)."""
+    return f"regdata-brake-{host}"
 
 
-def _gate(reg: Registry) -> ClusterGate:
+def shares(limit: int, workers: Sequence[str]) -> dict[str, int]:
+    """``limit`` split over ``workers`` (sorted): N // W each, one more for the first N % W; none of 0."""
+    ordered = sorted(workers)[:limit]
+    if not ordered:
+        return {}
+    base, extra = divmod(limit, len(ordered))
+    return {w: base + (1 if i < extra else 0) for i, w in enumerate(ordered)}
+
+
+def _gate(reg: Registry, share: int, client: Any) -> ClusterGate:
     """Put a ClusterGate into a fresh Registry's transport: retry > limit > gate > log > HTTP."""
     factory: Any = reg.factory
-    gate = ClusterGate(LogTransport(factory.http, factory.log, factory.limiters), reg.limits.max_concurrency)
+    gate = ClusterGate(LogTransport(factory.http, factory.log, factory.limiters), share, client)
     inner = LimitTransport(gate, factory.limiters)
     factory.base = RetryTransport(inner, policy=factory.retry, clock=factory.clock or SystemClock())
     return gate
@@ -283,9 +239,9 @@ class _Call(WorkerPlugin):
     token: str
     settings: dict[str, Any]
     credentials: dict[str, Credential] | None  # None: each worker's own docker config
+    shares: dict[str, int] = field(default_factory=dict)  # worker address: its share of each host's limit
     name: str = ""
     _registry: Registry | None = field(default=None, repr=False)
-    _gate: ClusterGate | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -296,7 +252,8 @@ class _Call(WorkerPlugin):
         return f"regdata call {self.token} (credentials for {hosts or 'none sent'})"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"token": self.token, "settings": self.settings, "credentials": self.credentials}
+        return {"token": self.token, "settings": self.settings, "credentials": self.credentials,
+                "shares": self.shares}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
@@ -309,21 +266,28 @@ class _Call(WorkerPlugin):
     def teardown(self, worker: Any) -> None:
         with _CALLS_LOCK:
             _CALLS.pop(self.token, None)
-        if self._gate is not None:
-            self._gate.close()
         if self._registry is not None:
             self._registry.close()
 
     def registry(self) -> Registry:
-        """This worker's Registry for the call, made on first use."""
+        """This worker's Registry for the call, made on first use (in a task: Dask's worker context)."""
         with self._lock:
             if self._registry is None:
+                from distributed import get_client, get_worker
+
                 from .registry import Registry
 
+                share = self.shares.get(get_worker().address)
+                if share is None:  # the tasks go only to the workers that have a share
+                    raise RuntimeError(f"regdata call {self.token}: this worker has no share of the limits")
                 credentials = (Credentials.from_mapping(self.credentials) if self.credentials is not None
                                else Credentials.default())
-                reg = Registry(credentials=credentials, **self.settings)
-                self._gate = _gate(reg)
+                settings = dict(self.settings)
+                settings["max_concurrency"] = share
+                settings["concurrency"] = min(settings["concurrency"] or DEFAULT_CONCURRENCY, share)
+                settings["min_concurrency"] = min(settings["min_concurrency"], settings["concurrency"])
+                reg = Registry(credentials=credentials, **settings)
+                _gate(reg, share, get_client())
                 self._registry = reg
             return self._registry
 
@@ -389,14 +353,22 @@ def read_on_cluster(
     settings = _settings(reg)
     token = uuid.uuid4().hex[:16]
     sent = _credentials(reg, wanted) if worker_credentials == "send" else None
-    call = _Call(token, settings, sent)
+    # Each host's limit split over the workers there now; the tasks go to them alone, so a
+    # worker that joins later (a dead one's replacement too) adds nothing in flight.
+    split = shares(reg.limits.max_concurrency, list(client.scheduler_info()["workers"]))
+    if not split:
+        raise RuntimeError("the Dask cluster has no worker")
+    for host in sorted({w.repo.registry for w in wanted if w.repo is not None}):
+        _unbraked(distributed, client, api_host_of(reg, host))
+    call = _Call(token, settings, sent, split)
     client.register_plugin(call, name=call.name)
     ctx = reg._context()
     deadline = None if reg.budget is None else time.time() + reg.budget
     try:
         futures = [client.submit(read_task, token, want, deadline, key=f"regdata-read-{token}-{want.order}",
-                                 pure=False) for want in wanted]
-        frames = _wait(client, futures, wanted, ctx, reg.progress, distributed)
+                                 pure=False, workers=list(split), allow_other_workers=False)
+                   for want in wanted]
+        frames = _wait(client, futures, wanted, ctx, reg.progress, distributed, set(split))
         if as_dask:
             import dask
             import dask.dataframe as dd
@@ -414,6 +386,21 @@ def read_on_cluster(
             client.unregister_worker_plugin(call.name)
 
 
+def api_host_of(reg: Registry, host: str) -> str:
+    """The host that requests for ``host`` go to, as URLs name it (the brake's key)."""
+    factory: Any = reg.factory
+    return str(factory.mirrors.get(host) or api_host(host)).lower()
+
+
+def _unbraked(distributed: Any, client: Any, host: str) -> None:
+    """Give the host's brake a value, so workers read it at once (a variable never set makes them wait)."""
+    variable = distributed.Variable(brake_name(host), client=client)
+    try:
+        variable.get(timeout=0.05)
+    except Exception:  # never set
+        variable.set(0.0)
+
+
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     full = [f for f in frames if not f.empty]
     if not full:
@@ -423,7 +410,7 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def _wait(
     client: Any, futures: list[Any], wanted: Sequence[Wanted], ctx: Context,
-    progress: bool | Callable[[int, int], None] | None, distributed: Any,
+    progress: bool | Callable[[int, int], None] | None, distributed: Any, workers: set[str],
 ) -> list[tuple[Any, pd.DataFrame]]:
     """(future or None, frame) per repository, in order: a failed or unfinished one gets its error row."""
     from .registry import _progress
@@ -433,6 +420,7 @@ def _wait(
     pending = {f: w for f, w in zip(futures, wanted, strict=True)}
     tags = 0
     stop_at: float | None = None
+    next_look, gone = time.monotonic() + 2.0, False
     with _progress(progress, "tags", 0) as report:
         while pending:
             with contextlib.suppress(TimeoutError):
@@ -453,11 +441,16 @@ def _wait(
                 estimate = tags + (tags // max(finished, 1)) * len(pending)
                 report(tags, max(estimate, tags))
             now = time.monotonic()
-            if stop_at is None and (ctx.cancelled or (ctx.deadline is not None and now >= ctx.deadline)):
+            if now >= next_look:  # the tasks run only where the shares are: none left, none will run
+                next_look = now + 2.0
+                gone = not workers & set(client.scheduler_info()["workers"])
+            if stop_at is None and (gone or ctx.cancelled
+                                    or (ctx.deadline is not None and now >= ctx.deadline)):
                 # The tasks mark their own rows timed out at the deadline; wait a little for them.
-                stop_at = now + (GRACE_SECONDS + 1.0 if not ctx.cancelled else 0.0)
+                stop_at = now + (GRACE_SECONDS + 1.0 if not (ctx.cancelled or gone) else 0.0)
             if stop_at is not None and now >= stop_at and pending:
-                reason = "cancelled" if ctx.cancelled else TIMED_OUT
+                reason = ("cancelled" if ctx.cancelled else TIMED_OUT if not gone
+                          else "the Dask workers of this call are gone")
                 client.cancel(list(pending))
                 for want in pending.values():
                     results[want.order] = _error_frame(want, reason)

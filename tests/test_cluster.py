@@ -58,7 +58,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, htpasswd_registry: Registr
                           "distributed.scheduler.locks.lease-validation-interval": "1s"}):
         cluster = distributed.LocalCluster(
             n_workers=2, threads_per_worker=8, processes=True, host="127.0.0.1",
-            dashboard_address=None, env=env, silence_logs=40,
+            dashboard_address="127.0.0.1:0", env=env, silence_logs=40,
         )
         client = distributed.Client(cluster)
         try:
@@ -155,7 +155,7 @@ def test_the_host_limit_holds_across_the_cluster(cluster: Any, registry: Registr
         names = [name.replace(registry.host, proxy.host) for name in repos]
         df = client_registry(concurrency=3).get_repositories(names, client=cluster)
         assert df["error"].notna().sum() == 1  # the broken tag alone
-        assert proxy.max_in_flight == 3  # two workers, 8 threads each: 3 at most, together
+        assert 2 <= proxy.max_in_flight <= 3  # two workers, 8 threads each: shares of 2 and 1
         # A 429 brakes the host for the whole cluster: the call still completes, row for row.
         answered: list[int] = []
 
@@ -167,24 +167,32 @@ def test_the_host_limit_holds_across_the_cluster(cluster: Any, registry: Registr
 
         proxy.add(throttle)
         again = client_registry(concurrency=4).get_repositories(names, client=cluster)
+    assert len(answered) > 3  # the 429s came, and were retried
     pd.testing.assert_frame_equal(again, df)
     assert proxy.max_in_flight <= 4
 
 
-def test_a_429_takes_half_the_leases_for_the_whole_cluster(cluster: Any) -> None:
-    def brake_on_a_worker(dask_worker: Any) -> None:  # what a worker does on a 429 from brake.test
+def test_a_429_brakes_the_host_for_every_worker(cluster: Any) -> None:
+    def signal() -> None:  # what a worker's gate does on a 429 from brake.test
+        from distributed import get_client
+
         from regdata.cluster import ClusterGate
 
-        ClusterGate(None, 6, dask_worker)._brake("brake.test:443", 2.0)  # type: ignore[arg-type]
+        ClusterGate(None, 4, get_client()).brake("brake.test").signal(2.0)  # type: ignore[arg-type]
 
-    cluster.run(brake_on_a_worker, workers=[next(iter(cluster.scheduler_info()["workers"]))])
-    sem = distributed.Semaphore(max_leases=6, name="regdata-limit-brake.test:443-6")
-    deadline = time.monotonic() + 1.5
-    while sem.get_value() < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert sem.get_value() == 3  # three of six leases out of circulation, for everyone
-    time.sleep(2.5)
-    assert sem.get_value() == 0
+    def braked_for() -> float:  # what another worker's gate reads
+        from distributed import get_client
+
+        from regdata.cluster import ClusterGate, _Brake
+
+        brake: _Brake = ClusterGate(None, 4, get_client()).brake("brake.test")  # type: ignore[arg-type]
+        brake._look()
+        return brake.until - time.time()
+
+    first, second = sorted(cluster.scheduler_info()["workers"])
+    cluster.submit(signal, workers=[first], pure=False).result()
+    left = cluster.submit(braked_for, workers=[second], pure=False).result()
+    assert 1.0 < left <= 2.0
 
 
 def test_a_second_run_on_memcached_makes_no_request(cluster: Any, registry: RegistryServer,
