@@ -56,6 +56,7 @@ saying ``cancelled``; a task already running finishes on its worker.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 import time
@@ -70,7 +71,7 @@ from .context import Context
 from .credentials import Credential, Credentials
 from .frames import IMAGE_CATEGORIES, IMAGES, make_frame
 from .limits import DEFAULT_CONCURRENCY, LimitTransport
-from .many import Wanted, assemble, error_row, repository_rows
+from .many import SCAN_THREADS_MIN, Wanted, assemble, error_row, repository_rows
 from .reference import api_host
 from .scan import GRACE_SECONDS, TIMED_OUT
 from .transport.base import Request, Response, Transport
@@ -287,6 +288,11 @@ class _Call(WorkerPlugin):
                 settings["concurrency"] = min(settings["concurrency"] or DEFAULT_CONCURRENCY, share)
                 settings["min_concurrency"] = min(settings["min_concurrency"], settings["concurrency"])
                 reg = Registry(credentials=credentials, **settings)
+                # A scan's own threads: enough for the share over the tasks a worker runs at once.
+                # A thread per request in flight, per task, made hundreds of threads, and Dask's
+                # profiler walks every thread's stack every 10 ms, holding the GIL.
+                per_task = max(SCAN_THREADS_MIN, -(-2 * share // max(1, get_worker().state.nthreads)))
+                reg.options = dataclasses.replace(reg.options, concurrency=min(per_task, share))
                 _gate(reg, share, get_client())
                 self._registry = reg
             return self._registry
@@ -355,7 +361,7 @@ def read_on_cluster(
     sent = _credentials(reg, wanted) if worker_credentials == "send" else None
     # Each host's limit split over the workers there now; the tasks go to them alone, so a
     # worker that joins later (a dead one's replacement too) adds nothing in flight.
-    split = shares(reg.limits.max_concurrency, list(client.scheduler_info()["workers"]))
+    split = shares(reg.limits.max_concurrency, list(client.ncores()))
     if not split:
         raise RuntimeError("the Dask cluster has no worker")
     for host in sorted({w.repo.registry for w in wanted if w.repo is not None}):
@@ -443,7 +449,7 @@ def _wait(
             now = time.monotonic()
             if now >= next_look:  # the tasks run only where the shares are: none left, none will run
                 next_look = now + 2.0
-                gone = not workers & set(client.scheduler_info()["workers"])
+                gone = not workers & set(client.ncores())
             if stop_at is None and (gone or ctx.cancelled
                                     or (ctx.deadline is not None and now >= ctx.deadline)):
                 # The tasks mark their own rows timed out at the deadline; wait a little for them.

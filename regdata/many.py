@@ -44,6 +44,8 @@ RepositoryLike = str | Repository | Reference
 # limiter stays full while some repositories wait on their tag list (one request each, alone
 # in flight), few enough that a scan's threads stay in the dozens.
 DEFAULT_PER_HOST = 16
+# The fewest threads a repository's scan gets: its tags still go several at a time.
+SCAN_THREADS_MIN = 4
 # The sort of get_repository, behind the position of the repository in the call.
 _SORT = ["created", "tag", "platform", "manifest_digest"]
 _ASCENDING = [False, True, True, True]
@@ -118,11 +120,13 @@ def error_row(want: Wanted, error: str) -> dict[str, Any]:
 
 
 def repository_rows(
-    reg: Registry, want: Wanted, ctx: Context, progress: Callable[[int, int], None] | None = None
+    reg: Registry, want: Wanted, ctx: Context, progress: Callable[[int, int], None] | None = None,
+    threads: int | None = None,
 ) -> list[dict[str, Any]]:
     """The rows of one repository: its tags scanned, or one row saying why not. Never raises an Exception.
 
-    ``progress(done, total)`` is called with the repository's tags as the scan goes.
+    ``progress(done, total)`` is called with the repository's tags as the scan goes;
+    ``threads`` bounds the scan's own threads (the Registry's pool size by default).
     """
     if want.repo is None:
         return [error_row(want, want.error or "invalid repository")]
@@ -133,6 +137,8 @@ def repository_rows(
         tags = remote.tags(repo, ctx)
         refs = [Reference(repo.registry, repo.repository, tag, None) for tag in tags]
         options: ScanOptions = reg.options
+        if threads is not None:
+            options = dataclasses.replace(options, concurrency=min(threads, options.concurrency))
         if progress is not None:
             options = dataclasses.replace(options, progress=_tag_progress(len(refs), progress))
         result = scan(remote, repo, refs, options, ctx)
@@ -202,12 +208,16 @@ def read_many(
         lanes.setdefault(want.repo.registry if want.repo is not None else "", []).append(want)
     counter = _Progress(progress)
     size = per_host or DEFAULT_PER_HOST
+    # Each scan's threads: enough that the lane's scans together can fill the host's limit twice
+    # over. A pool per scan as large as the limit made hundreds of threads, all on one GIL.
+    threads = max(SCAN_THREADS_MIN, -(-2 * reg.limits.max_concurrency // size))
     results: dict[int, list[dict[str, Any]]] = {}
     pools = [ThreadPoolExecutor(max(1, min(size, len(lane))), thread_name_prefix=f"regdata-{host}")
              for host, lane in lanes.items()]
     try:
         futures = [
-            (want.order, pool.submit(repository_rows, reg, want, ctx, counter.for_repository(want.order)))
+            (want.order, pool.submit(repository_rows, reg, want, ctx, counter.for_repository(want.order),
+                                     threads))
             for pool, lane in zip(pools, lanes.values(), strict=True) for want in lane
         ]
         for order, future in futures:
