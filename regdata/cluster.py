@@ -58,6 +58,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 import threading
 import time
 import uuid
@@ -263,10 +264,13 @@ class _Call(WorkerPlugin):
     def setup(self, worker: Any) -> None:
         with _CALLS_LOCK:
             _CALLS[self.token] = self
+            _quiet_profiler(worker, stop=True)
 
     def teardown(self, worker: Any) -> None:
         with _CALLS_LOCK:
             _CALLS.pop(self.token, None)
+            if not _CALLS:
+                _quiet_profiler(worker, stop=False)
         if self._registry is not None:
             self._registry.close()
 
@@ -300,6 +304,29 @@ class _Call(WorkerPlugin):
 
 _CALLS: dict[str, _Call] = {}
 _CALLS_LOCK = threading.Lock()
+_PAUSED: set[Any] = set()  # the workers whose profiler a call paused
+
+
+def _quiet_profiler(worker: Any, stop: bool) -> None:
+    """Pause (or resume) the worker's statistical profiler while a call runs, on Python before 3.12.
+
+    It calls ``sys._current_frames()`` every 10 ms; on 3.11 that can deadlock
+    the whole process when a garbage collection runs inside it (Dask's GC
+    diagnosis hooks one) while a thread starts or ends (CPython gh-106883).  A
+    scan starts and ends threads all the time: measured, a worker froze within
+    minutes, every thread waiting for the GIL.
+    """
+    if sys.version_info >= (3, 12):
+        return
+    callback = getattr(worker, "periodic_callbacks", {}).get("profile")
+    if callback is None:
+        return
+    if stop and callback.is_running():
+        callback.stop()
+        _PAUSED.add(worker)
+    elif not stop and worker in _PAUSED:
+        _PAUSED.discard(worker)
+        callback.start()
 
 
 def read_task(token: str, want: Wanted, deadline: float | None) -> pd.DataFrame:
