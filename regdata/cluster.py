@@ -43,6 +43,11 @@ its own limiter halving.  (A ``distributed.Semaphore`` taken per request was
 tried first: two scheduler round trips per request made the cluster many
 times slower than one process, and leases stalled under load.)
 
+**as_dask.** The frame stays on the workers, a partition per repository;
+the call's plugin stays registered, so a partition lost with its worker
+can be read again.  :func:`release` unregisters the plugins of every
+regdata call on a client's cluster once the frame is no longer needed.
+
 **Cache.** ``cache="memcached://..."`` is shared by every worker: a second
 call within the TTL makes no request.  A ``sqlite://`` cache is each worker
 machine's own file; ``memory://`` each worker's own.
@@ -87,7 +92,7 @@ except ImportError:  # without regdata[dask]: read_on_cluster says what to insta
 if TYPE_CHECKING:
     from .registry import Registry
 
-__all__ = ["ClusterGate", "read_on_cluster", "require_dask"]
+__all__ = ["ClusterGate", "read_on_cluster", "release", "require_dask", "shares"]
 
 INSTALL = "get_repositories(client=...) needs dask and distributed: pip install 'regdata[dask]'"
 # Settings a cluster cannot carry: they are objects of this process.
@@ -341,6 +346,21 @@ def read_task(token: str, want: Wanted, deadline: float | None) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- on the caller
+
+
+def release(client: Any) -> list[str]:
+    """Unregister the worker plugins (settings, credentials) of every regdata call on ``client``'s cluster.
+
+    What ``as_dask=True`` leaves registered; returns the names unregistered.
+    """
+    names: list[str] = client.run_on_scheduler(_call_plugins)
+    for name in names:
+        client.unregister_worker_plugin(name)
+    return names
+
+
+def _call_plugins(dask_scheduler: Any) -> list[str]:
+    return sorted(n for n in dask_scheduler.worker_plugins if str(n).startswith("regdata-call-"))
 
 
 def _settings(reg: Registry) -> dict[str, Any]:

@@ -218,6 +218,20 @@ def test_as_dask_is_partitioned_by_repository(cluster: Any, repos: list[str]) ->
     frame = ddf.compute().reset_index(drop=True)
     pd.testing.assert_frame_equal(frame, client_registry().get_repositories(repos))
     assert ddf.partitions[2].compute()["repository"].unique().tolist() == [repos[2].split("/", 1)[1]]
+    from regdata.cluster import release
+
+    assert len(release(cluster)) == 1 and release(cluster) == []  # its plugin, kept for lost partitions
+
+
+def test_the_budget_covers_the_call_on_the_cluster(cluster: Any, registry: RegistryServer,
+                                                   repos: list[str]) -> None:
+    with CountingProxy(registry.host, delay=0.3) as proxy:
+        names = [name.replace(registry.host, proxy.host) for name in repos]
+        started = time.monotonic()
+        df = client_registry(budget=0.6, concurrency=2).get_repositories(names, client=cluster)
+        assert time.monotonic() - started < 10
+    assert set(df["repository"]) == {n.split("/", 1)[1] for n in repos}  # every one has its rows
+    assert df["error"].fillna("").str.contains("timed out").any()
 
 
 def test_a_worker_killed_mid_scan_loses_and_doubles_nothing(cluster: Any, registry: RegistryServer,
