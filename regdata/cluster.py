@@ -41,7 +41,8 @@ ends: the ``Retry-After``, at least a second), every worker reads it at
 most every half second and keeps to half its share until then, on top of
 its own limiter halving.  (A ``distributed.Semaphore`` taken per request was
 tried first: two scheduler round trips per request made the cluster many
-times slower than one process, and leases stalled under load.)
+times slower than one process, and a run stalled under load, perhaps in the
+profiler deadlock ``_quiet_profiler`` avoids: not pinned down.)
 
 **as_dask.** The frame stays on the workers, a partition per repository;
 the call's plugin stays registered, so a partition lost with its worker
@@ -97,7 +98,7 @@ __all__ = ["ClusterGate", "read_on_cluster", "release", "require_dask", "shares"
 INSTALL = "get_repositories(client=...) needs dask and distributed: pip install 'regdata[dask]'"
 # Settings a cluster cannot carry: they are objects of this process.
 _LOCAL_ONLY = ("a Cache or backend object", "a mock factory")
-# How long a 429 keeps half a host's leases out of circulation when it names no Retry-After.
+# How long a 429 brakes its host when it names no Retry-After.
 BRAKE_SECONDS = 1.0
 # How often a request held by a brake looks at its context.
 _POLL = 0.05
