@@ -267,3 +267,14 @@ def test_without_dask_the_call_says_what_to_install(monkeypatch: pytest.MonkeyPa
     code = "import regdata, sys; regdata.Registry(cache=None); assert not any(m.startswith(('dask', 'distributed')) for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_shares_add_up_to_the_limit() -> None:
+    from regdata.cluster import shares
+
+    assert shares(32, ["tcp://b", "tcp://a"]) == {"tcp://a": 16, "tcp://b": 16}
+    assert shares(3, ["tcp://b", "tcp://a"]) == {"tcp://a": 2, "tcp://b": 1}
+    assert shares(1, ["tcp://b", "tcp://a"]) == {"tcp://a": 1}  # the other worker gets no task
+    assert shares(8, []) == {}
+    for limit in range(1, 40):
+        assert sum(shares(limit, [f"w{i}" for i in range(5)]).values()) == limit
