@@ -81,7 +81,8 @@ SrvResolver = Callable[[str], Sequence[SrvRecord]]
 _DOWN = (OSError, MemcacheUnexpectedCloseError)
 # Connections per server at most: one per thread asking at once.  pymemcache's pool refuses
 # one more (a RuntimeError, so a miss and a lost write); get_repositories runs about a hundred
-# threads (16 repositories per host, each scan a few), where 32 lost entries under load.
+# threads (16 repositories per host, each scan a few): with 32, the likely cause of a second
+# run's 47 requests in one benchmark run under load.
 MAX_POOL_SIZE = 256
 
 
