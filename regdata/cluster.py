@@ -405,6 +405,13 @@ def read_on_cluster(
     if not hasattr(reg.factory, "http"):
         raise ValueError(f"a cluster cannot use {_LOCAL_ONLY[1]}: give the workers a real Registry")
     settings = _settings(reg)
+    if not wanted:  # nothing to send anywhere
+        empty = make_frame([], IMAGES, IMAGE_CATEGORIES)
+        if as_dask:
+            import dask.dataframe as dd
+
+            return dd.from_pandas(empty, npartitions=1)  # type: ignore[no-untyped-call]
+        return empty
     token = uuid.uuid4().hex[:16]
     sent = _credentials(reg, wanted) if worker_credentials == "send" else None
     # Each host's limit split over the workers there now; the tasks go to them alone, so a

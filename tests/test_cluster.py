@@ -102,6 +102,7 @@ def test_a_bad_repository_is_one_row_on_the_cluster(cluster: Any, registry: Regi
     pd.testing.assert_frame_equal(df, client_registry().get_repositories(names))
     bad = df[df["tag"].isna()]
     assert bad["repository"].tolist() == ["cluster/nope", "Not A Name"]
+    assert_schema(client_registry().get_repositories([], client=cluster), IMAGES)
     assert "NAME_UNKNOWN" in bad.iloc[0]["error"] and "InvalidReference" in bad.iloc[1]["error"]
 
 
