@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -123,6 +124,17 @@ class LatencyProxy:
     def __post_init__(self) -> None:
         host, port = self.upstream.rsplit(":", 1)
         self._pool = _Upstream(host, int(port))
+        # Requests being served now and the most at once: what the registry behind saw.
+        # ``GET /_bench/inflight`` answers them (``?reset=1`` starts counting afresh).
+        self.in_flight = self.max_in_flight = self.served = 0
+
+    def _stats(self, first: bytes) -> bytes:
+        body = json.dumps({"in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
+                           "served": self.served}).encode()
+        if b"reset=1" in first:
+            self.max_in_flight, self.served = self.in_flight, 0
+        return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(len(body)).encode() + b"\r\n\r\n" + body)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one client connection, request after request (keep-alive)."""
@@ -143,9 +155,19 @@ class LatencyProxy:
                 first, headers = head
                 method = first.split(b" ", 1)[0].upper()
                 body = await _read_body(reader, headers)
-                if self.delay:
-                    await asyncio.sleep(self.delay)
-                status, rheaders, rbody = await self._forward(first, headers, body, method)
+                if first.split(b" ")[1].startswith(b"/_bench/inflight"):
+                    writer.write(self._stats(first))
+                    await writer.drain()
+                    continue
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    if self.delay:
+                        await asyncio.sleep(self.delay)
+                    status, rheaders, rbody = await self._forward(first, headers, body, method)
+                finally:
+                    self.in_flight -= 1
+                    self.served += 1
                 close = (_header(headers, b"connection") or b"").lower() == b"close"
                 # A HEAD answer keeps the upstream Content-Length (of the body it did not send).
                 writer.write(_message(status, rheaders, rbody, keep_length=method == b"HEAD"))

@@ -410,10 +410,24 @@ def cmd_images(args: argparse.Namespace) -> int:
     from .reference import parse_reference
 
     registry = _registry(args, attestations=args.attestations, labels_win=args.labels_win)
-    ref = parse_reference(args.reference)
-    whole = ref.tag is None and ref.digest is None
-    frame = registry.get_repository(ref) if whole else registry.get_image(ref)
-    emit(frame, args.format, args.output, _columns(args, "images", frame))
+    names = list(args.reference)
+    if args.from_file:  # one repository a line; blank lines and # comments skipped
+        text = sys.stdin.read() if args.from_file == "-" else Path(args.from_file).read_text()
+        names += [n.strip() for n in text.splitlines() if n.strip() and not n.lstrip().startswith("#")]
+    if args.catalog:
+        names += registry.catalog(args.catalog).repositories()
+    if not names:
+        raise UsageError("the following arguments are required: reference (or --from FILE, --catalog HOST)")
+    if len(names) == 1 and not (args.from_file or args.catalog):
+        ref = parse_reference(names[0])
+        whole = ref.tag is None and ref.digest is None
+        frame = registry.get_repository(ref) if whole else registry.get_image(ref)
+    else:
+        frame = registry.get_repositories(names)
+    columns = _columns(args, "images", frame)
+    if columns is not None and not args.columns and len(names) > 1:
+        columns = ["repository", *columns]  # the default table, for many repositories
+    emit(frame, args.format, args.output, columns)
     _warn_rows(frame)
     _stats(args, registry)
     return EXIT_OK
@@ -577,6 +591,7 @@ def _epilog() -> str:
         "  regdata tags nginx                              tags of docker.io/library/nginx\n"
         "  regdata images ghcr.io/org/app --format csv     every tag x platform, as CSV\n"
         "  regdata images nginx:1.25 --platform linux/arm64\n"
+        "  regdata images --catalog registry.lan:5000 --format parquet -o all.parquet\n"
         "  regdata freshness k8s/*.yaml compose.yaml --check\n"
         "  regdata report k8s.yaml -o report.html          self-contained HTML (or -o report.md)\n\n"
         f"exit codes:\n{codes}\n\n"
@@ -643,7 +658,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repository", help="nginx, ghcr.io/org/app, 127.0.0.1:5000/team/app")
     p = command("images", "one row per tag and platform: a repository's tags, or one tag or digest",
                 cmd_images)
-    p.add_argument("reference", help="a repository (every tag) or an image (repo:tag, repo@sha256:...)")
+    p.add_argument("reference", nargs="*", help="a repository (every tag) or an image (repo:tag, "
+                   "repo@sha256:...); several repositories are read at once, into one table")
+    p.add_argument("--from", dest="from_file", metavar="FILE", help="repositories, one a line (- for stdin)")
+    p.add_argument("--catalog", metavar="HOST", help="every repository the registry HOST lists")
     p.add_argument("--attestations", action="store_true", help="also list buildkit attestation manifests")
     p.add_argument("--labels-win", action="store_true",
                    help="take created from org.opencontainers.image.created labels when present")

@@ -27,7 +27,7 @@ from .credentials import Credentials
 from .frames import HISTORY, IMAGE_CATEGORIES, IMAGES, make_frame
 from .limits import DEFAULT_CONCURRENCY, DEFAULT_MAX_CONCURRENCY, Limits, RateLimit
 from .manifest import Platform
-from .reference import Reference, Repository, parse_reference, parse_repository
+from .reference import Reference, Repository, canonical_host, parse_reference, parse_repository
 from .remote import RemoteFactory
 from .requestlog import RequestLog
 from .scan import RemoteLike, ScanOptions, ScanResult, scan
@@ -145,6 +145,16 @@ class Registry:
         mirrors: dict[str, str] | None = None,
         factory: Factory | None = None,
     ) -> None:
+        # What a Dask worker needs to build the same Registry (regdata.cluster): no credentials.
+        self._settings: dict[str, Any] = {
+            "cache": cache, "cache_ttl": cache_ttl, "concurrency": concurrency,
+            "min_concurrency": min_concurrency, "max_concurrency": max_concurrency, "rps": rps,
+            "quota_floor": quota_floor, "timeout": timeout, "budget": budget, "insecure": tuple(insecure),
+            "verify": verify, "platforms": tuple(platforms) if platforms else None, "labels_win": labels_win,
+            "attestations": attestations, "retry": retry, "request_log_size": request_log_size,
+            "mirrors": dict(mirrors or {}),
+        }
+        insecure = self._settings["insecure"]
         if concurrency is not None and concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         # A number the user names is a fixed limit; left out, the limiter adapts from 8 up to 32.
@@ -260,11 +270,17 @@ class Registry:
             self._done(ctx)
 
     def catalog(self, registry: str) -> list[str]:
-        """Every repository a registry lists (the ``_catalog`` endpoint; many registries refuse it)."""
+        """Every repository a registry lists (the ``_catalog`` endpoint; many registries refuse it).
+
+        A list of names (a :class:`~regdata.many.Catalog` that knows its registry, so
+        ``get_repositories(reg.catalog(host))`` reads them all).
+        """
+        from .many import Catalog
+
         ctx = self._context()  # the budget and cancel() cover it as they cover a scan
         try:
             result: list[str] = self.factory.remote(registry).catalog(ctx)
-            return result
+            return Catalog(result, registry=canonical_host(registry))
         finally:
             self._done(ctx)
 
@@ -305,6 +321,56 @@ class Registry:
             finally:
                 self._done(ctx)
         return _sort(make_frame(result.images, IMAGES, IMAGE_CATEGORIES))
+
+    def get_repositories(
+        self,
+        repositories: Iterable[str | Repository | Reference],
+        *,
+        registry: str | None = None,
+        per_host: int | None = None,
+        client: Any = None,
+        as_dask: bool = False,
+        worker_credentials: str = "send",
+    ) -> Any:
+        """Every tag of many repositories, read concurrently: one images frame.
+
+        ``repositories``: names, Repository or Reference values, or what
+        :meth:`catalog` returns; ``registry`` is the host of names given
+        without one.  The repositories of a host are read ``per_host`` at a
+        time (16), all under the host's limits; hosts go on side by side.
+
+        The frame is ``get_repository``'s, for all of them: repositories in
+        the order given (each once), each one's rows sorted as
+        ``get_repository`` sorts them.  A repository that cannot be read
+        (unknown, denied, unreachable, an invalid name) is one row with
+        ``repository`` set, ``tag`` NA and the ``error``; the rest goes on.
+        The budget and :meth:`cancel` cover the whole call; the progress bar
+        counts tags.
+
+        ``client``: a ``distributed.Client``: the same work on a Dask
+        cluster, the same frame (see :mod:`regdata.cluster`; needs
+        ``pip install 'regdata[dask]'``).  With it, ``as_dask=True`` returns
+        a ``dask.dataframe`` partitioned by repository instead of gathering
+        the rows here, and ``worker_credentials`` says how the workers get
+        credentials: ``"send"`` (this Registry's, for the hosts of the call,
+        sent once to the workers) or ``"own"`` (each worker's own docker config).
+        """
+        from . import many
+
+        wanted = many.resolve(repositories, registry)
+        if client is not None or as_dask:
+            from .cluster import read_on_cluster
+
+            return read_on_cluster(self, wanted, client, as_dask=as_dask,
+                                   worker_credentials=worker_credentials)
+        with _timed():
+            ctx = self._context()
+            try:
+                with _progress(self.progress, "tags", 0) as report:
+                    parts = many.read_many(self, wanted, ctx, report, per_host)
+            finally:
+                self._done(ctx)
+        return many.assemble(parts)
 
     def get_image(self, reference: str | Reference) -> pd.DataFrame:
         """The rows of one image: its tag or digest (``latest`` when it names neither)."""

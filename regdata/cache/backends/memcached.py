@@ -79,6 +79,11 @@ SrvResolver = Callable[[str], Sequence[SrvRecord]]
 # Failures that say the server is gone or stuck (refused, reset, timed out, closed
 # mid-answer), as opposed to one bad request: only these put a server aside.
 _DOWN = (OSError, MemcacheUnexpectedCloseError)
+# Connections per server at most: one per thread asking at once.  pymemcache's pool refuses
+# one more (a RuntimeError, so a miss and a lost write); get_repositories runs about a hundred
+# threads (16 repositories per host, each scan a few): with 32, the likely cause of a second
+# run's 47 requests in one benchmark run under load.
+MAX_POOL_SIZE = 256
 
 
 def srv_name(service: str) -> str:
@@ -128,7 +133,7 @@ class MemcachedBackend:
         dead_timeout: float = DEFAULT_DEAD_TIMEOUT,
         item_limit: int = ITEM_LIMIT,
         max_chunks: int = MAX_CHUNKS,
-        max_pool_size: int = 32,
+        max_pool_size: int = MAX_POOL_SIZE,
         operations: OperationLog | None = None,
         on_operation: Callable[[CacheOperation], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
