@@ -69,6 +69,8 @@ REQUESTS: Schema = (
     ("attempt", "Int64"),
     ("cache", "category"),
     ("error", "string"),
+    # A manifest GET a quota-announcing host answered: what Docker Hub counts as a pull.
+    ("pull", "boolean"),
 )
 
 REQUEST_KINDS = ("tags", "manifest", "manifest_head", "blob", "token", "catalog", "ping")

@@ -23,6 +23,7 @@ from .digest import compute, schema1_payload, verify
 from .errors import (
     ErrorDetail,
     MalformedContent,
+    QuotaExhausted,
     RegdataError,
     TLSError,
     TransportError,
@@ -53,7 +54,7 @@ from .requestlog import RequestLog, RequestRecord
 from .transport import HTTPTransport, Request, Response, RetryPolicy, Timeouts, Transport
 from .transport.base import join_url
 from .transport.chain import base_stack, for_host
-from .transport.retry import Clock, parse_retry_after
+from .transport.retry import Clock, parse_retry_after, quota_exhausted
 
 __all__ = ["FetchedManifest", "Remote", "RemoteFactory"]
 
@@ -114,6 +115,9 @@ def registry_error(response: Response) -> RegdataError:
         detail = f"non-JSON answer: {printable(media, 100)}"
     parts = urlsplit(response.url)
     seconds = parse_retry_after(response.headers.get("Retry-After"), time.time())
+    if quota_exhausted(response.status, response.headers, response.body):
+        return QuotaExhausted(response.status, f"{parts.netloc}{parts.path}", tuple(details),
+                              detail=detail or "pull quota used up")
     return error_for_status(
         response.status,
         f"{parts.netloc}{parts.path}",
@@ -316,6 +320,24 @@ class Remote:
         if not digest:
             raise MalformedContent(f"HEAD {ref}: no Docker-Content-Digest in the answer")
         return digest, response.media_type
+
+    def digest_of(self, ref: Reference, context: Context | None = None) -> str:
+        """The digest a tag points to: from the cache while fresh, else by HEAD (no pull), then kept."""
+        if ref.digest is not None:
+            return ref.digest
+        ctx = self._ctx(context)
+        cache = self.cache
+        if cache is not None:
+            key = cache.key("tag", self, ref.repository, ref.tag or "")
+            started, clock = time.time(), time.perf_counter()
+            fresh, _ = cache.get_tag(key, self.registry)
+            if fresh is not None:
+                self._hit(ref.repository, "manifest_head", 0, started, clock, method="HEAD")
+                return fresh
+        digest, _ = self.head(ref, ctx)
+        if cache is not None:
+            cache.put_tag(key, self.registry, digest)
+        return digest
 
     def manifest(self, ref: Reference, context: Context | None = None) -> FetchedManifest:
         """The manifest ``ref`` names (its digest if it has one, else its tag), verified."""

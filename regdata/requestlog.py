@@ -76,6 +76,7 @@ class RequestRecord:
     cache: str
     error: str | None
     concurrency: int | None = None
+    pull: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class RequestLog:
                 "cache": r.cache,
                 "error": r.error,
                 "concurrency": r.concurrency,
+                "pull": r.pull,
             }
             for r in self.records()
         ]
@@ -189,6 +191,14 @@ class RequestLog:
         ]
         _epoch_to_time(rows, "at")
         return make_frame(rows, LIMITER_EVENTS)
+
+    def pulls(self) -> dict[str, int]:
+        """Pulls (manifest GETs a quota-announcing host answered) per host, as the registry counts them."""
+        out: dict[str, int] = {}
+        for r in self.records():
+            if r.pull:
+                out[r.host] = out.get(r.host, 0) + 1
+        return out
 
     def __repr__(self) -> str:
         return f"RequestLog({len(self)} rows, capacity {self.capacity})"

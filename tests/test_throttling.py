@@ -245,7 +245,7 @@ def test_rate_limit_headers_are_parsed_and_the_floor_stops_the_scan(
     df = reg.get_repository(f"{proxy.host}/{REPO}")
 
     assert quota["left"] >= floor, "the scan spent quota below the floor"
-    stopped = df["error"].fillna("").str.startswith("stopped: rate-limit quota floor")
+    stopped = df["error"].fillna("").str.startswith("stopped: pull quota:")
     assert stopped.any() and (~stopped).any()
     assert df[~stopped]["error"].isna().all()
     assert set(df["tag"]) == set(app["tag"])
@@ -542,7 +542,7 @@ def test_the_quota_floor_counts_what_is_in_flight() -> None:
     lim.release(tickets[0], 200, 0.01, {"RateLimit-Limit": "100;w=60", "RateLimit-Remaining": "14;w=60"})
     # 14 left, 3 still in flight: 11 at most once they land, so one more may go, not two.
     extra = lim.acquire(Context())
-    with pytest.raises(QuotaFloorReached, match="floor is 10"):
+    with pytest.raises(QuotaFloorReached, match="10 are kept"):
         lim.acquire(Context())
     for t in [*tickets[1:], extra]:
         lim.release(t, 200, 0.01)
@@ -569,7 +569,7 @@ def test_a_stale_answer_does_not_raise_the_quota_estimate() -> None:
     # 8 left when the newer was served, the older possibly counted after it: 7 at most.
     lim.release(lim.acquire(Context()), 200, 0.01)
     lim.release(lim.acquire(Context()), 200, 0.01)
-    with pytest.raises(QuotaFloorReached, match="has 5 requests left"):
+    with pytest.raises(QuotaFloorReached, match="pull quota: 5 left"):
         lim.acquire(Context())
     assert lim.rate_limit is not None and lim.rate_limit.remaining == 9  # exposed as last seen
 
@@ -602,7 +602,7 @@ def test_limits_reject_nonsense(bad: dict[str, float]) -> None:
 def test_default_limits_are_polite() -> None:
     reg = regdata.Registry(cache=None, credentials=regdata.Credentials.none())
     assert (reg.limits.concurrency, reg.limits.min_concurrency, reg.limits.max_concurrency) == (8, 1, 32)
-    assert reg.limits.rps is None and reg.limits.quota_floor is None
+    assert reg.limits.rps is None and reg.limits.quota_floor == "auto"
     assert regdata.Registry(cache=None, credentials=regdata.Credentials.none(),
                             concurrency=48).limits.max_concurrency == 48
     with pytest.raises(ValueError):
