@@ -333,7 +333,8 @@ class HostLimiter:
         try:
             if self.limits.rps is not None:
                 self._take_token(context)
-            self._check_quota(take=True, ticket=ticket)
+            if pull:
+                self._check_quota(take=True, ticket=ticket)
         except BaseException:
             self._give_back(ticket)
             raise

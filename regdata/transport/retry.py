@@ -40,7 +40,7 @@ __all__ = [
 # go-containerregistry's retryable statuses (pkg/v1/remote/options.go).
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Docker Hub's words when an account's or address's pull quota is used up.
-_PULL_LIMIT_TEXT = b"reached your pull rate limit"
+_PULL_LIMIT_TEXT = b"pull rate limit"
 IDEMPOTENT = frozenset({"GET", "HEAD"})
 # delta-seconds; a decimal point is tolerated (some proxies send one), a sign is not.
 # ASCII digits only: str.isdigit() and \d take "²" and "٣" too.
