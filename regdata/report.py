@@ -100,11 +100,16 @@ class FleetScan:
     estimated_pulls: int | None = None
     pulls: dict[str, int] = field(default_factory=dict)
     quota: dict[str, str] = field(default_factory=dict)
+    manifest_gets: int = 0
 
     def pull_summary(self) -> str:
-        """``N pulls (host: N left of M per W)``: what the run cost against the hosts' quotas."""
-        used = sum(self.pulls.values())
-        text = f"{used} pull{'s' if used != 1 else ''}"
+        """``N pulls (host: N left of M per W)``: what the run cost against the hosts' quotas.
+
+        With no host announcing a quota, the manifest GETs sent: the pulls Docker Hub would count.
+        """
+        used = sum(self.pulls.values()) if self.quota else self.manifest_gets
+        noun = "pull" if self.quota else "manifest GET"
+        text = f"{used} {noun}{'s' if used != 1 else ''}"
         if self.estimated_pulls is not None:
             text += f" (planned at most {self.estimated_pulls})"
         if self.quota:
@@ -197,8 +202,12 @@ def scan_fleet(registry: Registry, fleet: pd.DataFrame, *, progress: Progress | 
     log = getattr(registry.factory, "log", None)
     if log is not None:
         for record in log.records():
-            if record.pull and record.started >= since:
+            if record.started < since:
+                continue
+            if record.pull:
                 scan.pulls[record.host] = scan.pulls.get(record.host, 0) + 1
+            if record.kind == "manifest" and record.method == "GET" and record.cache != "hit":
+                scan.manifest_gets += 1
     scan.quota = {host: rate.describe() for host, rate in registry.rate_limits.items()}
     return scan
 

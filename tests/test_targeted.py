@@ -98,6 +98,7 @@ def test_quota_floor_at_a_limit_of_10_leaves_the_rest_unknown_and_loses_nothing(
     assert freshness.loc[stopped, "reason"].str.contains(r"pull quota: \d+ left of 10 per 6 h").all()
     assert freshness.loc[stopped, "candidate_tag"].isna().all()
     assert int(reg.requests["pull"].sum()) == quota.pulls == 8
+    assert scan.pull_summary().startswith("8 pulls") and "2 left of 10 per 6 h" in scan.pull_summary()
     # What was judged agrees with the full judgement.
     with start_hub(sandbox.host, limit=100_000) as (hub2, _):
         full, _, _ = judged(hub2.host, fleet, full=True)
