@@ -411,8 +411,10 @@ class HostLimiter:
             self._cond.notify()
             if headers is not None:
                 self._observe_quota(headers, ticket)
-            if status == 429:
+            if status == 429 and not (headers is not None and headers.get("Retry-After")):
                 self._cut(ticket)
+            elif status == 429:
+                pass  # the host said when to come back: the retry layer holds it that long, a cut adds nothing
             elif status is not None and status < 500:
                 self._sample(ticket, latency)
             # 5xx and dropped connections say the host failed, not that it is busy: no signal.

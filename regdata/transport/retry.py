@@ -169,13 +169,20 @@ class HostBackoff:
     #: Requests in a row that got no answer at all; any answer resets it.
     streak: int = 0
     down_until: float = 0.0
+    held_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record_throttle(self, until: float) -> None:
-        """A 429/5xx: raise the level and hold every request to the host until ``until``."""
+    def record_throttle(self, until: float, now: float | None = None) -> None:
+        """A 429/5xx: raise the level and hold every request to the host until ``until``.
+
+        ``held_s`` sums the time the host was held (overlapping holds once): the waits
+        a throttled scan could not avoid, to compare its time with.
+        """
         with self._lock:
             self.level += 1
             self.throttled += 1
+            start = self.not_before if now is None else max(self.not_before, now)
+            self.held_s += max(until - start, 0.0)
             self.not_before = max(self.not_before, until)
 
     def record_success(self) -> None:
@@ -250,7 +257,7 @@ class RetryTransport:
                 delay = self.policy.delay(max(failures + 1, state.level + 1), self.rand())
                 if not self._may_wait(request, start, delay):
                     raise
-                state.record_throttle(self.clock.monotonic() + delay)
+                state.record_throttle(self.clock.monotonic() + delay, self.clock.monotonic())
                 reason = type(exc).__name__
             else:
                 state.record_answer()
@@ -270,7 +277,7 @@ class RetryTransport:
                     if asked is not None
                     else self.policy.delay(max(failures + 1, state.level + 1), self.rand())
                 )
-                state.record_throttle(self.clock.monotonic() + delay)
+                state.record_throttle(self.clock.monotonic() + delay, self.clock.monotonic())
                 # A registry that says when to come back is waited for within the time left;
                 # the attempts bound only the failures that say nothing.
                 counted = not asked
