@@ -55,7 +55,7 @@ from .errors import QuotaFloorReached, RegdataError
 from .requestlog import LimiterEvent, RequestLog
 from .transport.base import Request, Response, Transport
 from .transport.log import host_of
-from .transport.retry import Clock, SystemClock
+from .transport.retry import Clock, SystemClock, parse_retry_after
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -411,10 +411,12 @@ class HostLimiter:
             self._cond.notify()
             if headers is not None:
                 self._observe_quota(headers, ticket)
-            if status == 429 and not (headers is not None and headers.get("Retry-After")):
-                self._cut(ticket)
-            elif status == 429:
-                pass  # the host said when to come back: the retry layer holds it that long, a cut adds nothing
+            if status == 429:
+                # A host that says when to come back is held that long by the retry layer;
+                # halving too would slow it long after the throttling ended.
+                asked = parse_retry_after((headers or {}).get("Retry-After"), self.clock.wall())
+                if not asked:
+                    self._cut(ticket)
             elif status is not None and status < 500:
                 self._sample(ticket, latency)
             # 5xx and dropped connections say the host failed, not that it is busy: no signal.
