@@ -218,3 +218,27 @@ def test_a_warm_cache_costs_no_request_within_the_ttl_and_no_pull_after(
         assert kinds <= {"tags", "manifest_head"}
     pd.testing.assert_frame_equal(agreed(warm), agreed(cold))
     pd.testing.assert_frame_equal(agreed(stale), agreed(cold))
+
+
+def test_cli_says_what_the_run_cost_in_pulls_and_full_reads_every_tag(
+    registry: RegistryServer, shop: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from regdata import cli
+
+    monkeypatch.setenv("REGDATA_CACHE", "memory://")
+    (tmp_path / "fleet.txt").write_text("tgt-db:5\ntgt-web:1.0.0\n")
+    with start_hub(registry.host, limit=100) as (hub, quota):
+        outputs = []
+        for extra in ([], ["--full"]):
+            before = quota.pulls
+            code = cli.main(["freshness", str(tmp_path / "fleet.txt"), "--mirror", f"docker.io={hub.host}",
+                             "--format", "csv", "--columns", "image,status,candidate_tag", *extra])
+            out, err = capsys.readouterr()
+            assert code == 0 and "Traceback" not in err
+            used = quota.pulls - before
+            assert f"pulls: {used} pulls" in err and f"{hub.host}: {quota.remaining} left of 100 per 6 h" in err
+            outputs.append((out, used))
+    (targeted, pulls), (full, full_pulls) = outputs
+    assert targeted == full and "tgt-web:1.0.0,behind,1.2.1" in targeted
+    assert pulls < full_pulls
