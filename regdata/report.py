@@ -79,7 +79,8 @@ class FleetScan:
 
     ``images``: each repository's images frame, by ``registry/repository``
     (every tag with ``full``; else the images the judgement needs, and
-    ``tags`` holds every tag name listed); ``pinned``: rows of digest-pinned
+    ``tags`` the tag names the judgement counts versions from: every tag
+    listed, less those read and found without the platform); ``pinned``: rows of digest-pinned
     images that no current tag points at (read by digest; their ``tag`` is
     the digest); ``errors``: the repositories that could not be read, with
     why; ``blocked``: the fleet rows (by position) a needed read was refused
@@ -169,7 +170,7 @@ def scan_fleet(registry: Registry, fleet: pd.DataFrame, *, progress: Progress | 
                              errors=scan.errors, progress=progress)
         for key, reads in plan.repos.items():
             scan.images[key] = reads.frame()
-            scan.tags[key] = reads.tags
+            scan.tags[key] = reads.counted()
         scan.blocked = plan.blocked
         scan.estimated_pulls = plan.estimated_pulls
     for done, (key, (host, repository)) in enumerate(sorted(keys.items()), start=1):

@@ -60,6 +60,11 @@ class RepoReads:
     by_digest: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # tag or digest -> why it could not be read
 
+    def counted(self) -> list[str]:
+        """The tags listed, less those read and found with no row at all on the platform (an
+        index without it): a frame cannot say those were read, so they are left out here."""
+        return [t for t in self.tags if not (t in self.rows and not self.rows[t])]
+
     def frame(self) -> pd.DataFrame:
         """The rows read, as an images frame."""
         rows = [row for group in self.rows.values() for row in group]

@@ -148,6 +148,11 @@ def shop(registry: RegistryServer, builder: Builder) -> dict[str, str]:
                            spec=spec("latest"))
     for tag in ("3.0.0-alpine", "3.1.0-alpine"):
         builder.push_image("library/tgt-web", spec(tag), tags=[tag])
+    # A repository whose newest version is an index without the judged platform, and nothing else.
+    for n, (tag, platforms) in enumerate((("1.0.0", ["linux/amd64"]), ("1.1.0", ["linux/amd64"]),
+                                          ("1.3.0", ["linux/arm64/v8"]))):
+        builder.push_multiarch("library/tgt-arm", platforms, tags=[tag], seed=f"arm-{tag}",
+                               spec=ImageSpec(created=f"2024-01-0{n + 1}T00:00:00Z"))
     builder.push_image("library/tgt-db", ImageSpec(created="2024-01-01T00:00:00Z"), tags=["5", "5.0", "5.0.1"])
     builder.push_image("library/tgt-db", ImageSpec(created="2024-02-01T00:00:00Z", labels={"v": "6"}),
                        tags=["6.0.0"])
@@ -159,7 +164,7 @@ def shop_fleet(digests: dict[str, str]) -> pd.DataFrame:
         "tgt-web:1.0.0", "tgt-web:1.1.0", f"tgt-web:1.1.0@{digests['old-1.1']}",
         f"tgt-web:1.0.0@{digests['1.0.0']}", "tgt-web:1.2", "tgt-web:1", "tgt-web:latest",
         "tgt-web:2.0.0-rc.1", "tgt-web:3.0.0-alpine", "tgt-web:9.9.9", "tgt-web:1.3.0",
-        "tgt-db:5", "tgt-db:5.0.1", "tgt-missing:1", f"tgt-web@{digests['1.2.0']}",
+        "tgt-db:5", "tgt-db:5.0.1", "tgt-missing:1", f"tgt-web@{digests['1.2.0']}", "tgt-arm:1.0.0",
     ]))
 
 
@@ -183,6 +188,9 @@ def test_test_fleet_targeted_equals_full(registry: RegistryServer, shop: dict[st
         assert rows.loc["tgt-web:1.0.0", "newer_versions"] == 3  # 1.1.0, 1.2.0, 1.2.1; 1.3.0 read: unusable
     assert rows.loc[f"tgt-web:1.1.0@{shop['old-1.1']}", "tag_moved"]
     assert rows.loc["tgt-missing:1", "status"] == "error"
+    # 1.3.0 was read and has no linux/amd64 image: not a newer version, as in the full scan.
+    if within != "minor":
+        assert (rows.loc["tgt-arm:1.0.0", "candidate_tag"], rows.loc["tgt-arm:1.0.0", "newer_versions"]) == ("1.1.0", 1)
 
 
 def test_a_targeted_scan_refuses_a_judgement_it_did_not_read_for(registry: RegistryServer,
