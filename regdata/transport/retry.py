@@ -258,7 +258,7 @@ class RetryTransport:
                 if not self._may_wait(request, start, delay):
                     raise
                 state.record_throttle(self.clock.monotonic() + delay, self.clock.monotonic())
-                reason = type(exc).__name__
+                reason, counted = type(exc).__name__, True
             else:
                 state.record_answer()
                 if response.status not in RETRY_STATUSES or not retryable:
@@ -285,14 +285,8 @@ class RetryTransport:
                     request, start, delay
                 ):
                     return response
-                failures += counted
                 reason = f"HTTP {response.status}"
-                log.debug("%s: %s on attempt %d; retrying in %.3f s", _where(request), reason, attempt,
-                          delay)
-                attempt += 1
-                self.clock.sleep(delay, request.context)
-                continue
-            failures += 1
+            failures += counted
             log.debug("%s: %s on attempt %d; retrying in %.3f s", _where(request), reason, attempt, delay)
             attempt += 1
             self.clock.sleep(delay, request.context)
