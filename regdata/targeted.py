@@ -107,7 +107,7 @@ class _Reader:
         self.ctx = ctx
 
     def digest(self, reads: RepoReads, tag: str) -> str | None:
-        """The tag's digest by HEAD (free), None when refused (the reason kept)."""
+        """The tag's digest by HEAD (free); None when refused (the reason kept) or not told."""
         if tag in reads.digests:
             return reads.digests[tag]
         remote = self.registry.remote(reads.repo.registry)
@@ -121,9 +121,7 @@ class _Reader:
             why = _refusal(exc, None)
             if why is not None:
                 reads.refused[tag] = why
-            else:
-                reads.rows[tag] = [{"registry": reads.repo.registry, "repository": reads.repo.repository,
-                                    "tag": tag, "error": f"{type(exc).__name__}: {exc}"}]
+            # Else (no digest header, a 404 for a tag just deleted...) the GET by tag decides.
             return None
         reads.digests[tag] = digest
         return digest
@@ -140,8 +138,8 @@ class _Reader:
                 key, ref = name, Reference(repo.registry, repo.repository, None, name)
             else:
                 digest = self.digest(reads, name)
-                if name in reads.rows or name in reads.refused:
-                    continue  # its HEAD failed
+                if name in reads.refused:
+                    continue  # its HEAD was refused (the quota, the network...)
                 key, ref = digest or name, Reference(repo.registry, repo.repository, name, digest)
             if key in reads.by_digest:
                 reads.rows[name] = _renamed(reads.by_digest[key], name)

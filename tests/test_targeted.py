@@ -250,3 +250,21 @@ def test_cli_says_what_the_run_cost_in_pulls_and_full_reads_every_tag(
     (targeted, pulls), (full, full_pulls) = outputs
     assert targeted == full and "tgt-web:1.0.0,behind,1.2.1" in targeted
     assert pulls < full_pulls
+
+
+def test_a_registry_whose_heads_name_no_digest_is_read_by_tag(registry: RegistryServer,
+                                                              shop: dict[str, str]) -> None:
+    from tests.support.proxy import Action, Seen, start_proxy
+
+    def no_digest(seen: Seen) -> Action | None:
+        if seen.method != "HEAD":
+            return None
+        return Action(transform=lambda status, headers, body: (
+            status, {k: v for k, v in headers.items() if k.lower() != "docker-content-digest"}, body))
+
+    fleet = shop_fleet(shop)
+    with start_proxy(registry.host) as proxy:
+        proxy.add(no_digest)
+        targeted, _, _ = judged(proxy.host, fleet, full=False, now="2024-06-01")
+        full, _, _ = judged(proxy.host, fleet, full=True, now="2024-06-01")
+    pd.testing.assert_frame_equal(agreed(targeted), agreed(full))
