@@ -2,8 +2,10 @@
 
 Each HTTP attempt is one row, and so is each answer served from the cache.
 Nothing secret is recorded: no headers, no query strings, no URLs at all
-(host, repository and kind say what was asked).  The log is a ring of
-bounded size, so a long-running process does not grow without end.
+(host, repository and kind say what was asked).  ``pull`` marks a manifest
+GET that a host announcing a quota (``RateLimit-Limit``) served: what Docker
+Hub counts against it.  The log is a ring of bounded size, so a long-running
+process does not grow without end.
 
 Beside the requests it keeps the per-host limiter's decisions (start, grow,
 halve, hold), so the adaptation of the concurrency can be read next to the
@@ -191,14 +193,6 @@ class RequestLog:
         ]
         _epoch_to_time(rows, "at")
         return make_frame(rows, LIMITER_EVENTS)
-
-    def pulls(self) -> dict[str, int]:
-        """Pulls (manifest GETs a quota-announcing host answered) per host, as the registry counts them."""
-        out: dict[str, int] = {}
-        for r in self.records():
-            if r.pull:
-                out[r.host] = out.get(r.host, 0) + 1
-        return out
 
     def __repr__(self) -> str:
         return f"RequestLog({len(self)} rows, capacity {self.capacity})"
