@@ -85,7 +85,10 @@ class FleetScan:
     the digest); ``errors``: the repositories that could not be read, with
     why; ``blocked``: the fleet rows (by position) a needed read was refused
     for (the pull quota, throttling, the network), with why; ``pulls``: the
-    pulls the scan sent, per host, and ``quota``: what each host said is left.
+    pulls the scan sent, per host, and ``quota``: what each host said is left;
+    ``estimated_pulls``: a targeted scan's estimate before reading (2 per
+    deployed image and per line: an index and a platform manifest; the cache
+    and shared digests make it less, unusable candidates more).
     """
 
     fleet: pd.DataFrame
@@ -112,7 +115,7 @@ class FleetScan:
         noun = "pull" if self.quota else "manifest GET"
         text = f"{used} {noun}{'s' if used != 1 else ''}"
         if self.estimated_pulls is not None:
-            text += f" (planned at most {self.estimated_pulls})"
+            text += f" (estimated {self.estimated_pulls})"
         if self.quota:
             text += "; " + ", ".join(f"{host}: {left}" for host, left in sorted(self.quota.items()))
         return text
