@@ -17,8 +17,10 @@ image:
 The deployed images of every repository are read first, the candidates
 after, so a quota that runs out leaves the fewest rows unjudged.  A row whose
 reads were refused (the quota floor, a used-up quota, throttling, the
-network, the budget) is not judged from what was read: :func:`blocked`
-gives its reason, and the judgement makes it ``unknown``.
+network, the budget) is not judged from what was read: :attr:`Plan.blocked`
+gives its reason, and the judgement makes it ``unknown``.  A read that says
+something of the image (a 404, a manifest that does not parse) makes the
+candidate unusable, as it would drop out of a full scan's frame.
 
 A digest pin without a tag needs every tag's digest to be named: its
 repository is read whole, as ``full=True`` reads every repository.
