@@ -447,8 +447,11 @@ def _judged(args: argparse.Namespace) -> tuple[Any, Any, pd.DataFrame]:
 
     fleet = read_fleets(args.fleet)
     registry = _registry(args)
-    scan = scan_fleet(registry, fleet, progress=args.bars("repositories"))
     platform = args.platform[0] if args.platform else "linux/amd64"
+    scan = scan_fleet(registry, fleet, progress=args.bars("repositories"), full=args.full, platform=platform,
+                      within=args.within)
+    if scan.quota or args.stats:  # a host counts pulls: say what the run cost and what is left
+        print(f"pulls: {scan.pull_summary()}", file=sys.stderr)
     return registry, scan, judge_fleet(scan, platform=platform, now=args.now, within=args.within)
 
 
@@ -480,7 +483,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     platform = args.platform[0] if args.platform else "linux/amd64"
     path = write_report(freshness, scan.images, registry.requests, output, fmt, errors=scan.errors,
                         cache=registry.cache, platform=platform, now=args.now,
-                        run={"scan": f"{scan.seconds:.1f} s"})
+                        run={"scan": f"{scan.seconds:.1f} s", "pulls": scan.pull_summary()})
     counts = freshness["status"].astype("string").value_counts()
     summary = ", ".join(f"{int(counts[s])} {s}" for s in ("behind", "current", "unknown", "error")
                         if s in counts)
@@ -681,6 +684,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--within", choices=("track", "major", "minor"), default="track",
                        help="hold a deployed version against its whole track (default), or only "
                             "the same major (node:6 against 6.x) or major.minor")
+        p.add_argument("--full", action="store_true",
+                       help="read every tag and platform of each repository, not only what the "
+                            "judgement needs (many more pulls)")
         if name == "report":
             p.add_argument("--markdown", action="store_true", help="Markdown (also for -o *.md)")
     p = command("diff", "what changed between two saved images frames (snapshots)", cmd_diff)

@@ -172,14 +172,15 @@ def run_demo(
             seconds["scan"] = time.perf_counter() - t0
             rows = sum(len(f) for f in scan.images.values())
             say(f"scan      {len(scan.images) + len(scan.errors)} repositories, {rows} image rows, "
-                f"{_seconds(seconds['scan'])}")
+                f"{_seconds(seconds['scan'])}, {scan.pull_summary()}")
             say()
             say(freshness_table(freshness))
             say()
             requests = registry.requests
             figures = request_figures(requests, registry.cache)
             t0 = time.perf_counter()
-            run_figures = {"sandbox fill": str(fill), "scan": _seconds(seconds["scan"])}
+            run_figures = {"sandbox fill": str(fill), "scan": _seconds(seconds["scan"]),
+                           "pulls": scan.pull_summary()}
             report = write_report(freshness, scan.images, requests, out, errors=scan.errors,
                                   cache=registry.cache, run=run_figures, platform=platform, now=now,
                                   title="Fleet freshness (regdata demo)")

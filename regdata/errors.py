@@ -15,6 +15,7 @@ retrying the same request may help (``temporary``)::
     │   ├── Denied                403
     │   ├── NotFound              404
     │   ├── TooManyRequests       429
+    │   │   └── QuotaExhausted    429 for a pull quota used up: no retry helps until it resets
     │   └── ServerError           5xx
     ├── SandboxError              the sandbox registry cannot start or be filled
     ├── ContentError              the answer arrived but cannot be used
@@ -23,7 +24,7 @@ retrying the same request may help (``temporary``)::
     │   └── UnsupportedMediaType  a media type regdata does not read
     └── Cancelled                 the scan was cancelled or ran out of its time budget
         ├── BudgetExceeded        the scan's total time budget ran out
-        └── QuotaFloorReached     a host's rate-limit quota reached the floor the user set
+        └── QuotaFloorReached     a host's pull quota reached the floor kept
 
 Messages never carry a secret: they name hosts, repositories and digests,
 and quote at most a short, sanitised part of a registry's answer.
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidReference",
     "MalformedContent",
     "NotFound",
+    "QuotaExhausted",
     "QuotaFloorReached",
     "RegdataError",
     "RegistryError",
@@ -167,6 +169,13 @@ class TooManyRequests(RegistryError):
     """429: the registry is throttling us."""
 
     temporary = True
+
+
+class QuotaExhausted(TooManyRequests):
+    """429 from a host whose pull quota is used up (remaining 0, or Docker Hub's
+    "You have reached your pull rate limit" without Retry-After): not retried."""
+
+    temporary = False
 
 
 class ServerError(RegistryError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -330,12 +330,21 @@ class _Image:
 
 @dataclass(frozen=True)
 class _Repo:
-    """A repository's images on the judged platform, parsed once."""
+    """A repository's images on the judged platform, parsed once.
+
+    ``names``: every tag the registry lists, when the frames hold only the images a
+    targeted scan read (``unusable``: the tags read that have no usable image); the
+    versions above a deployed one are then counted from the names.
+    """
 
     images: tuple[_Image, ...]
-    # The candidates and floating tags of a (track, release prefix, pre-releases too) line:
+    names: tuple[str, ...] | None = None
+    unusable: frozenset[str] = frozenset()
+    # The candidates, listed versions and floating tags of a (track, release prefix,
+    # pre-releases too) line:
     # the same for every deployed image of that line, and all-against-all to find.
-    lines: dict[tuple[str, tuple[int, ...], bool], tuple[list[tuple[_Image, Version]], set[str]]] = field(
+    lines: dict[tuple[str, tuple[int, ...], bool],
+                tuple[list[tuple[_Image, Version]], list[Version], set[str]]] = field(
         default_factory=dict, compare=False, repr=False)
 
     @cached_property
@@ -388,7 +397,7 @@ def _repos(images_by_repo: Mapping[str, pd.DataFrame] | pd.DataFrame) -> dict[tu
     return out
 
 
-def _judged(frame: pd.DataFrame, platform: str) -> _Repo:
+def _judged(frame: pd.DataFrame, platform: str, names: Sequence[str] | None = None) -> _Repo:
     rows = usable_images(frame, platform)
     parsed = versions_of(str(t) for t in rows["tag"])
 
@@ -401,7 +410,10 @@ def _judged(frame: pd.DataFrame, platform: str) -> _Repo:
             rows["tag"], rows["digest"], rows["manifest_digest"], rows["created"], strict=True
         )
     )
-    return _Repo(images)
+    if names is None:
+        return _Repo(images)
+    read = {str(t) for t in frame["tag"].dropna()}
+    return _Repo(images, tuple(names), frozenset(read - {i.tag for i in images}))
 
 
 @dataclass(frozen=True)
@@ -419,22 +431,39 @@ Within = Literal["track", "major", "minor"]
 _SAME: dict[str, int] = {"track": 0, "major": 1, "minor": 2}
 
 
-def _track(repo: _Repo, version: Version, within: Within = "track") -> _Track | None:
+Line = tuple[str, tuple[int, ...], bool]
+
+
+def line_of(version: Version, within: Within = "track") -> Line:
+    """The line a deployed version is held against: (track, release prefix, pre-releases too)."""
     # Pre-releases compete only with a deployed pre-release: a release user is not offered an rc.
-    line = (version.track, version.release[:_SAME[within]], version.is_prerelease)
+    return (version.track, version.release[:_SAME[within]], version.is_prerelease)
+
+
+def in_line(candidate: Version, line: Line) -> bool:
+    """Whether ``candidate`` competes in ``line``."""
+    return (candidate.track == line[0] and (line[2] or not candidate.is_prerelease)
+            and candidate.release[:len(line[1])] == line[1])
+
+
+def _track(repo: _Repo, version: Version, within: Within = "track") -> _Track | None:
+    line = line_of(version, within)
     if line not in repo.lines:
         candidates = [(i, i.version) for i in repo.current
-                      if i.version is not None and i.version.track == line[0]
-                      and (line[2] or not i.version.is_prerelease)
-                      and i.version.release[:len(line[1])] == line[1]]
-        repo.lines[line] = (candidates, floating_tags([v for _, v in candidates]))
-    pairs, floating = repo.lines[line]
+                      if i.version is not None and in_line(i.version, line)]
+        if repo.names is None:
+            listed = [v for _, v in candidates]
+        else:  # the versions the registry lists, less those read and found unusable
+            listed = [v for v in versions_of(repo.names).values()
+                      if v is not None and v.tag not in repo.unusable and in_line(v, line)]
+        repo.lines[line] = (candidates, listed, floating_tags(listed))
+    pairs, listed, floating = repo.lines[line]
     if not pairs:
         return None
     best, best_version = max(pairs, key=lambda p: (p[1].key, p[1].precision, p[0].created))
     newest, _ = max(pairs, key=lambda p: (p[0].created, p[1].key, p[1].precision))
-    newer = {v.key for i, v in pairs
-             if i.tag not in floating and v.key > version.key and not version.covers(v)}
+    newer = {v.key for v in listed
+             if v.tag not in floating and v.key > version.key and not version.covers(v)}
     return _Track(best, best_version, newest, len(newer))
 
 
@@ -517,6 +546,7 @@ def fleet_freshness(
     *,
     platform: str = DEFAULT_PLATFORM,
     within: Within = "track",
+    tags: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
     """How fresh each deployed image of ``fleet`` (a :func:`read_fleet` frame) is.
 
@@ -554,6 +584,12 @@ def fleet_freshness(
 
     ``age_days`` is ``now`` (default: the current time) minus the deployed
     created time.  Columns: :data:`FRESHNESS`.
+
+    ``tags``, by ``registry/repository``: every tag the registry lists, for
+    frames that hold only some of them (a targeted scan's: the deployed
+    images and the best candidates of their lines).  ``newer_versions`` is
+    then counted from the tag names, less the tags read and found unusable,
+    and ``newest_tag`` is the newest built among the images read.
     """
     if within not in _SAME:
         raise ValueError(f"within must be one of {', '.join(_SAME)}, got {within!r}")
@@ -575,7 +611,7 @@ def fleet_freshness(
             out.append(base)
             continue
         if key not in judged:
-            judged[key] = _judged(frame, platform)
+            judged[key] = _judged(frame, platform, None if tags is None else tags.get(f"{key[0]}/{key[1]}"))
         repo = judged[key]
         if not repo.images:
             base.update(status="unknown", reason=f"no {platform} image of {key[0]}/{key[1]}")

@@ -72,6 +72,8 @@ REQUESTS: Schema = (
     ("cache", "category"),
     ("error", "string"),
     ("proxy", "string"),  # host:port of the forward proxy it went through; NA when direct
+    # A manifest GET a quota-announcing host answered: what Docker Hub counts as a pull.
+    ("pull", "boolean"),
 )
 
 REQUEST_KINDS = ("tags", "manifest", "manifest_head", "blob", "token", "catalog", "ping")

@@ -25,12 +25,16 @@ window, and as Flux v1's later rate limiter did with its rate):
   carry no news, so a burst of 429s halves it once, not to the floor;
 - it stays within ``[min_concurrency, max_concurrency]``.
 
-A requests-per-second limit (a token bucket) is optional, and so is a quota
-floor: Docker Hub's ``RateLimit-Limit`` / ``RateLimit-Remaining`` headers are
-read from every answer (:attr:`HostLimiter.rate_limit`), and with
-``quota_floor`` set, no request is sent that could take the remaining quota
-below it; such a request fails with :class:`QuotaFloorReached`, so a scan
-ends with error rows instead of the account being locked out.
+A requests-per-second limit (a token bucket) is optional.  A quota floor is
+on by default: Docker Hub's ``RateLimit-Limit`` / ``RateLimit-Remaining``
+headers are read from every answer (:attr:`HostLimiter.rate_limit`), and no
+*pull* (a manifest GET, what Docker Hub counts) is sent that could take the
+remaining quota below the floor; such a request fails with
+:class:`QuotaFloorReached`, so a scan ends with rows saying so instead of the
+account being locked out.  HEADs, tag lists and blobs cost no quota and go on.
+The default floor (``"auto"``) keeps 10% of the announced limit, at least 2
+pulls: 10 of Docker Hub's 100 per 6 hours, 2 of the anonymous 10 per hour,
+enough for a person to still pull by hand what a report says is behind.
 """
 
 from __future__ import annotations
@@ -44,17 +48,20 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from .context import Context
 from .errors import QuotaFloorReached, RegdataError
 from .requestlog import LimiterEvent, RequestLog
 from .transport.base import Request, Response, Transport
 from .transport.log import host_of
-from .transport.retry import Clock, SystemClock
+from .transport.retry import Clock, SystemClock, parse_retry_after
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_MAX_CONCURRENCY",
+    "QUOTA_KEEP_MIN",
+    "QUOTA_KEEP_SHARE",
     "HostLimiter",
     "LimitTransport",
     "Limiters",
@@ -76,6 +83,11 @@ DEFAULT_CONCURRENCY = 8
 # pinned at 8).  A user may raise it, or pin the concurrency with min = max.
 DEFAULT_MAX_CONCURRENCY = 32
 
+# The default quota floor ("auto"): keep this share of a host's announced limit, and at least
+# this many pulls, so a person can still pull by hand what the report says is behind.
+QUOTA_KEEP_SHARE = 0.10
+QUOTA_KEEP_MIN = 2
+
 # How often a thread waiting for a slot looks at its context (cancel, budget).
 _POLL = 0.05
 # Fewest answers a window's median is taken over; how many windows the baseline remembers.
@@ -93,8 +105,9 @@ class Limits:
         max_concurrency: the most it may grow to; ``min == max`` pins it.
         rps: requests per second at most (None: no limit).
         burst: requests that may go at once above ``rps`` after a quiet spell.
-        quota_floor: stop sending to a host whose ``RateLimit-Remaining``
-            would go below this (None: never stop).
+        quota_floor: send no pull (manifest GET) to a host whose ``RateLimit-Remaining``
+            would go below this: a number of pulls, ``"auto"`` (the default: 10% of the
+            announced limit, at least 2), or None (never stop).
         latency_tolerance: a window's median latency up to this multiple of
             the best seen (plus ``latency_slack`` seconds) "holds".
         latency_slack: absolute slack, so sub-millisecond jitter on a LAN
@@ -106,7 +119,7 @@ class Limits:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     rps: float | None = None
     burst: int = 1
-    quota_floor: int | None = None
+    quota_floor: int | Literal["auto"] | None = "auto"
     latency_tolerance: float = 2.0
     latency_slack: float = 0.005
 
@@ -121,8 +134,11 @@ class Limits:
             raise ValueError(f"rps must be positive, got {self.rps}")
         if self.burst < 1:
             raise ValueError(f"burst must be at least 1, got {self.burst}")
-        if self.quota_floor is not None and self.quota_floor < 0:
-            raise ValueError(f"quota_floor must not be negative, got {self.quota_floor}")
+        if self.quota_floor != "auto" and self.quota_floor is not None and (
+            not isinstance(self.quota_floor, int) or self.quota_floor < 0
+        ):
+            raise ValueError(f"quota_floor must be 'auto', None or a number not negative, "
+                             f"got {self.quota_floor!r}")
         if self.latency_tolerance < 1:
             raise ValueError(f"latency_tolerance must be at least 1, got {self.latency_tolerance}")
 
@@ -130,6 +146,13 @@ class Limits:
     def adaptive(self) -> bool:
         """True when the concurrency may move."""
         return self.min_concurrency < self.max_concurrency
+
+    def floor_for(self, limit: int | None) -> int | None:
+        """The pulls to keep at a host that announced ``limit`` (None: no floor)."""
+        if self.quota_floor != "auto":
+            return self.quota_floor
+        share = int(limit * QUOTA_KEEP_SHARE + 0.999) if limit is not None else 0
+        return max(QUOTA_KEEP_MIN, share)
 
 
 @dataclass(frozen=True)
@@ -142,6 +165,23 @@ class RateLimit:
     window_s: float | None  # the ``w=`` of the header: the quota's period
     reset_s: float | None  # seconds from ``observed`` until the quota resets, when the host says
     observed: datetime
+
+    def describe(self, left: int | None = None) -> str:
+        """``N left of M per W``, as a row's reason says it (``left`` overrides ``remaining``)."""
+        now = self.remaining if left is None else left
+        text = f"{'?' if now is None else now} left"
+        if self.limit is not None:
+            text += f" of {self.limit}"
+        if self.window_s:
+            text += f" per {_period(self.window_s)}"
+        return text
+
+
+def _period(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)} {unit}"
+    return f"{seconds:g} s"
 
 
 # ---------------------------------------------------------------------------- headers
@@ -207,8 +247,9 @@ class _Ticket:
 
     epoch: int
     limit: int
-    seq: int = 0  # its place in the order of sending, for the quota
-    before: int = 0  # requests in flight when it went out: the server may count them after it
+    seq: int = 0  # pulls sent up to it (itself included, when a pull), for the quota
+    before: int = 0  # pulls in flight when it went out: the server may count them after it
+    pull: bool = True
 
 
 class HostLimiter:
@@ -242,7 +283,8 @@ class HostLimiter:
         self._next_token = float("-inf")
         self._rate: RateLimit | None = None
         # The quota left now is estimated as _quota_base - _sent (see _observe_quota).
-        self._sent = 0
+        self._sent = 0  # pulls sent
+        self._pulls_in_flight = 0
         self._quota_seq = 0  # seq of the request whose answer the estimate rests on
         self._quota_base: int | None = None
         self._quota_until: float | None = None  # monotonic time the quota resets, when known
@@ -270,9 +312,13 @@ class HostLimiter:
 
     # -- on the way out --------------------------------------------------------
 
-    def acquire(self, context: Context) -> _Ticket:
-        """Wait for a slot (and a token, with ``rps``); refuse when the quota is at its floor."""
-        self._check_quota(take=False)
+    def acquire(self, context: Context, pull: bool = True) -> _Ticket:
+        """Wait for a slot (and a token, with ``rps``); refuse a pull when the quota is at its floor.
+
+        ``pull``: whether the request counts against the host's quota (a manifest GET).
+        """
+        if pull:
+            self._check_quota(take=False)
         with self._cond:
             while self._in_flight >= self._limit:
                 context.check()
@@ -281,19 +327,24 @@ class HostLimiter:
             context.check()
             self._in_flight += 1
             self._window_peak = max(self._window_peak, self._in_flight)
-            ticket = _Ticket(self._epoch, self._limit)
+            ticket = _Ticket(self._epoch, self._limit, pull=pull)
+            if not pull:  # its answer's quota headers still tell: placed among the pulls sent
+                ticket.seq, ticket.before = self._sent, self._pulls_in_flight
         try:
             if self.limits.rps is not None:
                 self._take_token(context)
-            self._check_quota(take=True, ticket=ticket)
+            if pull:
+                self._check_quota(take=True, ticket=ticket)
         except BaseException:
-            self._give_back()
+            self._give_back(ticket)
             raise
         return ticket
 
-    def _give_back(self) -> None:
+    def _give_back(self, ticket: _Ticket) -> None:
         with self._cond:
             self._in_flight -= 1
+            if ticket.pull and ticket.seq:
+                self._pulls_in_flight -= 1
             self._cond.notify()
 
     def _take_token(self, context: Context) -> None:
@@ -308,26 +359,40 @@ class HostLimiter:
         if wait > 0:
             self.clock.sleep(wait, context)
 
-    def _check_quota(self, take: bool, ticket: _Ticket | None = None) -> None:
-        floor = self.limits.quota_floor
-        if floor is None:
-            return
+    @property
+    def pulls_left(self) -> int | None:
+        """The pulls this host will still serve, as estimated from its last answer; None if unknown."""
         with self._cond:
-            if self._quota_until is not None and self.clock.monotonic() >= self._quota_until:
-                self._quota_base = self._quota_until = None  # the window turned: ask afresh
-            if self._quota_base is not None:
+            self._forget_turned_window()
+            return None if self._quota_base is None else max(self._quota_base - self._sent, 0)
+
+    @property
+    def floor(self) -> int | None:
+        """The pulls kept at this host (None: no floor)."""
+        rate = self._rate
+        return self.limits.floor_for(rate.limit if rate is not None else None)
+
+    def _forget_turned_window(self) -> None:
+        if self._quota_until is not None and self.clock.monotonic() >= self._quota_until:
+            self._quota_base = self._quota_until = None  # the window turned: ask afresh
+
+    def _check_quota(self, take: bool, ticket: _Ticket | None = None) -> None:
+        with self._cond:
+            self._forget_turned_window()
+            floor = self.floor
+            if floor is not None and self._quota_base is not None:
                 left = self._quota_base - self._sent
                 if left - 1 < floor:
                     rate = self._rate
-                    total = f" of {rate.limit}" if rate is not None and rate.limit is not None else ""
+                    what = rate.describe(max(left, 0)) if rate is not None else f"{max(left, 0)} left"
                     raise QuotaFloorReached(
-                        f"rate-limit quota floor: {self.host} has {max(left, 0)}{total} requests left "
-                        f"and the floor is {floor}"
+                        f"pull quota: {what} at {self.host}, and {floor} are kept"
                     )
             if take and ticket is not None:
                 self._sent += 1
                 ticket.seq = self._sent
-                ticket.before = self._in_flight - 1
+                ticket.before = self._pulls_in_flight
+                self._pulls_in_flight += 1
 
     # -- on the way back -------------------------------------------------------
 
@@ -341,11 +406,17 @@ class HostLimiter:
         """Hand the slot back with the outcome: ``status`` None for no answer at all."""
         with self._cond:
             self._in_flight -= 1
+            if ticket.pull and ticket.seq:
+                self._pulls_in_flight -= 1
             self._cond.notify()
             if headers is not None:
                 self._observe_quota(headers, ticket)
             if status == 429:
-                self._cut(ticket)
+                # A host that says when to come back is held that long by the retry layer;
+                # halving too would slow it long after the throttling ended.
+                asked = parse_retry_after((headers or {}).get("Retry-After"), self.clock.wall())
+                if not asked:
+                    self._cut(ticket)
             elif status is not None and status < 500:
                 self._sample(ticket, latency)
             # 5xx and dropped connections say the host failed, not that it is busy: no signal.
@@ -360,7 +431,7 @@ class HostLimiter:
         if remaining is None or ticket.seq < self._quota_seq:
             return  # an answer overtaken by a fresher one: what it says is stale
         # The registry counted `remaining` when it served this request.  It may count after
-        # it every request sent later (_sent - seq) and those in flight when it went out
+        # it every pull sent later (_sent - seq) and those in flight when it went out
         # (before): the estimate left = remaining - before - (_sent - seq) = base - _sent.
         self._quota_seq = ticket.seq
         self._quota_base = remaining - ticket.before + ticket.seq
@@ -486,7 +557,7 @@ class LimitTransport:
     def send(self, request: Request) -> Response:
         """Acquire, send, release with the outcome (status, latency, rate-limit headers)."""
         limiter = self.limiters.for_url(request.url)
-        ticket = limiter.acquire(request.context)
+        ticket = limiter.acquire(request.context, pull=request.method == "GET" and request.kind == "manifest")
         started = time.perf_counter()
         try:
             response = self.inner.send(request)

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .cache import DEFAULT_TTL, Cache
 from .cache.open import open_cache, parse_ttl
@@ -84,9 +84,10 @@ class Registry:
         max_concurrency: the most it may grow to (32, or ``concurrency`` when
             larger); ``min_concurrency == max_concurrency`` pins it.
         rps: at most this many requests per second per host (None: no limit).
-        quota_floor: stop sending to a host whose ``RateLimit-Remaining``
-            (Docker Hub's pull quota) would drop below this; the unfinished
-            rows say so. ``reg.rate_limits`` shows the latest values.
+        quota_floor: send no pull (manifest GET) to a host whose ``RateLimit-Remaining``
+            (Docker Hub's pull quota) would drop below this many; the unfinished rows
+            say so. ``"auto"`` (the default) keeps 10% of the announced limit, at least
+            2; None never stops. ``reg.rate_limits`` shows the latest values.
         timeout: connect and read timeouts per request (seconds, or a Timeouts); the read
             timeout also bounds how long a whole answer may take to arrive.
         budget: total seconds a scan may take; unfinished rows are marked ``timed out``.
@@ -127,7 +128,7 @@ class Registry:
         min_concurrency: int = 1,
         max_concurrency: int | None = None,
         rps: float | None = None,
-        quota_floor: int | None = None,
+        quota_floor: int | Literal["auto"] | None = "auto",
         timeout: float | Timeouts | None = None,
         budget: float | None = None,
         insecure: Iterable[str] = (),
@@ -257,6 +258,15 @@ class Registry:
         finally:
             if own:
                 self._done(ctx)
+
+    def _read(self, repo: Repository, refs: list[Reference], platform: Platform, ctx: Context
+              ) -> list[dict[str, Any]]:
+        """The rows of ``refs`` on one platform only, under ``ctx``: what a targeted judgement reads.
+
+        An index's other platforms and attestations are not fetched: each is a pull.
+        """
+        options = dataclasses.replace(self.options, platforms=(platform,), attestations=False)
+        return scan(self.remote(repo.registry), repo, refs, options, ctx).images
 
     # -- the public API ----------------------------------------------------------
 

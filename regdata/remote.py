@@ -24,6 +24,7 @@ from .digest import compute, schema1_payload, verify
 from .errors import (
     ErrorDetail,
     MalformedContent,
+    QuotaExhausted,
     RegdataError,
     TLSError,
     TransportError,
@@ -55,7 +56,7 @@ from .transport import HTTPTransport, Request, Response, RetryPolicy, Timeouts, 
 from .transport.base import join_url
 from .transport.chain import base_stack, for_host
 from .transport.proxy import Proxies
-from .transport.retry import Clock, parse_retry_after
+from .transport.retry import Clock, parse_retry_after, quota_exhausted
 from .transport.trust import CertSetting, Trust, VerifySetting
 
 __all__ = ["FetchedManifest", "Remote", "RemoteFactory"]
@@ -117,6 +118,9 @@ def registry_error(response: Response) -> RegdataError:
         detail = f"non-JSON answer: {printable(media, 100)}"
     parts = urlsplit(response.url)
     seconds = parse_retry_after(response.headers.get("Retry-After"), time.time())
+    if quota_exhausted(response.status, response.headers, response.body):
+        return QuotaExhausted(response.status, f"{parts.netloc}{parts.path}", tuple(details),
+                              detail=detail or "pull quota used up")
     return error_for_status(
         response.status,
         f"{parts.netloc}{parts.path}",
@@ -332,6 +336,24 @@ class Remote:
         if not digest:
             raise MalformedContent(f"HEAD {ref}: no Docker-Content-Digest in the answer")
         return digest, response.media_type
+
+    def digest_of(self, ref: Reference, context: Context | None = None) -> str:
+        """The digest a tag points to: from the cache while fresh, else by HEAD (no pull), then kept."""
+        if ref.digest is not None:
+            return ref.digest
+        ctx = self._ctx(context)
+        cache = self.cache
+        if cache is not None:
+            key = cache.key("tag", self, ref.repository, ref.tag or "")
+            started, clock = time.time(), time.perf_counter()
+            fresh, _ = cache.get_tag(key, self.registry)
+            if fresh is not None:
+                self._hit(ref.repository, "manifest_head", 0, started, clock, method="HEAD")
+                return fresh
+        digest, _ = self.head(ref, ctx)
+        if cache is not None:
+            cache.put_tag(key, self.registry, digest)
+        return digest
 
     def manifest(self, ref: Reference, context: Context | None = None) -> FetchedManifest:
         """The manifest ``ref`` names (its digest if it has one, else its tag), verified."""

@@ -2,8 +2,10 @@
 
 Each HTTP attempt is one row, and so is each answer served from the cache.
 Nothing secret is recorded: no headers, no query strings, no URLs at all
-(host, repository and kind say what was asked).  The log is a ring of
-bounded size, so a long-running process does not grow without end.
+(host, repository and kind say what was asked).  ``pull`` marks a manifest
+GET that a host announcing a quota (``RateLimit-Limit``) served: what Docker
+Hub counts against it.  The log is a ring of bounded size, so a long-running
+process does not grow without end.
 
 Beside the requests it keeps the per-host limiter's decisions (start, grow,
 halve, hold), so the adaptation of the concurrency can be read next to the
@@ -78,6 +80,7 @@ class RequestRecord:
     error: str | None
     concurrency: int | None = None
     proxy: str | None = None  # host:port of the forward proxy, never its credentials
+    pull: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ class RequestLog:
                 "error": r.error,
                 "proxy": r.proxy,
                 "concurrency": r.concurrency,
+                "pull": r.pull,
             }
             for r in self.records()
         ]

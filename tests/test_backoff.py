@@ -17,6 +17,7 @@ from requests.structures import CaseInsensitiveDict
 from regdata import BudgetExceeded, Cancelled, TransportError
 from regdata.context import Context
 from regdata.transport import Request, Response, RetryPolicy, RetryTransport, parse_retry_after
+from regdata.transport.retry import quota_exhausted
 
 WALL0 = 1_700_000_000.0  # the fake wall clock's start: whole seconds, so HTTP dates are exact
 
@@ -49,6 +50,7 @@ class Script:
     clock: FakeClock
     latency: float = 0.0
     sent: list[tuple[float, Request]] = field(default_factory=list)
+    body: bytes = b""
 
     def send(self, request: Request) -> Response:
         self.sent.append((self.clock.now, request))
@@ -57,7 +59,7 @@ class Script:
         if isinstance(outcome, Exception):
             raise outcome
         status, headers = outcome if isinstance(outcome, tuple) else (outcome, {})
-        return Response(status, CaseInsensitiveDict(headers), b"", request.url, request)
+        return Response(status, CaseInsensitiveDict(headers), self.body, request.url, request)
 
     @property
     def attempts(self) -> list[int]:
@@ -119,11 +121,45 @@ def test_dropped_connections_are_retried_with_the_attempt_counted() -> None:
     assert clock.sleeps == pytest.approx([0.2, 0.4])
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 500, 501])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 501])
 def test_other_statuses_are_not_retried(status: int) -> None:
     transport, script, clock = make([status, 200])
     assert transport.send(get()).status == status
     assert len(script.sent) == 1 and clock.sleeps == []
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_go_containerregistrys_statuses_are_retried(status: int) -> None:
+    transport, script, _ = make([status, 200], initial=0.1)
+    assert transport.send(get()).status == 200 and script.attempts == [1, 2]
+
+
+def test_retry_after_waits_are_not_attempts_but_the_time_bounds_them() -> None:
+    # Ten throttles with Retry-After, two attempts allowed: every wait is honoured.
+    transport, script, clock = make([(429, {"Retry-After": "1"})] * 10 + [200], attempts=2)
+    assert transport.send(get()).status == 200 and len(script.sent) == 11
+    assert clock.sleeps == [1.0] * 10
+    # The request's total time still bounds them.
+    transport, script, clock = make([(429, {"Retry-After": "1"})], attempts=2, total=4.5)
+    assert transport.send(get()).status == 429 and len(script.sent) == 5
+    # A failure that says nothing counts: two attempts.
+    transport, script, _ = make([503, 503, 200], attempts=2, initial=0.1)
+    assert transport.send(get()).status == 503 and len(script.sent) == 2
+
+
+@pytest.mark.parametrize("headers, body", [
+    ({"RateLimit-Limit": "100;w=21600", "RateLimit-Remaining": "0;w=21600"}, b""),
+    ({}, b'{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit. '
+         b'You may increase the limit by authenticating and upgrading"}]}'),
+])
+def test_a_used_up_pull_quota_is_not_retried(headers: dict[str, str], body: bytes) -> None:
+    transport, script, clock = make([(429, headers), 200], initial=0.1)
+    script.body = body
+    assert transport.send(get()).status == 429
+    assert len(script.sent) == 1 and clock.sleeps == []
+    assert quota_exhausted(429, CaseInsensitiveDict(headers), body)
+    # With a Retry-After the registry says when: that is waited for.
+    assert not quota_exhausted(429, CaseInsensitiveDict({**headers, "Retry-After": "1"}), body)
 
 
 # -- Retry-After ------------------------------------------------------------------------------
@@ -234,13 +270,15 @@ def test_only_get_and_head_are_retried() -> None:
 
 
 def test_a_429_holds_every_request_to_that_host_and_only_that_host() -> None:
-    transport, script, clock = make([(429, {"Retry-After": "10"}), 200, 200], attempts=1)
-    assert transport.send(get("/v2/a/manifests/1")).status == 429  # gives up (one attempt) ...
-    assert transport.host("http://127.0.0.1:5000/").not_before == 10.0  # ... but the host is held
+    # One attempt: a Retry-After wait is not an attempt, so the request waits and is answered.
+    transport, script, clock = make([(429, {"Retry-After": "10"}), 200, 200, 200], attempts=1)
+    assert transport.send(get("/v2/a/manifests/1")).status == 200 and clock.sleeps == [10.0]
+    assert transport.host("http://127.0.0.1:5000/").not_before == 10.0  # the host was held
+    transport.host("http://127.0.0.1:5000/").record_throttle(clock.now + 10.0)  # another request's 429
     assert transport.send(get("/v2/b/tags/list")).status == 200  # another repository, same host
-    assert clock.sleeps == [10.0] and script.sent[1][0] == 10.0
+    assert clock.sleeps == [10.0, 10.0] and script.sent[2][0] == 20.0
     transport.send(get(host="127.0.0.2:5000"))  # another host is not held
-    assert clock.sleeps == [10.0]
+    assert clock.sleeps == [10.0, 10.0]
 
 
 def test_the_host_recovers_a_step_at_each_success() -> None:

@@ -260,8 +260,9 @@ def test_request_log_frame(app: dict[str, object]) -> None:
     reg.get_repository(str(app["repo"]))
     log = reg.requests
     assert list(log.columns) == ["started", "host", "repository", "kind", "method", "status",
-                                 "duration_s", "bytes", "attempt", "cache", "error", "proxy"]
+                                 "duration_s", "bytes", "attempt", "cache", "error", "proxy", "pull"]
     assert str(log["started"].dtype) == "datetime64[ns, UTC]"
+    assert not log["pull"].any()  # this registry announces no quota: it counts no pulls
     assert {"tags", "manifest", "blob"} <= set(log["kind"].astype(str))
     assert (log["duration_s"] >= 0).all()
 

@@ -34,6 +34,7 @@ from regdata.limits import (
 from regdata.requestlog import RequestLog
 from regdata.transport import RetryPolicy
 from tests.support.builder import Builder, ImageSpec
+from tests.support.hubproxy import Throttle
 from tests.support.proxy import Action, FaultProxy, Seen, start_proxy
 from tests.support.registry_server import RegistryServer
 from tests.test_backoff import FakeClock
@@ -125,6 +126,24 @@ def test_full_repository_through_429s_and_drops(proxy: FaultProxy, app: pd.DataF
     assert log["attempt"].max() >= 3  # a path failed twice before it passed
     # Every failed attempt was followed, for the same kind of request, by one that succeeded.
     assert (log[log["error"].isna()]["status"] < 300).all()
+
+
+def test_a_registry_that_says_when_to_come_back_is_waited_for(proxy: FaultProxy, app: pd.DataFrame) -> None:
+    # Every third request 429 with Retry-After: 1, every 17th connection dropped, at default settings.
+    throttle = Throttle(every=3, retry_after="1", drop=17)
+    proxy.add(throttle)
+    reg = client(retry=RetryPolicy())
+    start = time.monotonic()
+    df = reg.get_repository(f"{proxy.host}/{REPO}")
+    elapsed = time.monotonic() - start
+
+    pd.testing.assert_frame_equal(comparable(df), comparable(app))  # no error row, nothing lost
+    assert throttle.throttled >= 10 and throttle.dropped >= 2
+    # The time is the waits the registry asked for (the host held by them), not much more.
+    held = sum(state.held_s for state in reg.factory.base._hosts.values())  # type: ignore[attr-defined]
+    assert held >= 1.0 and elapsed <= 2 * held + 1.0, f"{elapsed:.1f} s for {held:.1f} s of waits"
+    # A 429 that says when to come back does not halve the concurrency: the hold paces the host.
+    assert not (reg.limiter_log["event"] == "halve").any()
 
 
 def test_tiny_attempt_limit_marks_the_failing_rows_and_completes_the_others(
@@ -245,7 +264,7 @@ def test_rate_limit_headers_are_parsed_and_the_floor_stops_the_scan(
     df = reg.get_repository(f"{proxy.host}/{REPO}")
 
     assert quota["left"] >= floor, "the scan spent quota below the floor"
-    stopped = df["error"].fillna("").str.startswith("stopped: rate-limit quota floor")
+    stopped = df["error"].fillna("").str.startswith("stopped: pull quota:")
     assert stopped.any() and (~stopped).any()
     assert df[~stopped]["error"].isna().all()
     assert set(df["tag"]) == set(app["tag"])
@@ -542,7 +561,7 @@ def test_the_quota_floor_counts_what_is_in_flight() -> None:
     lim.release(tickets[0], 200, 0.01, {"RateLimit-Limit": "100;w=60", "RateLimit-Remaining": "14;w=60"})
     # 14 left, 3 still in flight: 11 at most once they land, so one more may go, not two.
     extra = lim.acquire(Context())
-    with pytest.raises(QuotaFloorReached, match="floor is 10"):
+    with pytest.raises(QuotaFloorReached, match="10 are kept"):
         lim.acquire(Context())
     for t in [*tickets[1:], extra]:
         lim.release(t, 200, 0.01)
@@ -550,6 +569,21 @@ def test_the_quota_floor_counts_what_is_in_flight() -> None:
     clock.now += 61  # the window turned: ask again
     lim.release(lim.acquire(Context()), 200, 0.01, {"RateLimit-Remaining": "99"})
     assert lim.rate_limit is not None and lim.rate_limit.remaining == 99
+
+
+def test_only_pulls_count_against_the_quota_and_the_default_floor_keeps_some() -> None:
+    lim = HostLimiter("h", Limits(concurrency=8))  # quota_floor="auto"
+    head = lim.acquire(Context(), pull=False)
+    lim.release(head, 200, 0.01, {"RateLimit-Limit": "10;w=3600", "RateLimit-Remaining": "3;w=3600"})
+    assert lim.floor == 2 and lim.pulls_left == 3
+    lim.release(lim.acquire(Context()), 200, 0.01)  # one pull: 2 left
+    with pytest.raises(QuotaFloorReached, match="pull quota: 2 left of 10 per 1 h"):
+        lim.acquire(Context())
+    for _ in range(5):  # HEADs, tag lists and blobs cost no quota: they go on
+        lim.release(lim.acquire(Context(), pull=False), 200, 0.01)
+    assert lim.pulls_left == 2
+    assert (Limits().floor_for(100), Limits().floor_for(10), Limits().floor_for(None)) == (10, 2, 2)
+    assert Limits(quota_floor=None).floor_for(100) is None and Limits(quota_floor=0).floor_for(100) == 0
 
 
 def test_limits_per_host() -> None:
@@ -569,7 +603,7 @@ def test_a_stale_answer_does_not_raise_the_quota_estimate() -> None:
     # 8 left when the newer was served, the older possibly counted after it: 7 at most.
     lim.release(lim.acquire(Context()), 200, 0.01)
     lim.release(lim.acquire(Context()), 200, 0.01)
-    with pytest.raises(QuotaFloorReached, match="has 5 requests left"):
+    with pytest.raises(QuotaFloorReached, match="pull quota: 5 left"):
         lim.acquire(Context())
     assert lim.rate_limit is not None and lim.rate_limit.remaining == 9  # exposed as last seen
 
@@ -602,7 +636,7 @@ def test_limits_reject_nonsense(bad: dict[str, float]) -> None:
 def test_default_limits_are_polite() -> None:
     reg = regdata.Registry(cache=None, credentials=regdata.Credentials.none())
     assert (reg.limits.concurrency, reg.limits.min_concurrency, reg.limits.max_concurrency) == (8, 1, 32)
-    assert reg.limits.rps is None and reg.limits.quota_floor is None
+    assert reg.limits.rps is None and reg.limits.quota_floor == "auto"
     assert regdata.Registry(cache=None, credentials=regdata.Credentials.none(),
                             concurrency=48).limits.max_concurrency == 48
     with pytest.raises(ValueError):

@@ -9,7 +9,7 @@ limiter allowed when it went out.  Only the host is recorded of the URL.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,8 +19,24 @@ from ..requestlog import RequestLog, RequestRecord
 from .base import Request, Response, Transport
 from .redirect import REDIRECTS
 
-__all__ = ["LogTransport", "host_of"]
+__all__ = ["LogTransport", "announces_quota", "host_of", "is_pull"]
 
+# The headers by which a host announces a request quota (Docker Hub: ``ratelimit-limit: 100;w=21600``).
+_QUOTA_HEADERS = ("RateLimit-Limit", "X-RateLimit-Limit", "RateLimit")
+
+
+def announces_quota(headers: Mapping[str, str]) -> bool:
+    """Whether an answer's headers announce a quota (headers are case-insensitive)."""
+    return any(headers.get(name) for name in _QUOTA_HEADERS)
+
+
+def is_pull(request: Request, response: Response) -> bool:
+    """A manifest GET served by a host that announces a quota: what Docker Hub counts as a pull.
+
+    HEADs, tag lists and blobs are not pulls; nor is an answer refused (4xx, 5xx).
+    """
+    return (request.method == "GET" and request.kind == "manifest" and response.status < 400
+            and announces_quota(response.headers))
 
 
 class ConcurrencySource(Protocol):
@@ -53,7 +69,7 @@ class LogTransport:
             raise
         error = None if response.ok or response.status in REDIRECTS else f"HTTP {response.status}"
         self._write(request, host, started, clock, response.status, len(response.body), error,
-                    concurrency)
+                    concurrency, is_pull(request, response))
         return response
 
     def _write(
@@ -66,6 +82,7 @@ class LogTransport:
         size: int | None,
         error: str | None,
         concurrency: int | None,
+        pull: bool = False,
     ) -> None:
         duration = time.perf_counter() - clock
         self.log.record(
@@ -83,6 +100,7 @@ class LogTransport:
                 error=error,
                 concurrency=concurrency,
                 proxy=self.proxy_for(request.url) if self.proxy_for is not None else None,
+                pull=pull,
             )
         )
         metrics.observe_request(request.kind, error is None, duration)

@@ -1,10 +1,19 @@
 """Backoff: retry what a throttled or flaky registry refuses, within bounds.
 
-The Flux v1 ``BackoffRoundTripper`` done right: a bounded number of attempts
-and a bounded total time per request, ``Retry-After`` honoured (capped),
-exponential backoff with jitter otherwise, only idempotent methods retried,
-and the state shared per host, so one 429 slows every request to that host
-and the pace recovers a step at each success.
+The Flux v1 ``BackoffRoundTripper`` done right: a bounded total time per
+request (and the scan's budget), ``Retry-After`` honoured (capped), exponential
+backoff with jitter otherwise, only idempotent methods retried, and the state
+shared per host, so one 429 slows every request to that host and the pace
+recovers a step at each success.
+
+What is retried is go-containerregistry's set (408, 429, 500, 502, 503, 504)
+and dropped connections.  A throttling registry that says when to come back
+(``Retry-After``) is waited for as long as the request's and the scan's time
+allow: those waits do not count against ``attempts``, which bounds only the
+failures that say nothing (a dropped connection, a 5xx without Retry-After).
+A 429 for a pull quota used up (``RateLimit-Remaining: 0``, or Docker Hub's
+"You have reached your pull rate limit", with no Retry-After) is not retried:
+the quota comes back in hours, not seconds.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -24,9 +33,14 @@ from ..context import Context
 from ..errors import BudgetExceeded, RegdataError, TransportError
 from .base import Request, Response, Transport, netloc
 
-__all__ = ["Clock", "HostBackoff", "RetryPolicy", "RetryTransport", "parse_retry_after"]
+__all__ = [
+    "Clock", "HostBackoff", "RetryPolicy", "RetryTransport", "parse_retry_after", "quota_exhausted",
+]
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# go-containerregistry's retryable statuses (pkg/v1/remote/options.go).
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Docker Hub's words when an account's or address's pull quota is used up.
+_PULL_LIMIT_TEXT = b"pull rate limit"
 IDEMPOTENT = frozenset({"GET", "HEAD"})
 # delta-seconds; a decimal point is tolerated (some proxies send one), a sign is not.
 # ASCII digits only: str.isdigit() and \d take "²" and "٣" too.
@@ -39,7 +53,9 @@ log = logging.getLogger("regdata.transport")
 class RetryPolicy:
     """How hard to try one request.
 
-    ``attempts`` counts the first try; ``total`` bounds the time spent on a
+    ``attempts`` counts the first try and the failures that say nothing of
+    when to come back (a ``Retry-After`` wait is not counted: ``total`` and
+    the scan's budget bound it); ``total`` bounds the time spent on a
     request including its waits; ``max_retry_after`` caps what a registry
     may ask us to wait (an absurd ``Retry-After`` gives up instead).
 
@@ -79,6 +95,16 @@ class RetryPolicy:
         """The wait before retry number ``step`` (1-based); ``rand`` in [0, 1) draws the jitter."""
         base = min(self.maximum, self.initial * self.factor ** max(step - 1, 0))
         return base * (1 - self.jitter * rand)
+
+
+def quota_exhausted(status: int, headers: Mapping[str, str], body: bytes) -> bool:
+    """A 429 for a quota used up, not a throttle: remaining 0, or Docker Hub's words, and no Retry-After."""
+    if status != 429 or headers.get("Retry-After"):
+        return False
+    remaining = headers.get("RateLimit-Remaining") or headers.get("X-RateLimit-Remaining") or ""
+    if remaining.split(";", 1)[0].strip() == "0":
+        return True
+    return _PULL_LIMIT_TEXT in body[:65536].lower()
 
 
 class Clock(Protocol):
@@ -143,13 +169,20 @@ class HostBackoff:
     #: Requests in a row that got no answer at all; any answer resets it.
     streak: int = 0
     down_until: float = 0.0
+    held_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record_throttle(self, until: float) -> None:
-        """A 429/5xx: raise the level and hold every request to the host until ``until``."""
+    def record_throttle(self, until: float, now: float | None = None) -> None:
+        """A 429/5xx: raise the level and hold every request to the host until ``until``.
+
+        ``held_s`` sums the time the host was held (overlapping holds once): the waits
+        a throttled scan could not avoid, to compare its time with.
+        """
         with self._lock:
             self.level += 1
             self.throttled += 1
+            start = self.not_before if now is None else max(self.not_before, now)
+            self.held_s += max(until - start, 0.0)
             self.not_before = max(self.not_before, until)
 
     def record_success(self) -> None:
@@ -178,7 +211,7 @@ class HostBackoff:
 
 @dataclass
 class RetryTransport:
-    """Retries 429, 502, 503, 504 and dropped connections of GET and HEAD requests."""
+    """Retries 408, 429, 500, 502, 503, 504 and dropped connections of GET and HEAD requests."""
 
     inner: Transport
     policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -199,6 +232,7 @@ class RetryTransport:
         start = self.clock.monotonic()
         retryable = request.method in IDEMPOTENT
         attempt = 1
+        failures = 0  # attempts that failed without saying when to come back
         breaker = self.policy.breaker
         while True:
             if state.down(breaker) and self.clock.monotonic() < state.down_until:
@@ -216,19 +250,22 @@ class RetryTransport:
             except RegdataError as exc:
                 if isinstance(exc, TransportError) and exc.temporary:
                     state.record_failure(self.clock.monotonic(), breaker, self.policy.maximum)
-                if not (retryable and exc.temporary) or attempt >= self.policy.attempts:
+                if not (retryable and exc.temporary) or failures + 1 >= self.policy.attempts:
                     raise
                 if state.down(breaker):
                     raise  # the host looks down: no retry until a request gets an answer
-                delay = self.policy.delay(max(attempt, state.level + 1), self.rand())
+                delay = self.policy.delay(max(failures + 1, state.level + 1), self.rand())
                 if not self._may_wait(request, start, delay):
                     raise
-                state.record_throttle(self.clock.monotonic() + delay)
-                reason = type(exc).__name__
+                state.record_throttle(self.clock.monotonic() + delay, self.clock.monotonic())
+                reason, counted = type(exc).__name__, True
             else:
                 state.record_answer()
                 if response.status not in RETRY_STATUSES or not retryable:
                     state.record_success()
+                    return response
+                if quota_exhausted(response.status, response.headers, response.body):
+                    log.debug("%s: the pull quota is used up; not retried", _where(request))
                     return response
                 asked = parse_retry_after(response.headers.get("Retry-After"), self.clock.wall())
                 if asked is not None and asked > self.policy.max_retry_after:
@@ -238,12 +275,18 @@ class RetryTransport:
                 delay = (
                     asked
                     if asked is not None
-                    else self.policy.delay(max(attempt, state.level + 1), self.rand())
+                    else self.policy.delay(max(failures + 1, state.level + 1), self.rand())
                 )
-                state.record_throttle(self.clock.monotonic() + delay)
-                if attempt >= self.policy.attempts or not self._may_wait(request, start, delay):
+                state.record_throttle(self.clock.monotonic() + delay, self.clock.monotonic())
+                # A registry that says when to come back is waited for within the time left;
+                # the attempts bound only the failures that say nothing.
+                counted = not asked
+                if (counted and failures + 1 >= self.policy.attempts) or not self._may_wait(
+                    request, start, delay
+                ):
                     return response
                 reason = f"HTTP {response.status}"
+            failures += counted
             log.debug("%s: %s on attempt %d; retrying in %.3f s", _where(request), reason, attempt, delay)
             attempt += 1
             self.clock.sleep(delay, request.context)
