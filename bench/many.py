@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or RESULTS / ("many-smoke.json" if args.smoke else "many.json")
     import distributed
 
-    from regdata.limits import DEFAULT_MAX_CONCURRENCY
+    from regdata.transport.limits import DEFAULT_MAX_CONCURRENCY
 
     registry = start_registry(extra_config=ACCESS_LOG_CONFIG)
     memcached = start_memcached()

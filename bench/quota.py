@@ -2,7 +2,7 @@
 
 Two parts, each with its baseline in the same run:
 
-- **pulls**: the demo fleet (``regdata/data/fleet/``) judged through a Docker-Hub-like
+- **pulls**: the demo fleet (``regdata/sandbox/data/fleet/``) judged through a Docker-Hub-like
   stand-in (tests/support/hubproxy.py: it counts manifest GETs as pulls, as
   Docker Hub does) in front of the demo's sandbox registry: the full scan
   (``full=True``) and the targeted one on a cold SQLite cache, then the
@@ -30,10 +30,10 @@ from typing import Any
 import pandas as pd
 
 from regdata import Credentials, Registry
-from regdata.demo import FLEET_FILES
-from regdata.demodata import data_dir, load_data
 from regdata.report import judge_fleet, read_fleets, scan_fleet
 from regdata.sandbox import Sandbox
+from regdata.sandbox.demo import FLEET_FILES
+from regdata.sandbox.demodata import data_dir, load_data
 from tests.support.hubproxy import Throttle, start_hub
 from tests.support.proxy import start_proxy
 from tests.support.registry_server import start_registry

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from regdata import cli
-from regdata.snapshots import load_snapshot
+from regdata.analysis.snapshots import load_snapshot
 from tests.support.builder import Builder, History, ImageSpec, Layer
 from tests.support.proxy import Action, start_proxy
 from tests.support.registry_server import RegistryServer

@@ -177,14 +177,14 @@ def test_a_429_brakes_the_host_for_every_worker(cluster: Any) -> None:
     def signal() -> None:  # what a worker's gate does on a 429 from brake.test
         from distributed import get_client
 
-        from regdata.cluster import ClusterGate
+        from regdata.client.cluster import ClusterGate
 
         ClusterGate(None, 4, get_client()).brake("brake.test").signal(2.0)  # type: ignore[arg-type]
 
     def braked_for() -> float:  # what another worker's gate reads
         from distributed import get_client
 
-        from regdata.cluster import ClusterGate, _Brake
+        from regdata.client.cluster import ClusterGate, _Brake
 
         brake: _Brake = ClusterGate(None, 4, get_client()).brake("brake.test")  # type: ignore[arg-type]
         brake._look()
@@ -219,7 +219,7 @@ def test_as_dask_is_partitioned_by_repository(cluster: Any, repos: list[str]) ->
     frame = ddf.compute().reset_index(drop=True)
     pd.testing.assert_frame_equal(frame, client_registry().get_repositories(repos))
     assert ddf.partitions[2].compute()["repository"].unique().tolist() == [repos[2].split("/", 1)[1]]
-    from regdata.cluster import release
+    from regdata.client.cluster import release
 
     assert len(release(cluster)) == 1 and release(cluster) == []  # its plugin, kept for lost partitions
 
@@ -271,7 +271,7 @@ def test_without_dask_the_call_says_what_to_install(monkeypatch: pytest.MonkeyPa
 
 
 def test_shares_add_up_to_the_limit() -> None:
-    from regdata.cluster import shares
+    from regdata.client.cluster import shares
 
     assert shares(32, ["tcp://b", "tcp://a"]) == {"tcp://a": 16, "tcp://b": 16}
     assert shares(3, ["tcp://b", "tcp://a"]) == {"tcp://a": 2, "tcp://b": 1}

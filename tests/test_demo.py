@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from regdata import cli
-from regdata.demo import run_demo
+from regdata.sandbox.demo import run_demo
 
 NOW = "2018-01-27T12:00:00Z"
 

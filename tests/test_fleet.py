@@ -1,4 +1,4 @@
-"""Tests of regdata.fleet: reading references from lists, Kubernetes and compose; judging freshness."""
+"""Tests of regdata.analysis.fleet: reading references from lists, Kubernetes and compose; judging freshness."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from regdata.fleet import FLEET, FRESHNESS, fleet_freshness, read_fleet
+from regdata.analysis.fleet import FLEET, FRESHNESS, fleet_freshness, read_fleet
 from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
 
 DIGEST = "sha256:" + "ab" * 32

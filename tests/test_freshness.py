@@ -1,4 +1,4 @@
-"""Tests of regdata.freshness on real Docker Hub tag histories and on hand-made frames.
+"""Tests of regdata.analysis.freshness on real Docker Hub tag histories and on hand-made frames.
 
 ``hub_images`` (also used by the snapshot and plot tests) turns snapshot.json
 into an images frame: one row per tag and platform, ``created`` the newest
@@ -15,8 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
-from regdata.freshness import (
+from regdata.analysis.freshness import (
     AGES,
     CADENCE,
     CADENCE_SUMMARY,
@@ -32,6 +31,7 @@ from regdata.freshness import (
     tag_ages,
     usable_images,
 )
+from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
 from tests.support.dockerhub import open_data
 
 T = pd.Timestamp

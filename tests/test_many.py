@@ -12,8 +12,8 @@ import pytest
 
 import regdata
 from regdata import cli
+from regdata.client.many import Catalog
 from regdata.frames import IMAGES
-from regdata.many import Catalog
 from tests.support.builder import Builder, ImageSpec
 from tests.support.inflight import CountingProxy
 from tests.support.registry_server import RegistryServer

@@ -32,10 +32,10 @@ KERNEL = "python3"
 # A cell takes a few seconds; the margin is for a loaded CI machine running three kernels at once.
 CELL_TIMEOUT = 120
 
-# The public API: the package and its documented submodules.  regdata.freshness is listed for
+# The public API: the package and its documented submodules.  regdata.analysis.freshness is listed for
 # classify_changes, repush_share and cadence_summary, which the package does not export (yet).
-PUBLIC_MODULES = {"regdata", "regdata.sandbox", "regdata.plots", "regdata.summary", "regdata.report",
-                  "regdata.freshness"}
+PUBLIC_MODULES = {"regdata", "regdata.sandbox", "regdata.analysis.plots", "regdata.instrument.summary", "regdata.report",
+                  "regdata.analysis.freshness"}
 
 # Per notebook: the least number of plots, and texts its outputs must show.
 EXPECTED: dict[str, tuple[int, tuple[str, ...]]] = {

@@ -1,4 +1,4 @@
-"""Tests of regdata.plots: every plot renders, empty or with 250 tags, without overlapping tick labels."""
+"""Tests of regdata.analysis.plots: every plot renders, empty or with 250 tags, without overlapping tick labels."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ import pytest
 from matplotlib.axes import Axes
 from test_freshness import hub_images
 
-from regdata.fleet import fleet_freshness, read_fleet
-from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
-from regdata.plots import (
+from regdata.analysis.fleet import fleet_freshness, read_fleet
+from regdata.analysis.plots import (
     fleet_freshness_plot,
     release_cadence_plot,
     size_over_versions,
     tag_timeline,
 )
+from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
 
 DPI = 40  # enough to lay text out; low to keep the tests fast
 

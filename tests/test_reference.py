@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from regdata import InvalidReference, Reference, Repository, parse_reference, parse_repository
-from regdata.reference import api_host, canonical_host, is_loopback_host
+from regdata.oci.reference import api_host, canonical_host, is_loopback_host
 
 D = "sha256:" + "a" * 64
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import regdata
-from regdata.tag_details import TAG_DETAILS, tag_details_rows
+from regdata.client.tag_details import TAG_DETAILS, tag_details_rows
 from tests.conftest import ServerFactory
 from tests.support.builder import Builder, ImageSpec
 from tests.support.gcr import UPLOADED_MS, start_gcr

@@ -279,7 +279,7 @@ def test_cross_check_with_skopeo(registry: RegistryServer, builder: Builder, sko
     for tag in ("1.0", "single"):
         raw = skopeo.inspect_raw(registry, f"{repo_name}:{tag}")
         assert raw.returncode == 0, raw.stderr
-        top = regdata.digest.compute(raw.stdout.encode())
+        top = regdata.oci.digest.compute(raw.stdout.encode())
         assert set(df[df["tag"] == tag]["digest"]) == {top}
     for row in df.itertuples():
         args = ["inspect", "--tls-verify=false", "--no-creds",
@@ -291,7 +291,7 @@ def test_cross_check_with_skopeo(registry: RegistryServer, builder: Builder, sko
         info = json.loads(out.stdout)
         assert info["Digest"] == row.digest  # skopeo names the top manifest, index or image
         raw = skopeo.inspect_raw(registry, f"{repo_name}@{row.manifest_digest}")
-        assert regdata.digest.compute(raw.stdout.encode()) == row.manifest_digest
+        assert regdata.oci.digest.compute(raw.stdout.encode()) == row.manifest_digest
         assert pd.Timestamp(info["Created"]) == row.created
         assert info["Os"] == row.os and info["Architecture"] == row.architecture
         assert len(info["Layers"]) == row.layers

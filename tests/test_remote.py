@@ -15,7 +15,7 @@ import pytest
 
 import regdata
 from regdata import Credential, Credentials, RemoteFactory, parse_reference, parse_repository
-from regdata.manifest import ImageManifest, Index, Schema1Manifest
+from regdata.oci.manifest import ImageManifest, Index, Schema1Manifest
 from regdata.transport import HTTPTransport, Request, RetryPolicy
 from regdata.transport.http import tls_context
 from tests.support.builder import Builder, ImageSpec, Schema1Spec, helm_chart_spec

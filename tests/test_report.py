@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from regdata import Credentials, Registry
-from regdata.fleet import read_fleet
+from regdata.analysis.fleet import read_fleet
 from regdata.report import FleetScan, judge_fleet, request_figures, scan_fleet, write_report
 from tests.support.builder import Builder, ImageSpec
 from tests.support.registry_server import RegistryServer

@@ -14,12 +14,12 @@ import pytest
 import requests
 
 import regdata
-from regdata import metrics
 from regdata.cache.backends import BackendUnavailable
 from regdata.cache.backends.memcached import MemcachedBackend
 from regdata.frames import REQUESTS
-from regdata.requestlog import LIMITER_EVENTS, REQUEST_LOG, LimiterEvent, RequestLog, RequestRecord
-from regdata.summary import SEED_KINDS, SUMMARY, plot_timeline, summarize
+from regdata.instrument import metrics
+from regdata.instrument.requestlog import LIMITER_EVENTS, REQUEST_LOG, LimiterEvent, RequestLog, RequestRecord
+from regdata.instrument.summary import SEED_KINDS, SUMMARY, plot_timeline, summarize
 from regdata.transport import RetryPolicy
 from tests.conftest import TOKEN_ACL, TOKEN_USERS, ServerFactory
 from tests.support.builder import Builder, ImageSpec
@@ -289,7 +289,7 @@ def test_timeline_plot(registry: RegistryServer, builder: Builder, repo_name: st
 def test_timeline_lanes_count_what_is_in_flight() -> None:
     import numpy as np
 
-    from regdata.summary import _lanes
+    from regdata.instrument.summary import _lanes
 
     start = np.array([0.0, 0.1, 0.2, 1.0, 1.0, 1.05])
     end = np.array([0.5, 0.5, 0.3, 2.0, 1.1, 1.2])

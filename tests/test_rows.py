@@ -1,4 +1,4 @@
-"""regdata.rows: from parsed manifests and configs to row dicts, with nothing fetched.
+"""regdata.client.rows: from parsed manifests and configs to row dicts, with nothing fetched.
 
 Manifests and configs are built with regdata.testing and parsed with regdata's
 own parsers, then handed to the row functions directly.
@@ -12,7 +12,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from regdata.manifest import (
+from regdata.client.rows import LABEL_TIMES, created_of, error_row, history_rows, image_row, schema1_row
+from regdata.oci.manifest import (
     DOCKER_MANIFEST,
     OCI_INDEX,
     ImageConfig,
@@ -23,8 +24,7 @@ from regdata.manifest import (
     parse_config,
     parse_manifest,
 )
-from regdata.reference import Reference
-from regdata.rows import LABEL_TIMES, created_of, error_row, history_rows, image_row, schema1_row
+from regdata.oci.reference import Reference
 from regdata.testing import Content, artifact, image, index, schema1
 
 REF = Reference("example.com", "team/app", "1.0", None)

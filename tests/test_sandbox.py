@@ -12,11 +12,11 @@ import pytest
 import requests
 
 import regdata
-from regdata.fleet import read_fleet
-from regdata.freshness import classify_changes
+from regdata.analysis.fleet import read_fleet
+from regdata.analysis.freshness import classify_changes
 from regdata.sandbox import DemoData, Sandbox, SandboxError, load_data, pinned_reference
 
-FLEET = Path(__file__).resolve().parents[1] / "regdata" / "data" / "fleet" / "kubernetes.yaml"
+FLEET = Path(__file__).resolve().parents[1] / "regdata" / "sandbox" / "data" / "fleet" / "kubernetes.yaml"
 
 
 @pytest.fixture(scope="module")

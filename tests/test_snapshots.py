@@ -1,4 +1,4 @@
-"""Tests of regdata.snapshots: exact round trips through Parquet and CSV; diffs of two scans."""
+"""Tests of regdata.analysis.snapshots: exact round trips through Parquet and CSV; diffs of two scans."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from test_freshness import hub_images
 
-from regdata import snapshots
-from regdata.fleet import fleet_freshness, read_fleet
+from regdata.analysis import snapshots
+from regdata.analysis.fleet import fleet_freshness, read_fleet
+from regdata.analysis.freshness import shared_digests, tag_ages
+from regdata.analysis.snapshots import DIFF, diff_snapshots, load_snapshot, save_snapshot
 from regdata.frames import HISTORY, IMAGE_CATEGORIES, IMAGES, REQUEST_CATEGORIES, REQUESTS, make_frame
-from regdata.freshness import shared_digests, tag_ages
-from regdata.snapshots import DIFF, diff_snapshots, load_snapshot, save_snapshot
 
 FORMATS = ["parquet", "csv"]
 

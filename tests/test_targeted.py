@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 
 from regdata import Credentials, Registry
-from regdata.demo import FLEET_FILES
-from regdata.demodata import data_dir, load_data
-from regdata.fleet import read_fleet
+from regdata.analysis.fleet import read_fleet
 from regdata.report import FleetScan, judge_fleet, read_fleets, scan_fleet
 from regdata.sandbox import Sandbox
+from regdata.sandbox.demo import FLEET_FILES
+from regdata.sandbox.demodata import data_dir, load_data
 from tests.support.builder import Builder, ImageSpec
 from tests.support.hubproxy import start_hub
 from tests.support.registry_server import RegistryServer

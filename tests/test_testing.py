@@ -21,7 +21,7 @@ import regdata.testing
 from regdata import Registry
 from regdata.errors import Cancelled, Denied, DigestMismatch, MalformedContent, NotFound, ServerError
 from regdata.frames import HISTORY, IMAGE_KINDS, IMAGES
-from regdata.manifest import (
+from regdata.oci.manifest import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
     OCI_EMPTY,
@@ -30,7 +30,7 @@ from regdata.manifest import (
     SCHEMA1,
     SCHEMA1_SIGNED,
 )
-from regdata.reference import parse_reference
+from regdata.oci.reference import parse_reference
 from regdata.testing import Content, MockRegistry, artifact, image, index, raw, schema1
 
 pytestmark = pytest.mark.timeout(30)

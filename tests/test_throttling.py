@@ -21,8 +21,10 @@ import pandas as pd
 import pytest
 
 import regdata
-from regdata.context import Context
-from regdata.limits import (
+from regdata.client.context import Context
+from regdata.instrument.requestlog import RequestLog
+from regdata.transport import RetryPolicy
+from regdata.transport.limits import (
     BASELINE_WINDOWS,
     MIN_WINDOW,
     HostLimiter,
@@ -31,8 +33,6 @@ from regdata.limits import (
     QuotaFloorReached,
     parse_rate_limit,
 )
-from regdata.requestlog import RequestLog
-from regdata.transport import RetryPolicy
 from tests.support.builder import Builder, ImageSpec
 from tests.support.hubproxy import Throttle
 from tests.support.proxy import Action, FaultProxy, Seen, start_proxy
@@ -361,8 +361,8 @@ def test_concurrency_halves_on_429(proxy: FaultProxy, app: pd.DataFrame) -> None
 def test_rows_come_back_in_ref_order_whatever_order_requests_finish() -> None:
     import random
 
-    from regdata.reference import parse_reference, parse_repository
-    from regdata.scan import ScanOptions, scan
+    from regdata.client.scan import ScanOptions, scan
+    from regdata.oci.reference import parse_reference, parse_repository
     from regdata.testing import MockRegistry, image, index
 
     mock = MockRegistry()

@@ -1,4 +1,4 @@
-"""Tests of regdata.versions: real-world tags read as versions, tracks, ordering."""
+"""Tests of regdata.analysis.versions: real-world tags read as versions, tracks, ordering."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from regdata.versions import VERSIONS, Version, floating_tags, parse_version, sort_tags, version_frame
+from regdata.analysis.versions import (
+    VERSIONS,
+    Version,
+    floating_tags,
+    parse_version,
+    sort_tags,
+    version_frame,
+)
 from tests.support.dockerhub import open_data
 
 

@@ -41,14 +41,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..manifest import ACCEPT_ALL, decode_json
-from ..reference import api_host
-from .backends.base import Backend, BackendUnavailable
-from .keys import make_key
-from .lru import LRU
+from regdata.cache.backends.base import Backend, BackendUnavailable
+from regdata.cache.keys import make_key
+from regdata.cache.lru import LRU
+from regdata.oci.manifest import ACCEPT_ALL, decode_json
+from regdata.oci.reference import api_host
 
 if TYPE_CHECKING:
-    from ..remote import Remote
+    from regdata.client.remote import Remote
 
 __all__ = [
     "DEFAULT_MEMORY", "DEFAULT_TTL", "STALE_KEEP", "Backend", "BackendUnavailable", "Cache", "CachedManifest",

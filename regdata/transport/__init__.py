@@ -15,12 +15,19 @@ token once, above.  Token requests take the lower three layers only.
 
 from __future__ import annotations
 
-from .auth import AuthTransport, Challenge, TokenCache, parse_challenge
-from .base import Request, Response, Transport
-from .http import HTTPTransport, Timeouts
-from .log import LogTransport
-from .redirect import RedirectTransport
-from .retry import Clock, HostBackoff, RetryPolicy, RetryTransport, SystemClock, parse_retry_after
+from regdata.transport.auth import AuthTransport, Challenge, TokenCache, parse_challenge
+from regdata.transport.base import Request, Response, Transport
+from regdata.transport.http import HTTPTransport, Timeouts
+from regdata.transport.log import LogTransport
+from regdata.transport.redirect import RedirectTransport
+from regdata.transport.retry import (
+    Clock,
+    HostBackoff,
+    RetryPolicy,
+    RetryTransport,
+    SystemClock,
+    parse_retry_after,
+)
 
 __all__ = [
     "AuthTransport",

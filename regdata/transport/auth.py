@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-from ..credentials import Credential
-from ..errors import CredentialsError, InsecureRequest, MalformedContent, error_for_status
-from ..manifest import load_json
-from .base import Request, Response, Transport
+from regdata.credentials import Credential
+from regdata.errors import CredentialsError, InsecureRequest, MalformedContent, error_for_status
+from regdata.oci.manifest import load_json
+from regdata.transport.base import Request, Response, Transport
 
 __all__ = ["AuthTransport", "Challenge", "TokenCache", "parse_challenge"]
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
-from ..context import BACKGROUND, Context
-from ..errors import MalformedContent
+from regdata.client.context import BACKGROUND, Context
+from regdata.errors import MalformedContent
 
 __all__ = ["Request", "Response", "Transport", "check_url", "join_url", "netloc"]
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from ..credentials import Credential
-from ..limits import Limiters, LimitTransport
-from ..requestlog import RequestLog
-from .auth import AuthTransport
-from .base import Transport
-from .http import HTTPTransport
-from .log import LogTransport
-from .redirect import RedirectTransport
-from .retry import Clock, RetryPolicy, RetryTransport, SystemClock
+from regdata.credentials import Credential
+from regdata.instrument.requestlog import RequestLog
+from regdata.transport.auth import AuthTransport
+from regdata.transport.base import Transport
+from regdata.transport.http import HTTPTransport
+from regdata.transport.limits import Limiters, LimitTransport
+from regdata.transport.log import LogTransport
+from regdata.transport.redirect import RedirectTransport
+from regdata.transport.retry import Clock, RetryPolicy, RetryTransport, SystemClock
 
 __all__ = ["base_stack", "for_host"]
 

@@ -31,11 +31,11 @@ from urllib3.exceptions import (
     SSLError as URLLib3SSLError,
 )
 
-from ..errors import InsecureRequest, MalformedContent, RequestTimeout, TLSError, TransportError
-from ..reference import is_loopback_host
-from .base import Request, Response, netloc
-from .proxy import Proxies, proxy_host, split_credentials
-from .trust import HostTrust, Trust, tls_context
+from regdata.errors import InsecureRequest, MalformedContent, RequestTimeout, TLSError, TransportError
+from regdata.oci.reference import is_loopback_host
+from regdata.transport.base import Request, Response, netloc
+from regdata.transport.proxy import Proxies, proxy_host, split_credentials
+from regdata.transport.trust import HostTrust, Trust, tls_context
 
 __all__ = ["HTTPTransport", "Timeouts", "tls_context"]
 

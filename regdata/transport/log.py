@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from .. import metrics
-from ..errors import RegdataError
-from ..requestlog import RequestLog, RequestRecord
-from .base import Request, Response, Transport
-from .redirect import REDIRECTS
+from regdata.errors import RegdataError
+from regdata.instrument import metrics
+from regdata.instrument.requestlog import RequestLog, RequestRecord
+from regdata.transport.base import Request, Response, Transport
+from regdata.transport.redirect import REDIRECTS
 
 __all__ = ["LogTransport", "announces_quota", "host_of", "is_pull"]
 

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from ..errors import RegdataError
+from regdata.errors import RegdataError
 
 __all__ = ["Proxies", "proxy_host"]
 

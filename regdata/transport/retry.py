@@ -29,9 +29,9 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from ..context import Context
-from ..errors import BudgetExceeded, RegdataError, TransportError
-from .base import Request, Response, Transport, netloc
+from regdata.client.context import Context
+from regdata.errors import BudgetExceeded, RegdataError, TransportError
+from regdata.transport.base import Request, Response, Transport, netloc
 
 __all__ = [
     "Clock", "HostBackoff", "RetryPolicy", "RetryTransport", "parse_retry_after", "quota_exhausted",

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import certifi
 
-from ..errors import TransportError
-from ..reference import api_host, canonical_host
+from regdata.errors import TransportError
+from regdata.oci.reference import api_host, canonical_host
 
 __all__ = ["HostTrust", "Trust", "certs_d_roots", "tls_context"]
 

@@ -543,7 +543,7 @@ def test_link_headers_that_loop_or_leave(bed: Bed, tally: Tally, monkeypatch: py
         return [fault]
 
     # Pages without end: the page limit made small to try it.
-    monkeypatch.setattr(regdata.remote, "MAX_PAGES", 50)
+    monkeypatch.setattr(regdata.client.remote, "MAX_PAGES", 50)
     cases.append(Case("Link to a new page, forever", "docker", lambda t: {}, extra=endless, listing=True))
     durations = bed.run(batch, cases)
     assert max(durations.values()) < 10, durations

@@ -44,9 +44,9 @@ from pymemcache.client.base import PooledClient
 from pymemcache.client.murmur3 import murmur3_32
 from pymemcache.exceptions import MemcacheError, MemcacheServerError, MemcacheUnexpectedCloseError
 
-from ..instrument import CacheOperation, OperationLog
-from ..srv import SrvRecord, query_srv
-from .base import BackendUnavailable
+from regdata.cache.backends.base import BackendUnavailable
+from regdata.cache.instrument import CacheOperation, OperationLog
+from regdata.cache.srv import SrvRecord, query_srv
 
 __all__ = [
     "DEFAULT_UPDATE_INTERVAL",

@@ -32,7 +32,7 @@ from typing import Any
 from platformdirs import user_cache_dir
 from requests_cache.backends.sqlite import SQLiteDict  # untyped: used through Any
 
-from .base import BackendUnavailable
+from regdata.cache.backends.base import BackendUnavailable
 
 __all__ = ["DEFAULT_MAX_BYTES", "TABLE", "SQLiteBackend", "default_path"]
 

@@ -1,0 +1,622 @@
+"""The images a fleet runs: read them from files, judge how fresh they are.
+
+:func:`read_fleet` reads image references from a plain list, Kubernetes
+manifests or a docker compose file; :func:`fleet_freshness` compares each
+deployed reference with the images frames of its repository.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import yaml
+
+from regdata.analysis.freshness import DEFAULT_PLATFORM, as_now, days, usable_images
+from regdata.analysis.versions import Version, floating_tags, parse_version, versions_of
+from regdata.errors import InvalidReference
+from regdata.frames import Schema, make_frame
+from regdata.oci.reference import parse_reference, parse_repository
+
+__all__ = [
+    "FLEET",
+    "FRESHNESS",
+    "STATUSES",
+    "STATUS_COLOURS",
+    "STATUS_ORDER",
+    "Within",
+    "fleet_freshness",
+    "read_fleet",
+]
+
+FleetKind = Literal["list", "kubernetes", "compose"]
+
+FLEET: Schema = (
+    ("source", "string"),
+    ("workload", "string"),
+    ("container", "string"),
+    ("image", "string"),
+    ("reference", "string"),
+    ("registry", "string"),
+    ("repository", "string"),
+    ("tag", "string"),
+    ("digest", "string"),
+    ("error", "string"),
+    ("namespace", "string"),
+    ("role", "string"),
+)
+
+STATUSES = ("current", "behind", "unknown", "error")
+# How the report's tables and the plots list them (what needs a look first), and their colours.
+STATUS_ORDER = ("behind", "error", "unknown", "current")
+STATUS_COLOURS = {"current": "#2ca02c", "behind": "#d62728", "unknown": "#9e9e9e", "error": "#6a3d9a"}
+
+# A freshness row starts with the deployed reference as the fleet frame has it.
+FRESHNESS: Schema = (
+    *FLEET[: [c for c, _ in FLEET].index("error")],
+    ("platform", "string"),
+    ("track", "string"),
+    ("version", "string"),
+    ("deployed_tag", "string"),
+    ("deployed_created", "datetime64[ns, UTC]"),
+    ("age_days", "float64"),
+    ("candidate_tag", "string"),
+    ("candidate_created", "datetime64[ns, UTC]"),
+    ("newest_tag", "string"),
+    ("newest_created", "datetime64[ns, UTC]"),
+    ("lag_days", "float64"),
+    ("newer_versions", "Int64"),
+    ("tag_digest", "string"),
+    ("tag_moved", "boolean"),
+    ("repush", "boolean"),
+    ("status", "category"),
+    ("reason", "string"),
+)
+
+_YAML_SUFFIXES = (".yaml", ".yml", ".json")
+_FILE_SUFFIXES = (*_YAML_SUFFIXES, ".txt", ".list", ".lst")
+# Where a pod spec sits in the workload kinds (and in look-alike custom resources).
+_POD_SPEC_PATHS = (("spec", "template", "spec"), ("spec", "jobTemplate", "spec", "template", "spec"),
+                   ("template", "spec"), ("spec",))
+_CONTAINER_LISTS = (("initContainers", "init"), ("containers", "container"),
+                    ("ephemeralContainers", "ephemeral"))
+_COMPOSE_VARIABLE = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\}"
+                               r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*)|(?P<dollar>\$))")
+
+
+# -- reading ------------------------------------------------------------------
+
+
+def _reference_row(image: Any, **where: Any) -> dict[str, Any]:
+    """A fleet row for one image field as written; a bad reference gives a row with ``error``."""
+    row: dict[str, Any] = dict(where)
+    if image is None or (isinstance(image, str) and not image.strip()):
+        row.update(image=None if image is None else str(image), error="no image given")
+        return row
+    text = image if isinstance(image, str) else str(image)
+    row["image"] = text
+    try:
+        ref = parse_reference(text.strip(), default_tag=True)
+    except InvalidReference as exc:
+        row["error"] = str(exc)
+        return row
+    row.update(reference=str(ref), registry=ref.registry, repository=ref.repository,
+               tag=ref.tag, digest=ref.digest)
+    return row
+
+
+def _read_list(text: str, name: str) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        # '#' cannot occur in a reference, so it always starts a comment.
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            rows.append(_reference_row(entry, source=f"{name}:{number}", role="list"))
+    return rows
+
+
+def _dig(node: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for path in _POD_SPEC_PATHS:
+        spec = _dig(obj, path)
+        if isinstance(spec, Mapping) and any(isinstance(spec.get(k), list) for k, _ in _CONTAINER_LISTS):
+            return spec
+    return None
+
+
+def _k8s_objects(doc: Any) -> Iterator[Mapping[str, Any]]:
+    """The objects of a document, ``List`` kinds (``kind: List``, ``PodList``...) unfolded."""
+    if not isinstance(doc, Mapping):
+        return
+    items = doc.get("items")
+    if isinstance(items, list) and str(doc.get("kind", "")).endswith("List"):
+        for item in items:
+            yield from _k8s_objects(item)
+    else:
+        yield doc
+
+
+def _read_kubernetes(docs: list[Any], name: str) -> list[dict[str, Any]]:
+    rows = []
+    for number, doc in enumerate(docs):
+        for obj in _k8s_objects(doc):
+            spec = _pod_spec(obj)
+            if spec is None:
+                continue
+            kind = str(obj.get("kind") or "?")
+            metadata = obj.get("metadata")
+            meta: Mapping[str, Any] = metadata if isinstance(metadata, Mapping) else {}
+            obj_name = str(meta.get("name") or meta.get("generateName") or "?")
+            namespace = meta.get("namespace")
+            for list_name, role in _CONTAINER_LISTS:
+                containers = spec.get(list_name)
+                if not isinstance(containers, list):
+                    continue
+                for index, container in enumerate(containers):
+                    if not isinstance(container, Mapping):
+                        continue
+                    cname = str(container.get("name") or f"{list_name}[{index}]")
+                    rows.append(_reference_row(
+                        container.get("image"),
+                        source=f"{name}#{number}/{kind}/{obj_name}/{cname}",
+                        workload=f"{kind}/{obj_name}", container=cname,
+                        namespace=None if namespace is None else str(namespace), role=role,
+                    ))
+    return rows
+
+
+def _interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Compose's ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}`` and ``$$``, from ``env``.
+
+    An unset variable without a default is left as written, so the reference
+    fails to parse and the row says why.
+    """
+    def replace(match: re.Match[str]) -> str:
+        if match["dollar"]:
+            return "$"
+        var = match["braced"] or match["bare"]
+        op, arg = match["op"], match["arg"] or ""
+        value = env.get(var)
+        if op == ":-" and not value:
+            return arg
+        if op == "-" and value is None:
+            return arg
+        return match.group(0) if value is None else value
+
+    return _COMPOSE_VARIABLE.sub(replace, text)
+
+
+def _read_compose(doc: Mapping[str, Any], name: str, env: Mapping[str, str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    services = doc.get("services")
+    if not isinstance(services, Mapping):
+        return rows
+    for service, spec in services.items():
+        # A service with only a build section has no image to pull.
+        if not isinstance(spec, Mapping) or "image" not in spec:
+            continue
+        image = spec.get("image")
+        if isinstance(image, str):
+            image = _interpolate(image, env)
+        container = spec.get("container_name") or service
+        rows.append(_reference_row(
+            image, source=f"{name}#services/{service}", workload=str(service),
+            container=str(container), role="service",
+        ))
+    return rows
+
+
+def _source_text(source: str | os.PathLike[str]) -> tuple[str, str, str]:
+    """(text, name for the source column, lower-cased suffix) of a path or of literal text."""
+    if isinstance(source, os.PathLike):
+        path = Path(source)
+        return path.read_text(encoding="utf-8"), str(path), path.suffix.lower()
+    if "\n" not in source and source.strip():
+        path = Path(source.strip())
+        if path.is_file():
+            return path.read_text(encoding="utf-8"), str(path), path.suffix.lower()
+        if path.suffix.lower() in _FILE_SUFFIXES:
+            raise FileNotFoundError(f"no such fleet file: {source}")
+    return source, "<text>", ""
+
+
+def _detect(docs: list[Any]) -> FleetKind | None:
+    mappings = [d for d in docs if isinstance(d, Mapping)]
+    if any(isinstance(d.get("services"), Mapping) for d in mappings):
+        return "compose"
+    if any("kind" in d or "apiVersion" in d for d in mappings):
+        return "kubernetes"
+    return None
+
+
+def read_fleet(
+    source: str | os.PathLike[str],
+    *,
+    kind: FleetKind | None = None,
+    name: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Read the image references of a fleet into a frame, one row per image field.
+
+    ``source`` is a path (a :class:`~pathlib.Path`, or a string naming an
+    existing file) or the text itself.  Its kind is detected from the content,
+    or given with ``kind``:
+
+    * ``compose``: a mapping with ``services``; each ``services.<name>.image``
+      (``${VAR}`` / ``${VAR:-default}`` filled from ``env``, default none);
+      services with only ``build`` are skipped.
+    * ``kubernetes``: documents with ``kind``/``apiVersion``; the
+      ``initContainers``, ``containers`` and ``ephemeralContainers`` of
+      Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs,
+      CronJobs (``jobTemplate``), pod templates, and of ``List`` items.
+    * ``list``: one reference per line, ``#`` starts a comment.
+
+    A reference that does not parse (or a container without image) becomes a
+    row with ``error`` set, never an exception; so does a YAML file that does
+    not parse.  References without tag or digest get ``latest``, as
+    ``docker pull`` and Kubernetes do.
+
+    Columns (:data:`FLEET`): source (``file:line`` for lists,
+    ``file#doc/Kind/name/container`` for Kubernetes with ``doc`` the 0-based
+    YAML document index, ``file#services/name`` for compose), workload
+    (``Kind/name``, or the compose service), container, image (as written),
+    reference (canonical), registry, repository, tag, digest, error,
+    namespace and role (``container``, ``init``, ``ephemeral``, ``service``,
+    ``list``).  ``name`` replaces the file name in ``source``.
+    """
+    text, default_name, suffix = _source_text(source)
+    label = name or default_name
+    rows: list[dict[str, Any]]
+    docs: list[Any] | None = None
+    yaml_error: str | None = None
+    if kind != "list":
+        try:
+            docs = list(yaml.safe_load_all(text))
+        except yaml.YAMLError as exc:
+            yaml_error = f"YAML does not parse: {exc}".replace("\n", " ")
+    detected = kind or (_detect(docs) if docs is not None else None)
+    if detected is None:
+        if suffix in _YAML_SUFFIXES:
+            if yaml_error is not None:
+                return make_frame([{"source": label, "error": yaml_error}], FLEET)
+            detected = "kubernetes"
+        elif docs is not None and len(docs) == 1 and isinstance(docs[0], list) and all(
+            isinstance(item, str) for item in docs[0]
+        ):
+            rows = [_reference_row(item, source=f"{label}#{i}", role="list")
+                    for i, item in enumerate(docs[0])]
+            return make_frame(rows, FLEET)
+        else:
+            detected = "list"
+    if detected != "list" and docs is None:
+        return make_frame([{"source": label, "error": yaml_error}], FLEET)
+    if detected == "list":
+        rows = _read_list(text, label)
+    elif detected == "compose":
+        assert docs is not None
+        rows = [r for d in docs if isinstance(d, Mapping) for r in _read_compose(d, label, env or {})]
+    else:
+        assert docs is not None
+        rows = _read_kubernetes(docs, label)
+    return make_frame(rows, FLEET)
+
+
+# -- freshness ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Image:
+    """One platform image of a tag, as judged."""
+
+    tag: str
+    version: Version | None
+    digest: str | None
+    manifest_digest: str | None
+    created: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class _Repo:
+    """A repository's images on the judged platform, parsed once.
+
+    ``names``: every tag the registry lists, when the frames hold only the images a
+    targeted scan read (``unusable``: the tags read that have no usable image); the
+    versions above a deployed one are then counted from the names.
+    """
+
+    images: tuple[_Image, ...]
+    names: tuple[str, ...] | None = None
+    unusable: frozenset[str] = frozenset()
+    # The candidates, listed versions and floating tags of a (track, release prefix,
+    # pre-releases too) line:
+    # the same for every deployed image of that line, and all-against-all to find.
+    lines: dict[tuple[str, tuple[int, ...], bool],
+                tuple[list[tuple[_Image, Version]], list[Version], set[str]]] = field(
+        default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def _last(self) -> dict[str, _Image]:
+        # Frames of several scans come oldest first: a tag's last row is its current image.
+        return {i.tag: i for i in self.images}
+
+    @property
+    def current(self) -> tuple[_Image, ...]:
+        """Each tag's current image."""
+        return tuple(self._last.values())
+
+    def by_tag(self, tag: str | None) -> _Image | None:
+        """The tag's current image."""
+        return None if tag is None else self._last.get(tag)
+
+    def by_digest(self, digest: str, tag: str | None) -> _Image | None:
+        found = [i for i in self.images if digest in (i.digest, i.manifest_digest)]
+        if not found:
+            return None
+        same_tag = [i for i in found if i.tag == tag]
+        if same_tag:
+            return same_tag[0]
+        versions = [i for i in found if i.version is not None]
+        # A digest-only pin takes the most precise version tag that points at it.
+        if versions:
+            return max(versions, key=lambda i: (i.version.precision, i.version.key) if i.version else ())
+        return found[0]
+
+
+def _repos(images_by_repo: Mapping[str, pd.DataFrame] | pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    frames: list[pd.DataFrame] = []
+    if isinstance(images_by_repo, pd.DataFrame):
+        frames.append(images_by_repo)
+    else:
+        for key, frame in images_by_repo.items():
+            repo = parse_repository(key)
+            frame = frame.copy()
+            frame["registry"] = frame["registry"].astype("string").fillna(repo.registry)
+            frame["repository"] = frame["repository"].astype("string").fillna(repo.repository)
+            frames.append(frame)
+    out: dict[tuple[str, str], pd.DataFrame] = {}
+    for frame in frames:
+        if not len(frame):
+            continue
+        for names, group in frame.groupby(["registry", "repository"], sort=False):
+            registry, repository = (str(k) for k in names)
+            previous = out.get((registry, repository))
+            out[(registry, repository)] = group if previous is None else pd.concat([previous, group])
+    return out
+
+
+def _judged(frame: pd.DataFrame, platform: str, names: Sequence[str] | None = None) -> _Repo:
+    rows = usable_images(frame, platform)
+    parsed = versions_of(str(t) for t in rows["tag"])
+
+    def text(value: Any) -> str | None:
+        return None if pd.isna(value) else str(value)
+
+    images = tuple(
+        _Image(str(tag), parsed[str(tag)], text(digest), text(manifest), pd.Timestamp(created))
+        for tag, digest, manifest, created in zip(
+            rows["tag"], rows["digest"], rows["manifest_digest"], rows["created"], strict=True
+        )
+    )
+    if names is None:
+        return _Repo(images)
+    read = {str(t) for t in frame["tag"].dropna()}
+    return _Repo(images, tuple(names), frozenset(read - {i.tag for i in images}))
+
+
+@dataclass(frozen=True)
+class _Track:
+    """What a deployed version's track offers."""
+
+    best: _Image  # the highest version
+    best_version: Version
+    newest: _Image  # the newest built
+    newer: int  # distinct versions above the deployed one
+
+
+# How many leading release numbers a candidate must share with the deployed version.
+Within = Literal["track", "major", "minor"]
+_SAME: dict[str, int] = {"track": 0, "major": 1, "minor": 2}
+
+
+Line = tuple[str, tuple[int, ...], bool]
+
+
+def line_of(version: Version, within: Within = "track") -> Line:
+    """The line a deployed version is held against: (track, release prefix, pre-releases too)."""
+    # Pre-releases compete only with a deployed pre-release: a release user is not offered an rc.
+    return (version.track, version.release[:_SAME[within]], version.is_prerelease)
+
+
+def in_line(candidate: Version, line: Line) -> bool:
+    """Whether ``candidate`` competes in ``line``."""
+    return (candidate.track == line[0] and (line[2] or not candidate.is_prerelease)
+            and candidate.release[:len(line[1])] == line[1])
+
+
+def _track(repo: _Repo, version: Version, within: Within = "track") -> _Track | None:
+    line = line_of(version, within)
+    if line not in repo.lines:
+        candidates = [(i, i.version) for i in repo.current
+                      if i.version is not None and in_line(i.version, line)]
+        if repo.names is None:
+            listed = [v for _, v in candidates]
+        else:  # the versions the registry lists, less those read and found unusable
+            listed = [v for v in versions_of(repo.names).values()
+                      if v is not None and v.tag not in repo.unusable and in_line(v, line)]
+        repo.lines[line] = (candidates, listed, floating_tags(listed))
+    pairs, listed, floating = repo.lines[line]
+    if not pairs:
+        return None
+    best, best_version = max(pairs, key=lambda p: (p[1].key, p[1].precision, p[0].created))
+    newest, _ = max(pairs, key=lambda p: (p[0].created, p[1].key, p[1].precision))
+    newer = {v.key for v in listed
+             if v.tag not in floating and v.key > version.key and not version.covers(v)}
+    return _Track(best, best_version, newest, len(newer))
+
+
+def _verdict(
+    version: Version | None, track: _Track | None, deployed: _Image | None, by_tag: _Image | None,
+    tag: str | None, judged_tag: str | None, moved: bool | None, repush: bool | None, platform: str,
+    within: Within = "track",
+) -> tuple[str, str]:
+    """(status, reason) of one deployed reference whose repository has images."""
+    in_track = f" in track {version.track!r}" if version is not None and version.track else ""
+    if version is not None and _SAME[within]:
+        in_track += " within " + ".".join(str(n) for n in version.release[:_SAME[within]]) + ".x"
+    if track is not None and track.newer:
+        plural = "s" if track.newer > 1 else ""
+        return "behind", f"{track.newer} newer version{plural}{in_track} (newest {track.best.tag})"
+    if deployed is None:
+        return "unknown", (f"tag {tag} has moved since the pin and the pinned image is not among the "
+                           f"{platform} images: rebuild or re-push cannot be told")
+    if moved:
+        assert by_tag is not None
+        if repush:
+            return "current", f"tag {tag} was re-pushed since the pin, same image (created unchanged)"
+        if by_tag.created > deployed.created:
+            gap = days(by_tag.created - deployed.created) or 0.0
+            return "behind", f"tag {tag} was rebuilt {gap:.1f} days after the pinned image"
+        return "unknown", f"tag {tag} now points at an older image than the pin"
+    if version is None:
+        return "current", f"{judged_tag} is not a version tag: judged by digest only"
+    if track is not None and track.best.tag != judged_tag and version.covers(track.best_version):
+        return "current", f"{judged_tag} follows the newest version{in_track} ({track.best.tag})"
+    return "current", f"newest version{in_track}"
+
+
+def _judge(row: Mapping[Hashable, Any], repo: _Repo, platform: str, now: pd.Timestamp,
+           within: Within = "track") -> dict[str, Any]:
+    """The freshness columns of one parsed fleet row whose repository has images on ``platform``."""
+    tag, digest = row.get("tag"), row.get("digest")
+    by_tag = repo.by_tag(tag)
+    deployed = repo.by_digest(str(digest), tag) if digest else by_tag
+    judged_tag = tag if tag is not None else (deployed.tag if deployed is not None else None)
+    version = parse_version(judged_tag) if judged_tag is not None else None
+    out: dict[str, Any] = {"deployed_tag": judged_tag}
+    if by_tag is not None:
+        out["tag_digest"] = by_tag.digest
+    if deployed is not None:
+        out.update(deployed_created=deployed.created, age_days=days(now - deployed.created))
+    moved = repush = None
+    if digest and by_tag is not None:
+        moved = digest not in (by_tag.digest, by_tag.manifest_digest)
+        repush = moved and deployed.created == by_tag.created if deployed is not None else None
+        out.update(tag_moved=moved, repush=repush)
+    if deployed is None and by_tag is None:
+        what = f"digest {str(digest)[:19]}" if digest else f"tag {tag}"
+        out.update(status="unknown", reason=f"{what} not among the {platform} images of the repository")
+        return out
+    track = _track(repo, version, within) if version is not None else None
+    if version is not None:
+        out.update(track=version.track, version=str(version))
+    if track is not None:
+        out.update(candidate_tag=track.best.tag, candidate_created=track.best.created,
+                   newest_tag=track.newest.tag, newest_created=track.newest.created,
+                   newer_versions=track.newer)
+        if deployed is not None:
+            # A newest version built before the deployed one is no lag; newer_versions still tells.
+            out["lag_days"] = max(days(track.best.created - deployed.created) or 0.0, 0.0)
+    status, reason = _verdict(version, track, deployed, by_tag, tag, judged_tag, moved, repush, platform,
+                              within)
+    if moved and not repush and deployed is not None and by_tag is not None:
+        # A pin whose tag was rebuilt since lags at least by that rebuild.
+        rebuilt = days(by_tag.created - deployed.created) or 0.0
+        out["lag_days"] = max(out.get("lag_days") or 0.0, rebuilt, 0.0)
+    out.update(status=status, reason=reason)
+    return out
+
+
+def fleet_freshness(
+    fleet: pd.DataFrame,
+    images_by_repo: Mapping[str, pd.DataFrame] | pd.DataFrame,
+    now: Any = None,
+    *,
+    platform: str = DEFAULT_PLATFORM,
+    within: Within = "track",
+    tags: Mapping[str, Sequence[str]] | None = None,
+) -> pd.DataFrame:
+    """How fresh each deployed image of ``fleet`` (a :func:`read_fleet` frame) is.
+
+    ``images_by_repo`` holds the images frames of the fleet's repositories:
+    a mapping from repository name (``nginx``, ``docker.io/library/nginx``,
+    ``ghcr.io/org/app``) to its frame, or one concatenated frame.  Images are
+    judged on ``platform`` (default ``linux/amd64``) and on ``created`` times.
+
+    Per deployed reference:
+
+    * the deployed image: the pinned digest's image (index or platform
+      manifest digest, under any tag of the frames), else the tag's image;
+      a tag-only reference is taken to run the tag's current image.  Frames
+      may hold several scans concatenated oldest first (a tag's last row is
+      its current image; older rows let a pin to an old digest be dated);
+    * in its version track (releases only, unless it is a pre-release): the
+      candidate, the highest version (``candidate_tag``/``candidate_created``),
+      and the newest built (``newest_tag``/``newest_created``);
+    * ``lag_days``: candidate created minus deployed created, at least 0
+      (for a pin whose tag was rebuilt since, at least that gap);
+    * ``newer_versions``: distinct versions above the deployed one, counting
+      neither floating tags nor the versions a deployed floating tag follows;
+    * for a digest pin with a tag, ``tag_digest`` (the tag's digest now),
+      ``tag_moved`` and ``repush`` (moved, but to an image with the same
+      created time: an index re-push, not a rebuild);
+    * ``status``: ``behind`` (newer versions, or the tag was rebuilt since the
+      pin), ``current``, ``unknown`` (repository, tag or digest not in the
+      frames, or the platform missing) or ``error`` (the reference did not
+      parse), and ``reason`` in words.
+
+    ``within`` narrows the versions a deployed one is held against:
+    ``"track"`` (default) the whole track, ``"major"`` the same major
+    version (``node:6`` against 6.x only, not 9.x), ``"minor"`` the same
+    major.minor.  Use it for images kept on an older line on purpose.
+
+    ``age_days`` is ``now`` (default: the current time) minus the deployed
+    created time.  Columns: :data:`FRESHNESS`.
+
+    ``tags``, by ``registry/repository``: every tag the registry lists, for
+    frames that hold only some of them (a targeted scan's: the deployed
+    images and the best candidates of their lines).  ``newer_versions`` is
+    then counted from the tag names, less the tags read and found unusable,
+    and ``newest_tag`` is the newest built among the images read.
+    """
+    if within not in _SAME:
+        raise ValueError(f"within must be one of {', '.join(_SAME)}, got {within!r}")
+    stamp = as_now(now)
+    repos = _repos(images_by_repo)
+    judged: dict[tuple[str, str], _Repo] = {}
+    out = []
+    for row in fleet.astype(object).where(fleet.notna(), None).to_dict("records"):
+        base = {c: row.get(c) for c, _ in FRESHNESS if c in row}
+        base["platform"] = platform
+        if row.get("error") is not None:
+            base.update(status="error", reason=row["error"])
+            out.append(base)
+            continue
+        key = (str(row.get("registry")), str(row.get("repository")))
+        frame = repos.get(key)
+        if frame is None:
+            base.update(status="unknown", reason=f"no images of {key[0]}/{key[1]} given")
+            out.append(base)
+            continue
+        if key not in judged:
+            judged[key] = _judged(frame, platform, None if tags is None else tags.get(f"{key[0]}/{key[1]}"))
+        repo = judged[key]
+        if not repo.images:
+            base.update(status="unknown", reason=f"no {platform} image of {key[0]}/{key[1]}")
+            out.append(base)
+            continue
+        base.update(_judge(row, repo, platform, stamp, within))
+        out.append(base)
+    return make_frame(out, FRESHNESS, {"status": STATUSES})

@@ -1,0 +1,62 @@
+"""Content digests: computing them, and checking a body against the one it should have.
+
+A signed schema1 manifest is the odd one out: its digest is over the JWS
+payload, which is the manifest with its ``signatures`` removed.  libtrust
+records how to rebuild that payload in each signature's protected header
+(``formatLength`` bytes of the body, then the base64url ``formatTail``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+
+from regdata.errors import DigestMismatch, MalformedContent
+from regdata.oci.manifest import decode_json
+
+__all__ = ["compute", "schema1_payload", "verify"]
+
+_ALGORITHMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
+
+
+def compute(data: bytes, algorithm: str = "sha256") -> str:
+    """The ``algorithm:hex`` digest of ``data``."""
+    try:
+        hasher = _ALGORITHMS[algorithm]
+    except KeyError:
+        raise MalformedContent(f"unsupported digest algorithm {algorithm!r}") from None
+    return f"{algorithm}:{hasher(data).hexdigest()}"
+
+
+def _b64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def schema1_payload(body: bytes) -> bytes:
+    """The signed payload of a schema1 ``prettyjws`` manifest, over which its digest is taken.
+
+    An unsigned schema1 manifest is its own payload.
+    """
+    try:
+        document = decode_json(body)
+        signatures = document.get("signatures") if isinstance(document, dict) else None
+        if not signatures:
+            return body
+        protected = decode_json(_b64url(signatures[0]["protected"]))
+        length = int(protected["formatLength"])
+        tail = _b64url(protected["formatTail"])
+    except (ValueError, KeyError, TypeError, IndexError, binascii.Error) as exc:
+        raise MalformedContent(f"schema1 manifest signature unreadable: {exc}") from None
+    if not 0 <= length <= len(body):
+        raise MalformedContent("schema1 manifest signature has a bad formatLength")
+    return body[:length] + tail
+
+
+def verify(data: bytes, expected: str, what: str) -> str:
+    """Check that ``data`` hashes to ``expected``; returns the digest or raises DigestMismatch."""
+    algorithm = expected.split(":", 1)[0]
+    actual = compute(data, algorithm)
+    if actual != expected:
+        raise DigestMismatch(expected, actual, what)
+    return actual
