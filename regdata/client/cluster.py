@@ -70,12 +70,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from regdata.client.context import Context
-from regdata.client.many import SCAN_THREADS_MIN, Wanted, assemble, error_row, repository_rows
+from regdata.client.many import SCAN_THREADS_MIN, Reader, Wanted, assemble, error_row, repository_rows
+from regdata.client.progress import progress_bar
 from regdata.client.scan import GRACE_SECONDS, TIMED_OUT
 from regdata.credentials import Credential, Credentials
 from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
@@ -89,9 +90,6 @@ try:
     from distributed.diagnostics.plugin import WorkerPlugin
 except ImportError:  # without regdata[dask]: read_on_cluster says what to install
     WorkerPlugin = object  # type: ignore[misc,assignment]
-
-if TYPE_CHECKING:
-    from regdata.client.registry import Registry
 
 __all__ = ["ClusterGate", "read_on_cluster", "release", "require_dask", "shares"]
 
@@ -231,7 +229,7 @@ def shares(limit: int, workers: Sequence[str]) -> dict[str, int]:
     return {w: base + (1 if i < extra else 0) for i, w in enumerate(ordered)}
 
 
-def _gate(reg: Registry, share: int, client: Any) -> ClusterGate:
+def _gate(reg: Reader, share: int, client: Any) -> ClusterGate:
     """Put a ClusterGate into a fresh Registry's transport: retry > limit > gate > log > HTTP."""
     factory: Any = reg.factory
     gate = ClusterGate(LogTransport(factory.http, factory.log, factory.limiters), share, client)
@@ -249,7 +247,8 @@ class _Call(WorkerPlugin):
     credentials: dict[str, Credential] | None  # None: each worker's own docker config
     shares: dict[str, int] = field(default_factory=dict)  # worker address: its share of each host's limit
     name: str = ""
-    _registry: Registry | None = field(default=None, repr=False)
+    make: Callable[..., Reader] | None = None  # the caller's Registry class, pickled by name
+    _registry: Reader | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -261,7 +260,7 @@ class _Call(WorkerPlugin):
 
     def __getstate__(self) -> dict[str, Any]:
         return {"token": self.token, "settings": self.settings, "credentials": self.credentials,
-                "shares": self.shares}
+                "shares": self.shares, "make": self.make}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
@@ -280,13 +279,11 @@ class _Call(WorkerPlugin):
         if self._registry is not None:
             self._registry.close()
 
-    def registry(self) -> Registry:
+    def registry(self) -> Reader:
         """This worker's Registry for the call, made on first use (in a task: Dask's worker context)."""
         with self._lock:
             if self._registry is None:
                 from distributed import get_client, get_worker
-
-                from regdata.client.registry import Registry
 
                 share = self.shares.get(get_worker().address)
                 if share is None:  # the tasks go only to the workers that have a share
@@ -297,7 +294,8 @@ class _Call(WorkerPlugin):
                 settings["max_concurrency"] = share
                 settings["concurrency"] = min(settings["concurrency"] or DEFAULT_CONCURRENCY, share)
                 settings["min_concurrency"] = min(settings["min_concurrency"], settings["concurrency"])
-                reg = Registry(credentials=credentials, **settings)
+                assert self.make is not None, "the caller sends its Registry class"
+                reg = self.make(credentials=credentials, **settings)
                 # A scan's own threads: enough for the share over the tasks a worker runs at once.
                 # A thread per request in flight, per task, made hundreds of threads, and Dask's
                 # profiler walks every thread's stack every 10 ms, holding the GIL.
@@ -364,7 +362,7 @@ def _call_plugins(dask_scheduler: Any) -> list[str]:
     return sorted(n for n in dask_scheduler.worker_plugins if str(n).startswith("regdata-call-"))
 
 
-def _settings(reg: Registry) -> dict[str, Any]:
+def _settings(reg: Reader) -> dict[str, Any]:
     """The Registry's settings for the workers, what the caller's environment chose made explicit."""
     settings = dict(reg._settings)
     cache = settings["cache"]
@@ -379,7 +377,7 @@ def _settings(reg: Registry) -> dict[str, Any]:
     return settings
 
 
-def _credentials(reg: Registry, wanted: Sequence[Wanted]) -> dict[str, Credential]:
+def _credentials(reg: Reader, wanted: Sequence[Wanted]) -> dict[str, Credential]:
     """The caller's credential for each host the call reads (and its mirror), anonymous ones left out."""
     factory: Any = reg.factory
     hosts = {w.repo.registry for w in wanted if w.repo is not None}
@@ -393,7 +391,7 @@ def _credentials(reg: Registry, wanted: Sequence[Wanted]) -> dict[str, Credentia
 
 
 def read_on_cluster(
-    reg: Registry, wanted: Sequence[Wanted], client: Any, *, as_dask: bool = False,
+    reg: Reader, wanted: Sequence[Wanted], client: Any, *, as_dask: bool = False,
     worker_credentials: str = "send",
 ) -> Any:
     """Read ``wanted`` on ``client``'s cluster: the frame (or dask dataframe) of ``get_repositories``."""
@@ -421,7 +419,7 @@ def read_on_cluster(
         raise RuntimeError("the Dask cluster has no worker")
     for host in sorted({w.repo.registry for w in wanted if w.repo is not None}):
         _unbraked(distributed, client, api_host_of(reg, host))
-    call = _Call(token, settings, sent, split)
+    call = _Call(token, settings, sent, split, make=type(reg))
     client.register_plugin(call, name=call.name)
     ctx = reg._context()
     deadline = None if reg.budget is None else time.time() + reg.budget
@@ -447,7 +445,7 @@ def read_on_cluster(
             client.unregister_worker_plugin(call.name)
 
 
-def api_host_of(reg: Registry, host: str) -> str:
+def api_host_of(reg: Reader, host: str) -> str:
     """The host that requests for ``host`` go to, as URLs name it (the brake's key)."""
     factory: Any = reg.factory
     return str(factory.mirrors.get(host) or api_host(host)).lower()
@@ -474,15 +472,13 @@ def _wait(
     progress: bool | Callable[[int, int], None] | None, distributed: Any, workers: set[str],
 ) -> list[tuple[Any, pd.DataFrame]]:
     """(future or None, frame) per repository, in order: a failed or unfinished one gets its error row."""
-    from regdata.client.registry import _progress
-
     results: dict[int, pd.DataFrame] = {}
     kept: dict[int, Any] = {}
     pending = {f: w for f, w in zip(futures, wanted, strict=True)}
     tags = 0
     stop_at: float | None = None
     next_look, gone = time.monotonic() + 2.0, False
-    with _progress(progress, "tags", 0) as report:
+    with progress_bar(progress, "tags", 0) as report:
         while pending:
             with contextlib.suppress(TimeoutError):
                 distributed.wait(list(pending), timeout=0.1, return_when="FIRST_COMPLETED")

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
@@ -34,7 +34,33 @@ from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
 from regdata.oci.reference import Reference, Repository, canonical_host, parse_repository
 
 if TYPE_CHECKING:
-    from regdata.client.registry import Registry
+    from regdata.cache import Cache
+    from regdata.client.scan import RemoteLike
+    from regdata.transport.limits import Limits
+
+
+class Reader(Protocol):
+    """What reading many repositories needs of a :class:`~regdata.client.registry.Registry`.
+
+    A Protocol, not the class: the Registry calls into this module, so this
+    module must not import the Registry (no import cycle).
+    """
+
+    budget: float | None
+    cache: Cache | None
+    factory: Any
+    limits: Limits
+    options: ScanOptions
+    progress: bool | Callable[[int, int], None] | None
+    _settings: dict[str, Any]
+
+    def remote(self, registry: str) -> RemoteLike: ...
+
+    def _context(self) -> Context: ...
+
+    def _done(self, ctx: Context) -> None: ...
+
+    def close(self) -> None: ...
 
 __all__ = ["Catalog", "RepositoryLike", "assemble", "repository_rows", "resolve"]
 
@@ -120,7 +146,7 @@ def error_row(want: Wanted, error: str) -> dict[str, Any]:
 
 
 def repository_rows(
-    reg: Registry, want: Wanted, ctx: Context, progress: Callable[[int, int], None] | None = None,
+    reg: Reader, want: Wanted, ctx: Context, progress: Callable[[int, int], None] | None = None,
     threads: int | None = None,
 ) -> list[dict[str, Any]]:
     """The rows of one repository: its tags scanned, or one row saying why not. Never raises an Exception.
@@ -196,7 +222,7 @@ class _Progress:
 
 
 def read_many(
-    reg: Registry,
+    reg: Reader,
     wanted: Sequence[Wanted],
     ctx: Context,
     progress: Callable[[int, int], None] | None = None,

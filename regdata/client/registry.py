@@ -15,14 +15,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from regdata.cache import DEFAULT_TTL, Cache
 from regdata.cache.open import open_cache, parse_ttl
 from regdata.client.context import Context
+from regdata.client.progress import progress_bar
 from regdata.client.remote import RemoteFactory
 from regdata.client.scan import RemoteLike, ScanOptions, ScanResult, scan
 from regdata.credentials import Credentials
@@ -252,7 +253,7 @@ class Registry:
             options = self.options if not history else dataclasses.replace(
                 self.options, attestations=False, history=True
             )
-            with _progress(self.progress, str(repo), len(refs)) as report:
+            with progress_bar(self.progress, str(repo), len(refs)) as report:
                 options = dataclasses.replace(options, progress=report)
                 return scan(self.remote(repo.registry), repo, refs, options, ctx)
         finally:
@@ -376,7 +377,7 @@ class Registry:
         with _timed():
             ctx = self._context()
             try:
-                with _progress(self.progress, "tags", 0) as report:
+                with progress_bar(self.progress, "tags", 0) as report:
                     parts = many.read_many(self, wanted, ctx, report, per_host)
             finally:
                 self._done(ctx)
@@ -445,36 +446,6 @@ def _timed() -> AbstractContextManager[None]:
     from regdata.instrument import metrics
 
     return metrics.timed_fetch() if metrics.active() is not None else nullcontext()
-
-
-@contextmanager
-def _progress(
-    progress: bool | Callable[[int, int], None] | None, what: str, refs: int
-) -> Iterator[Callable[[int, int], None] | None]:
-    """The progress callable for one scan: the user's, a tqdm bar, or none."""
-    if progress is None or progress is False:
-        yield None
-        return
-    if progress is not True:
-        yield progress
-        return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=refs, desc=what, unit="task", leave=False)
-
-    def report(done: int, total: int) -> None:
-        if total != bar.total:
-            bar.total = total
-            container = getattr(bar, "container", None)  # Jupyter's widget keeps its own length
-            if container is not None:
-                container.children[1].max = total
-        bar.n = done
-        bar.refresh()
-
-    try:
-        yield report
-    finally:
-        bar.close()
 
 
 def _raise_whole(result: ScanResult, ref: Reference, history: bool = False) -> None:
