@@ -159,7 +159,7 @@ def _check(args: argparse.Namespace, freshness: pd.DataFrame) -> int:
 
 
 def cmd_freshness(args: argparse.Namespace) -> int:
-    from regdata.report import _ordered
+    from regdata.report.figures import _ordered
 
     registry, _, freshness = _judged(args)
     frame = _ordered(freshness)

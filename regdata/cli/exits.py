@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from regdata.errors import (
     Cancelled,
     ContentError,
@@ -18,10 +16,6 @@ from regdata.errors import (
     TransportError,
     Unauthorized,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 __all__ = ['EXIT_CODES', 'UsageError', 'describe_error']
 

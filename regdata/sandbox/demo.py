@@ -70,7 +70,7 @@ def _fit(text: str, width: int) -> str:
 
 def freshness_table(freshness: pd.DataFrame, width: int | None = None) -> str:
     """The freshness frame as an aligned text table, stale first, sized for a terminal ``width``."""
-    from regdata.report import _cell, _ordered
+    from regdata.report.figures import _cell, _ordered
 
     width = width or shutil.get_terminal_size((160, 24)).columns
     ordered = _ordered(freshness)
