@@ -34,7 +34,7 @@ _EXPORTS = {
     "Proxies": "regdata.transport.proxy",
     "QuotaExhausted": "regdata.errors",
     "QuotaFloorReached": "regdata.errors",
-    "RateLimit": "regdata.transport.limits",
+    "RateLimit": "regdata.transport.ratelimit",
     "Reference": "regdata.oci.reference",
     "RegdataError": "regdata.errors",
     "Registry": "regdata.client.registry",
@@ -150,5 +150,6 @@ if TYPE_CHECKING:
         parse_repository as parse_repository,
     )
     from regdata.transport import RetryPolicy as RetryPolicy, Timeouts as Timeouts
-    from regdata.transport.limits import Limits as Limits, RateLimit as RateLimit
+    from regdata.transport.limits import Limits as Limits
     from regdata.transport.proxy import Proxies as Proxies
+    from regdata.transport.ratelimit import RateLimit as RateLimit

@@ -3,6 +3,10 @@
 Needs ``pip install 'regdata[dask]'`` (dask and distributed); ``import
 regdata`` never imports them.
 
+(Over 500 lines on purpose: the worker half and the caller half of one call
+share the plugin, the brake and the shares of each host's limit; split, each
+half would reach into the other's private state.)
+
 **Tasks.** One task per repository, keyed ``regdata-read-<call>-<n>`` (no
 repository name, no credential in a key).  A task reads its repository as
 one process would (its tag list, then a scan of its tags: ``many``) and

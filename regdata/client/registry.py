@@ -32,8 +32,9 @@ from regdata.instrument.requestlog import RequestLog
 from regdata.oci.manifest import Platform
 from regdata.oci.reference import Reference, Repository, canonical_host, parse_reference, parse_repository
 from regdata.transport import RetryPolicy, Timeouts
-from regdata.transport.limits import DEFAULT_CONCURRENCY, DEFAULT_MAX_CONCURRENCY, Limits, RateLimit
+from regdata.transport.limits import DEFAULT_CONCURRENCY, DEFAULT_MAX_CONCURRENCY, Limits
 from regdata.transport.proxy import Proxies
+from regdata.transport.ratelimit import RateLimit
 from regdata.transport.trust import CertSetting, VerifySetting
 
 if TYPE_CHECKING:
