@@ -20,7 +20,6 @@ _EXPORTS = {
     "Cache": "regdata.cache",
     "Cancelled": "regdata.errors",
     "ContentError": "regdata.errors",
-    "Context": "regdata.client.context",
     "Credential": "regdata.credentials",
     "Credentials": "regdata.credentials",
     "CredentialsError": "regdata.errors",
@@ -28,8 +27,8 @@ _EXPORTS = {
     "DigestMismatch": "regdata.errors",
     "InsecureRequest": "regdata.errors",
     "InvalidReference": "regdata.errors",
-    "Limits": "regdata.transport.limits",
     "MalformedContent": "regdata.errors",
+    "MockRegistry": "regdata.testing",
     "NotFound": "regdata.errors",
     "Proxies": "regdata.transport.proxy",
     "QuotaExhausted": "regdata.errors",
@@ -40,12 +39,11 @@ _EXPORTS = {
     "Registry": "regdata.client.registry",
     "RegistryError": "regdata.errors",
     "Remote": "regdata.client.remote",
-    "RemoteFactory": "regdata.client.remote",
     "Repository": "regdata.oci.reference",
-    "RequestLog": "regdata.instrument.requestlog",
     "RequestTimeout": "regdata.errors",
     "RetryPolicy": "regdata.transport",
-    "SandboxError": "regdata.errors",
+    "Sandbox": "regdata.sandbox",
+    "SandboxError": "regdata.sandbox.errors",
     "ServerError": "regdata.errors",
     "TLSError": "regdata.errors",
     "Timeouts": "regdata.transport",
@@ -57,6 +55,7 @@ _EXPORTS = {
     "classify_changes": "regdata.analysis.freshness",
     "diff_snapshots": "regdata.analysis.snapshots",
     "fleet_freshness": "regdata.analysis.fleet",
+    "judge_fleet": "regdata.report",
     "load_snapshot": "regdata.analysis.snapshots",
     "newest_per_track": "regdata.analysis.freshness",
     "open_cache": "regdata.cache.open",
@@ -64,13 +63,16 @@ _EXPORTS = {
     "parse_repository": "regdata.oci.reference",
     "parse_version": "regdata.analysis.versions",
     "read_fleet": "regdata.analysis.fleet",
+    "read_fleets": "regdata.report",
     "release_cadence": "regdata.analysis.freshness",
     "repush_share": "regdata.analysis.freshness",
     "save_snapshot": "regdata.analysis.snapshots",
+    "scan_fleet": "regdata.report",
     "shared_digests": "regdata.analysis.freshness",
     "sort_tags": "regdata.analysis.versions",
     "tag_ages": "regdata.analysis.freshness",
     "version_frame": "regdata.analysis.versions",
+    "write_report": "regdata.report",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -114,9 +116,8 @@ if TYPE_CHECKING:
     )
     from regdata.cache import Cache as Cache
     from regdata.cache.open import open_cache as open_cache
-    from regdata.client.context import Context as Context
     from regdata.client.registry import Registry as Registry
-    from regdata.client.remote import Remote as Remote, RemoteFactory as RemoteFactory
+    from regdata.client.remote import Remote as Remote
     from regdata.credentials import Credential as Credential, Credentials as Credentials
     from regdata.errors import (
         BudgetExceeded as BudgetExceeded,
@@ -134,7 +135,6 @@ if TYPE_CHECKING:
         RegdataError as RegdataError,
         RegistryError as RegistryError,
         RequestTimeout as RequestTimeout,
-        SandboxError as SandboxError,
         ServerError as ServerError,
         TLSError as TLSError,
         TooManyRequests as TooManyRequests,
@@ -142,14 +142,21 @@ if TYPE_CHECKING:
         Unauthorized as Unauthorized,
         UnsupportedMediaType as UnsupportedMediaType,
     )
-    from regdata.instrument.requestlog import RequestLog as RequestLog
     from regdata.oci.reference import (
         Reference as Reference,
         Repository as Repository,
         parse_reference as parse_reference,
         parse_repository as parse_repository,
     )
+    from regdata.report import (
+        judge_fleet as judge_fleet,
+        read_fleets as read_fleets,
+        scan_fleet as scan_fleet,
+        write_report as write_report,
+    )
+    from regdata.sandbox import Sandbox as Sandbox
+    from regdata.sandbox.errors import SandboxError as SandboxError
+    from regdata.testing import MockRegistry as MockRegistry
     from regdata.transport import RetryPolicy as RetryPolicy, Timeouts as Timeouts
-    from regdata.transport.limits import Limits as Limits
     from regdata.transport.proxy import Proxies as Proxies
     from regdata.transport.ratelimit import RateLimit as RateLimit

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 import regdata
-from regdata import Credential, Credentials, RemoteFactory, parse_reference, parse_repository
+from regdata import Credential, Credentials, parse_reference, parse_repository
+from regdata.client.remote import RemoteFactory
 from regdata.oci.manifest import ImageManifest, Index, Schema1Manifest
 from regdata.transport import HTTPTransport, Request, RetryPolicy
 from regdata.transport.http import tls_context

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from regdata.errors import (
     Cancelled,
     ContentError,
@@ -12,7 +14,6 @@ from regdata.errors import (
     NotFound,
     RegdataError,
     RegistryError,
-    SandboxError,
     TransportError,
     Unauthorized,
 )
@@ -73,7 +74,10 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
         return EXIT_TIMEOUT, text
     if isinstance(exc, RegistryError | ContentError):
         return EXIT_REGISTRY, f"registry error: {text}"
-    if isinstance(exc, SandboxError):
+    # Only the sandbox raises it, so it is a SandboxError only if the sandbox was imported:
+    # looking it up here keeps `regdata --version` from importing the sandbox.
+    sandbox = sys.modules.get("regdata.sandbox.errors")
+    if sandbox is not None and isinstance(exc, sandbox.SandboxError):
         return EXIT_SANDBOX, f"sandbox: {text}"
     if isinstance(exc, RegdataError | ValueError):
         return EXIT_USAGE, text

@@ -28,7 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regdata.errors import SandboxError
+from regdata.sandbox.errors import SandboxError
 from regdata.sandbox.imagebuild import Built, ImageBuilder, amd64_record, newest_created, parse_time
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from regdata.errors import SandboxError
+from regdata.sandbox.errors import SandboxError
 from regdata.sandbox.imagebuild import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Blob, Manifest
 
 __all__ = ["Client", "Pusher"]

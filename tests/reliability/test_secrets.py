@@ -45,6 +45,7 @@ import urllib3
 
 import regdata
 from regdata import Credential, Credentials, Registry, RegistryError
+from regdata.client.remote import RemoteFactory
 from regdata.transport import HTTPTransport, Request
 from tests.support.builder import Builder, ImageSpec
 from tests.support.proxy import Action, RecordingServer, Seen, start_proxy
@@ -480,7 +481,7 @@ def test_never_plain_http_to_a_host_not_named_insecure(monkeypatch: pytest.Monke
     sent.clear()
     credentials = Credentials.from_mapping({"203.0.113.9": ("alice", BASIC_PASSWORD),
                                             "registry.example": ("alice", BASIC_PASSWORD)})
-    factory = regdata.RemoteFactory(credentials=credentials, cache=None)
+    factory = RemoteFactory(credentials=credentials, cache=None)
     for host in ("203.0.113.9", "registry.example"):
         remote = factory.remote(host)
         for url in (f"http://{host}/v2/", f"http://{host}:80/v2/team/app/tags/list"):
