@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 import regdata
-from regdata.cli import EXIT_UNREACHABLE, main
+from regdata.cli import main
+from regdata.cli.exits import EXIT_UNREACHABLE
 from tests.support.builder import Builder, ImageSpec
 from tests.support.certs import ClientPair, make_client_pair
 from tests.support.registry_server import RegistryServer, start_registry
