@@ -26,13 +26,18 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
+def _clean_env() -> dict[str, str]:
+    # A PYTHONPATH naming this checkout would make pip think regdata is installed already.
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
          "-w", str(work / "dist"), str(ROOT)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env=_clean_env(),
     )
     assert build.returncode == 0, build.stdout + build.stderr
     (wheel,) = (work / "dist").glob("regdata-*.whl")
@@ -41,10 +46,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv.EnvBuilder(with_pip=True, symlinks=True).create(env)  # ensurepip: offline
     python = env / "bin" / "python"
     install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                             capture_output=True, text=True, timeout=300)
+                             capture_output=True, text=True, timeout=300, env=_clean_env())
     assert install.returncode == 0, install.stdout + install.stderr
     target = Path(subprocess.check_output(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True,
+        env=_clean_env()).strip())
     borrowed = [p for p in (sysconfig.get_paths()["purelib"], *site.getsitepackages()) if Path(p).is_dir()]
     (target / "zz-borrowed-dependencies.pth").write_text("\n".join(dict.fromkeys(borrowed)) + "\n")
     return env
@@ -57,7 +63,7 @@ def free_port() -> int:
 
 
 def _run(env: Path, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    clean = _clean_env()
     clean["PATH"] = f"{env / 'bin'}:{clean.get('PATH', '/usr/bin:/bin')}"
     return subprocess.run([str(env / "bin" / "regdata"), *argv], capture_output=True, text=True,
                           timeout=timeout, cwd="/tmp", env=clean)
@@ -68,7 +74,8 @@ def test_version_comes_from_the_wheel(installed: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "regdata 0.1.0"
     where = subprocess.check_output(
-        [installed / "bin" / "python", "-c", "import regdata; print(regdata.__file__)"], text=True, cwd="/tmp")
+        [installed / "bin" / "python", "-c", "import regdata; print(regdata.__file__)"], text=True, cwd="/tmp",
+        env=_clean_env())
     assert where.startswith(str(installed)), where
 
 
