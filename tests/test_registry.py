@@ -147,6 +147,11 @@ def test_get_image_by_tag_digest_and_default(app: dict[str, object]) -> None:
     assert set(latest["tag"]) == {"latest"} and len(latest) == 2
     by_digest = reg.get_image(f"{app['repo']}@{pushed['index'].digest}")
     assert set(by_digest["manifest_digest"]) == set(latest["manifest_digest"])
+    # By digest there is no tag: NA, and the digest in the digest column, not the tag column.
+    assert by_digest["tag"].isna().all()
+    assert set(by_digest["digest"]) == {pushed["index"].digest}
+    one = reg.get_image(f"{app['repo']}@{pushed['docker'].digest}")
+    assert one["tag"].isna().all() and one["digest"].tolist() == [pushed["docker"].digest]
     assert reg.get_image(regdata.parse_reference(f"{app['repo']}:1.0"))["tag"].tolist() == ["1.0"]
     with pytest.raises(regdata.NotFound, match="MANIFEST_UNKNOWN"):
         reg.get_image(f"{app['repo']}:nope")

@@ -217,3 +217,9 @@ def test_builders_write_what_the_parsers_read() -> None:
     assert isinstance(top, Index)
     assert [d.is_attestation for d in top.manifests] == [False, True]
     assert top.manifests[1].annotations["vnd.docker.reference.digest"] == img.digest
+
+
+def test_error_row_of_a_digest_reference_has_no_tag() -> None:
+    digest = "sha256:" + "ab" * 32
+    row = error_row(Reference("example.com", "team/app", None, digest), None, "boom")
+    assert row["tag"] is None and row["digest"] == digest and row["error"] == "boom"

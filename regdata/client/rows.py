@@ -43,19 +43,20 @@ def created_of(config: ImageConfig, labels_win: bool) -> tuple[pd.Timestamp | No
     return None, None
 
 
-def _base(ref: Reference, tag: str, digest: str | None, media_type: str | None) -> dict[str, Any]:
+def _base(ref: Reference, tag: str | None, digest: str | None, media_type: str | None) -> dict[str, Any]:
+    # A reference by digest names no tag: ``tag`` stays NA and the digest goes where digests go.
     return {
         "registry": ref.registry,
         "repository": ref.repository,
         "tag": tag,
-        "digest": digest,
+        "digest": digest if digest is not None else ref.digest,
         "media_type": media_type,
     }
 
 
 def error_row(
     ref: Reference,
-    tag: str,
+    tag: str | None,
     error: str,
     *,
     digest: str | None = None,
@@ -77,7 +78,7 @@ def error_row(
 
 def image_row(
     ref: Reference,
-    tag: str,
+    tag: str | None,
     top_digest: str,
     top_media_type: str,
     kind: str,
@@ -118,7 +119,7 @@ def image_row(
 
 
 def schema1_row(
-    ref: Reference, tag: str, digest: str, manifest: Schema1Manifest, labels_win: bool
+    ref: Reference, tag: str | None, digest: str, manifest: Schema1Manifest, labels_win: bool
 ) -> dict[str, Any]:
     """The row of a schema1 manifest, its metadata read from ``v1Compatibility``."""
     config = manifest.config()
@@ -141,7 +142,7 @@ def schema1_row(
 
 
 def history_rows(
-    ref: Reference, tag: str, platform: str | None, config: ImageConfig
+    ref: Reference, tag: str | None, platform: str | None, config: ImageConfig
 ) -> list[dict[str, Any]]:
     """One row per history entry of an image config."""
     return [
