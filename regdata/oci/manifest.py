@@ -7,14 +7,14 @@ type is :class:`~regdata.errors.MalformedContent` naming the field.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from regdata.errors import MalformedContent, UnsupportedMediaType
+from regdata.oci.digest import is_digest
+from regdata.oci.jsontext import decode_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,41 +90,7 @@ def _str_map(value: Any, where: str) -> dict[str, str]:
     return {str(k): str(v) if not isinstance(v, str) else v for k, v in value.items()}
 
 
-# A \uD800-\uDFFF escape: half of a surrogate pair, or a lone one no text can hold.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-# The OCI digest grammar: algorithm ":" encoded.
-_DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+\Z")
 _INT64_MAX = 2**63 - 1
-
-
-def is_digest(text: str) -> bool:
-    """Whether ``text`` is a digest by the OCI grammar (``algorithm:encoded``)."""
-    return _DIGEST.match(text) is not None
-
-
-def decode_json(data: bytes | str) -> Any:
-    """Decode untrusted JSON; ValueError for anything that is not JSON text regdata can hold.
-
-    Past ``json.loads``'s own errors, that is nesting too deep for the
-    decoder (a RecursionError otherwise) and a lone surrogate escape
-    (``"\\ud800"``), which no Unicode text can hold: it would fail later,
-    wherever the string is encoded (a frame, a URL, a log line).
-    """
-    try:
-        document = json.loads(data)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-    if isinstance(data, str):
-        text = data
-    else:
-        encoding = json.detect_encoding(data)  # what json.loads decoded it with
-        text = data.decode(encoding, "replace") if encoding != "utf-8" or b"\\u" in data else ""
-    if _SURROGATE_ESCAPE.search(text):
-        try:
-            json.dumps(document, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("JSON text holds a lone surrogate escape") from None
-    return document
 
 
 def load_json(body: bytes | str, what: str, quote: bool = True) -> dict[str, Any]:
