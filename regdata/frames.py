@@ -14,7 +14,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-__all__ = ["HISTORY", "IMAGES", "IMAGE_CATEGORIES", "REQUESTS", "REQUEST_CATEGORIES", "Schema", "make_frame"]
+__all__ = [
+    "HISTORY", "IMAGES", "IMAGE_CATEGORIES", "NOT_RUNNABLE", "REQUESTS", "REQUEST_CATEGORIES",
+    "Schema", "make_frame",
+]
 
 Schema = tuple[tuple[str, str], ...]
 
@@ -42,9 +45,14 @@ IMAGES: Schema = (
     ("created_source", "string"),
     ("os_version", "string"),
     ("annotations", "object"),
+    # What a signature, attestation or SBOM (kind) is about: the digest its cosign tag names.
+    ("subject", "string"),
 )
 
-IMAGE_KINDS = ("image", "index", "artifact", "schema1")
+IMAGE_KINDS = ("image", "index", "artifact", "schema1", "signature", "attestation", "sbom")
+# Kinds that describe other content rather than being an image to run: never a version,
+# a candidate or a deployed image in freshness.
+NOT_RUNNABLE = ("artifact", "signature", "attestation", "sbom")
 
 HISTORY: Schema = (
     ("registry", "string"),

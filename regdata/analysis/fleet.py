@@ -321,7 +321,7 @@ def read_fleet(
 class _Image:
     """One platform image of a tag, as judged."""
 
-    tag: str
+    tag: str | None  # None: read by digest alone, no tag names it
     version: Version | None
     digest: str | None
     manifest_digest: str | None
@@ -350,7 +350,7 @@ class _Repo:
     @cached_property
     def _last(self) -> dict[str, _Image]:
         # Frames of several scans come oldest first: a tag's last row is its current image.
-        return {i.tag: i for i in self.images}
+        return {i.tag: i for i in self.images if i.tag is not None}
 
     @property
     def current(self) -> tuple[_Image, ...]:
@@ -405,7 +405,7 @@ def _judged(frame: pd.DataFrame, platform: str, names: Sequence[str] | None = No
         return None if pd.isna(value) else str(value)
 
     images = tuple(
-        _Image(str(tag), parsed[str(tag)], text(digest), text(manifest), pd.Timestamp(created))
+        _Image(text(tag), parsed[str(tag)], text(digest), text(manifest), pd.Timestamp(created))
         for tag, digest, manifest, created in zip(
             rows["tag"], rows["digest"], rows["manifest_digest"], rows["created"], strict=True
         )

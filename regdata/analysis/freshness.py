@@ -21,7 +21,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from regdata.analysis.versions import Version, sort_tags, versions_of
-from regdata.frames import Schema, make_frame
+from regdata.frames import NOT_RUNNABLE, Schema, make_frame
 
 __all__ = [
     "AGES",
@@ -145,7 +145,10 @@ def days(delta: Any) -> float | None:
 
 
 def usable_images(images: pd.DataFrame, platform: str | None = None) -> pd.DataFrame:
-    """The rows freshness can be judged on: no error, not an artifact, with a created time.
+    """The rows freshness can be judged on: no error, with a created time, and an image to run.
+
+    Artifacts, and cosign's signatures, attestations and SBOMs (:data:`regdata.frames.NOT_RUNNABLE`),
+    are about other images: never versions or candidates.
 
     With ``platform`` (``linux/amd64``, ``linux/arm/v7``), only that platform's rows.
     """
@@ -154,7 +157,7 @@ def usable_images(images: pd.DataFrame, platform: str | None = None) -> pd.DataF
         error = images["error"]
         keep &= error.isna() | (error.astype("string") == "")
     if "kind" in images:
-        keep &= images["kind"].astype("string").fillna("image") != "artifact"
+        keep &= ~images["kind"].astype("string").fillna("image").isin(NOT_RUNNABLE)
     if platform is not None:
         keep &= images["platform"].astype("string") == platform
     return images.loc[keep.fillna(False).astype(bool)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from regdata.errors import MalformedContent
+from regdata.oci.digest import cosign_subject
 from regdata.oci.manifest import (
     Descriptor,
     ImageConfig,
@@ -45,13 +46,17 @@ def created_of(config: ImageConfig, labels_win: bool) -> tuple[pd.Timestamp | No
 
 def _base(ref: Reference, tag: str | None, digest: str | None, media_type: str | None) -> dict[str, Any]:
     # A reference by digest names no tag: ``tag`` stays NA and the digest goes where digests go.
-    return {
+    row: dict[str, Any] = {
         "registry": ref.registry,
         "repository": ref.repository,
         "tag": tag,
         "digest": digest if digest is not None else ref.digest,
         "media_type": media_type,
     }
+    cosign = cosign_subject(tag)
+    if cosign is not None:  # known from the tag alone, so an error row has it too
+        row["subject"] = cosign[1]
+    return row
 
 
 def error_row(
@@ -90,8 +95,11 @@ def image_row(
 ) -> dict[str, Any]:
     """The row of one image (or artifact) manifest, from a tag or from an index entry."""
     row = _base(ref, tag, top_digest, top_media_type)
+    cosign = cosign_subject(tag)
+    # cosign pushes its signatures as images (a config, a layer): the tag says what they are.
+    shown = cosign[0] if cosign is not None and kind in ("image", "artifact") else kind
     row.update(
-        kind=kind,
+        kind=shown,
         manifest_digest=manifest_digest,
         config_digest=manifest.config.digest,
         size=manifest.size,
@@ -115,7 +123,14 @@ def image_row(
     if config is not None:
         created, source = created_of(config, labels_win)
         row.update(created=created, created_source=source, labels=dict(config.labels))
+        _say_lost_time(row, config)
     return row
+
+
+def _say_lost_time(row: dict[str, Any], config: ImageConfig) -> None:
+    # A created time a frame cannot hold (year 2999) is NaT; the row says why, and keeps the rest.
+    if row.get("created") is None and config.created_problem is not None:
+        row["error"] = config.created_problem
 
 
 def schema1_row(
@@ -138,6 +153,7 @@ def schema1_row(
         layers=len(manifest.layers),
         labels=dict(config.labels),
     )
+    _say_lost_time(row, config)
     return row
 
 

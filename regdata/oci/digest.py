@@ -16,7 +16,10 @@ import re
 from regdata.errors import DigestMismatch, MalformedContent
 from regdata.oci.jsontext import decode_json
 
-__all__ = ["DIGEST", "HEX_LENGTH", "compute", "is_digest", "is_verifiable", "schema1_payload", "verify"]
+__all__ = [
+    "DIGEST", "HEX_LENGTH", "compute", "cosign_subject", "is_digest", "is_verifiable",
+    "schema1_payload", "verify",
+]
 
 _ALGORITHMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
@@ -74,6 +77,23 @@ def schema1_payload(body: bytes) -> bytes:
     if not 0 <= length <= len(body):
         raise MalformedContent("schema1 manifest signature has a bad formatLength")
     return body[:length] + tail
+
+
+# cosign's tag scheme: the artifacts about image ``sha256:<hex>`` are tagged ``sha256-<hex>.<suffix>``.
+COSIGN_KINDS = {"sig": "signature", "att": "attestation", "sbom": "sbom"}
+
+
+def cosign_subject(tag: str | None) -> tuple[str, str] | None:
+    """``(kind, subject digest)`` of a tag in cosign's scheme (``sha256-<hex>.sig``), else None."""
+    if not tag:
+        return None
+    stem, _, suffix = tag.rpartition(".")
+    algorithm, dash, encoded = stem.partition("-")
+    kind = COSIGN_KINDS.get(suffix)
+    subject = f"{algorithm}:{encoded}"
+    if kind is None or not dash or not is_verifiable(subject):
+        return None
+    return kind, subject
 
 
 def verify(data: bytes, expected: str, what: str) -> str:

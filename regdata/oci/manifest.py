@@ -44,6 +44,7 @@ __all__ = [
     "parse_config",
     "parse_manifest",
     "parse_time",
+    "time_out_of_range",
 ]
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -111,26 +112,46 @@ def load_json(body: bytes | str, what: str, quote: bool = True) -> dict[str, Any
 
 
 def parse_time(value: Any) -> pd.Timestamp | None:
-    """An RFC 3339 time as a UTC Timestamp, nanoseconds kept; None for absent or zero times."""
+    """An RFC 3339 time as a UTC Timestamp, nanoseconds kept; None for absent or zero times.
+
+    A time outside what a frame holds (1677 to 2262) is None too: :func:`time_out_of_range`
+    says when that happened, so the row can say so.
+    """
+    return _read_time(value)[0]
+
+
+def time_out_of_range(value: Any) -> str | None:
+    """Why a time :func:`parse_time` reads as None was dropped, when it was a real time out of range.
+
+    None for an absent time, Go's zero time (``0001-01-01T00:00:00Z``, what Go
+    writes for "not set") or a time in range.
+    """
+    try:
+        return _read_time(value)[1]
+    except MalformedContent:
+        return None
+
+
+def _read_time(value: Any) -> tuple[pd.Timestamp | None, str | None]:
     import pandas as pd
     if value is None or value == "":
-        return None
+        return None, None
     if not isinstance(value, str):
         raise MalformedContent(f"time is not a string: {type(value).__name__}")
     if value.startswith(_ZERO_TIME_PREFIX):
-        return None
+        return None, None
     try:
         stamp = pd.Timestamp(value)
     except (ValueError, OverflowError):
         raise MalformedContent(f"unreadable time {value[:40]!r}") from None
     if pd.isna(stamp):
-        return None
+        return None, None
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     try:
-        # A frame holds nanoseconds from 1677 to 2262; a time outside is as good as absent.
-        return stamp.as_unit("ns")
+        # A frame holds nanoseconds from 1677 to 2262: a time outside cannot be a created time.
+        return stamp.as_unit("ns"), None
     except (OverflowError, ValueError):
-        return None
+        return None, f"created time {value[:40]!r} is outside the years a frame holds (1677 to 2262)"
 
 
 @dataclass(frozen=True)
@@ -269,8 +290,10 @@ class Schema1Manifest:
         os_name = top.get("os") if isinstance(top.get("os"), str) else "linux"
         config_section = top.get("config")
         labels = config_section.get("Labels") if isinstance(config_section, dict) else None
+        created, created_problem = _read_time(top.get("created"))
         return ImageConfig(
-            created=parse_time(top.get("created")),
+            created=created,
+            created_problem=created_problem,
             os=os_name,
             architecture=(top.get("architecture") if isinstance(top.get("architecture"), str) else None)
             or self.architecture,
@@ -401,6 +424,8 @@ class ImageConfig:
     labels: dict[str, str]
     raw_history: tuple[Any, ...] = field(default=(), repr=False, compare=False)
     schema1: bool = field(default=False, repr=False, compare=False)
+    # Why ``created`` is None though the config has a time: it lies outside a frame's range.
+    created_problem: str | None = None
 
     @cached_property
     def history(self) -> tuple[HistoryEntry, ...]:
@@ -427,8 +452,10 @@ def parse_config(body: bytes) -> ImageConfig:
     """Parse an image config blob (Docker or OCI); its history is parsed when first read."""
     doc = load_json(body, "image config")
     section = _optional(doc, "config", dict, "config") or {}
+    created, created_problem = _read_time(doc.get("created"))
     return ImageConfig(
-        created=parse_time(doc.get("created")),
+        created=created,
+        created_problem=created_problem,
         os=_optional(doc, "os", str, "config"),
         architecture=_optional(doc, "architecture", str, "config"),
         variant=_optional(doc, "variant", str, "config") or None,
