@@ -21,7 +21,7 @@ import yaml
 from regdata.analysis.freshness import DEFAULT_PLATFORM, as_now, days, usable_images
 from regdata.analysis.versions import Version, floating_tags, parse_version, versions_of
 from regdata.errors import InvalidReference
-from regdata.frames import Schema, make_frame
+from regdata.frames import FLEET, FRESHNESS, STATUSES, make_frame
 from regdata.oci.reference import parse_reference, parse_repository
 
 __all__ = [
@@ -37,47 +37,11 @@ __all__ = [
 
 FleetKind = Literal["list", "kubernetes", "compose"]
 
-FLEET: Schema = (
-    ("source", "string"),
-    ("workload", "string"),
-    ("container", "string"),
-    ("image", "string"),
-    ("reference", "string"),
-    ("registry", "string"),
-    ("repository", "string"),
-    ("tag", "string"),
-    ("digest", "string"),
-    ("error", "string"),
-    ("namespace", "string"),
-    ("role", "string"),
-)
 
-STATUSES = ("current", "behind", "unknown", "error")
 # How the report's tables and the plots list them (what needs a look first), and their colours.
 STATUS_ORDER = ("behind", "error", "unknown", "current")
 STATUS_COLOURS = {"current": "#2ca02c", "behind": "#d62728", "unknown": "#9e9e9e", "error": "#6a3d9a"}
 
-# A freshness row starts with the deployed reference as the fleet frame has it.
-FRESHNESS: Schema = (
-    *FLEET[: [c for c, _ in FLEET].index("error")],
-    ("platform", "string"),
-    ("track", "string"),
-    ("version", "string"),
-    ("deployed_tag", "string"),
-    ("deployed_created", "datetime64[ns, UTC]"),
-    ("age_days", "float64"),
-    ("candidate_tag", "string"),
-    ("candidate_created", "datetime64[ns, UTC]"),
-    ("newest_tag", "string"),
-    ("newest_created", "datetime64[ns, UTC]"),
-    ("lag_days", "float64"),
-    ("newer_versions", "Int64"),
-    ("tag_digest", "string"),
-    ("tag_moved", "boolean"),
-    ("repush", "boolean"),
-    ("status", "category"),
-    ("reason", "string"),
-)
 
 _YAML_SUFFIXES = (".yaml", ".yml", ".json")
 _FILE_SUFFIXES = (*_YAML_SUFFIXES, ".txt", ".list", ".lst")

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from regdata.analysis.versions import sort_tags
-from regdata.frames import Schema, make_frame
+from regdata.frames import DIFF, DIFF_CHANGES, make_frame
 
 __all__ = ["DIFF", "DIFF_CHANGES", "diff_snapshots", "load_snapshot", "save_snapshot"]
 
@@ -37,24 +37,6 @@ _PARQUET_MAGIC = b"PAR1"
 _META_KEY = b"regdata"
 # Written for missing values in CSV; an empty field stays an empty string.
 _NA = "\\N"
-
-DIFF_CHANGES = ("added", "removed", "moved")
-
-DIFF: Schema = (
-    ("registry", "string"),
-    ("repository", "string"),
-    ("tag", "string"),
-    ("platform", "string"),
-    ("os_version", "string"),
-    ("change", "category"),
-    ("old_digest", "string"),
-    ("new_digest", "string"),
-    ("old_manifest_digest", "string"),
-    ("new_manifest_digest", "string"),
-    ("old_created", "datetime64[ns, UTC]"),
-    ("new_created", "datetime64[ns, UTC]"),
-    ("rebuild", "bool"),
-)
 
 
 def _has_pyarrow() -> bool:
