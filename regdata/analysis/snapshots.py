@@ -29,6 +29,7 @@ import pandas as pd
 
 from regdata.analysis.versions import sort_tags
 from regdata.frames import DIFF, DIFF_CHANGES, make_frame
+from regdata.oci.manifest import TIME_OUT_OF_RANGE
 
 __all__ = ["DIFF", "DIFF_CHANGES", "diff_snapshots", "load_snapshot", "save_snapshot"]
 
@@ -195,9 +196,7 @@ def load_snapshot(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def _keyed(images: pd.DataFrame) -> dict[tuple[Any, ...], dict[Hashable, Any]]:
     """Platform image rows without error, by (registry, repository, tag, platform)."""
-    keep = images["platform"].notna()
-    if "error" in images:
-        keep &= images["error"].isna() | (images["error"].astype("string") == "")
+    keep = images["platform"].notna() & _read(images)
     if "kind" in images:
         keep &= images["kind"].astype("string").fillna("image") != "artifact"
     rows = images.loc[keep.fillna(False).astype(bool)]
@@ -210,10 +209,18 @@ def _keyed(images: pd.DataFrame) -> dict[tuple[Any, ...], dict[Hashable, Any]]:
     return keyed
 
 
+def _read(images: pd.DataFrame) -> pd.Series:
+    """Rows read: no error, or only a created time out of range (the rest of the row stands)."""
+    if "error" not in images:
+        return pd.Series(True, index=images.index)
+    error = images["error"].astype("string")
+    return (error.isna() | (error == "") | error.str.startswith(TIME_OUT_OF_RANGE)).fillna(True).astype(bool)
+
+
 def _failed_tags(images: pd.DataFrame) -> set[tuple[Any, ...]]:
     if "error" not in images:
         return set()
-    failed = images.loc[images["error"].notna() & (images["error"].astype("string") != "")]
+    failed = images.loc[~_read(images)]
     columns = (failed["registry"], failed["repository"], failed["tag"])
     return set(zip(*columns, strict=True))
 

@@ -32,6 +32,7 @@ __all__ = [
     "OCI_MANIFEST",
     "SCHEMA1",
     "SCHEMA1_SIGNED",
+    "TIME_OUT_OF_RANGE",
     "Descriptor",
     "ImageConfig",
     "ImageManifest",
@@ -111,6 +112,10 @@ def load_json(body: bytes | str, what: str, quote: bool = True) -> dict[str, Any
     return document
 
 
+# How a row's ``error`` starts when only its created time was lost: the rest of the row was read.
+TIME_OUT_OF_RANGE = "created time outside the years a frame holds (1677 to 2262)"
+
+
 def parse_time(value: Any) -> pd.Timestamp | None:
     """An RFC 3339 time as a UTC Timestamp, nanoseconds kept; None for absent or zero times.
 
@@ -151,7 +156,7 @@ def _read_time(value: Any) -> tuple[pd.Timestamp | None, str | None]:
         # A frame holds nanoseconds from 1677 to 2262: a time outside cannot be a created time.
         return stamp.as_unit("ns"), None
     except (OverflowError, ValueError):
-        return None, f"created time {value[:40]!r} is outside the years a frame holds (1677 to 2262)"
+        return None, f"{TIME_OUT_OF_RANGE}: {value[:40]!r}"
 
 
 @dataclass(frozen=True)
