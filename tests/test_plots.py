@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
@@ -151,3 +152,23 @@ def test_size_in_megabytes_and_log_scale_for_windows() -> None:
     ys = [y for line in nginx.get_lines() for y in line.get_ydata()]
     assert min(ys) > 1 and max(ys) < 100  # nginx alpine images are a few MB
     assert size_over_versions(hub_images("python")).get_yscale() == "log"
+
+
+def test_every_row_of_250_tags_is_labelled_with_its_own_tag(tmp_path: Path) -> None:
+    """A dot sits beside its own tag's name: each y tick's label is the tag plotted at that y."""
+    frame = images_250()
+    ax = tag_timeline(frame)
+    render(ax, tmp_path / "timeline.png")
+    label_at = {round(float(y)): label.get_text() for y, label in zip(ax.get_yticks(), ax.get_yticklabels(),
+                                                                       strict=True)}
+    points = [(float(x), round(float(y))) for c in ax.collections for x, y in c.get_offsets()]
+    assert {y for _, y in points} == set(label_at) and all(label_at.values())  # each row labelled
+    # Every dot: its date is the created time of the tag named at its row.
+    several = frame["repository"].nunique() > 1
+    truth = {(float(mdates.date2num(created.tz_localize(None))),
+              f"{repo.rsplit('/', 1)[-1]}:{tag}" if several else str(tag))
+             for repo, tag, created in zip(frame["repository"], frame["tag"], frame["created"], strict=True)
+             if pd.notna(created)}
+    wrong = [(label_at[y], x) for x, y in points if (x, label_at[y]) not in truth]
+    assert wrong == []
+    assert overlapping(ax) == []

@@ -147,6 +147,11 @@ def test_get_image_by_tag_digest_and_default(app: dict[str, object]) -> None:
     assert set(latest["tag"]) == {"latest"} and len(latest) == 2
     by_digest = reg.get_image(f"{app['repo']}@{pushed['index'].digest}")
     assert set(by_digest["manifest_digest"]) == set(latest["manifest_digest"])
+    # By digest there is no tag: NA, and the digest in the digest column, not the tag column.
+    assert by_digest["tag"].isna().all()
+    assert set(by_digest["digest"]) == {pushed["index"].digest}
+    one = reg.get_image(f"{app['repo']}@{pushed['docker'].digest}")
+    assert one["tag"].isna().all() and one["digest"].tolist() == [pushed["docker"].digest]
     assert reg.get_image(regdata.parse_reference(f"{app['repo']}:1.0"))["tag"].tolist() == ["1.0"]
     with pytest.raises(regdata.NotFound, match="MANIFEST_UNKNOWN"):
         reg.get_image(f"{app['repo']}:nope")
@@ -305,3 +310,23 @@ def test_progress_reports_every_task(app: dict[str, object]) -> None:
     assert calls[-1][1] >= df["tag"].nunique()
     quiet = registry_client(progress=True).get_image(f"{app['repo']}:1.0")  # a tqdm bar on stderr
     assert len(quiet) == 1
+
+
+def test_created_time_out_of_range_is_said_in_the_row(registry: RegistryServer, builder: Builder) -> None:
+    """A created time pandas cannot hold is NaT, and the row says so in ``error``, the rest kept."""
+    repo = "frames/times"
+    far = builder.push_image(repo, ImageSpec(created="2999-01-01T00:00:00Z", labels={"team": "x"}),
+                             tags=["far"])
+    builder.push_image(repo, ImageSpec(created="0001-01-02T00:00:00Z"), tags=["early"])
+    builder.push_image(repo, ImageSpec(created="0001-01-01T00:00:00Z"), tags=["zero"])  # Go's "not set"
+    builder.push_image(repo, ImageSpec(created="2024-01-01T00:00:00Z"), tags=["now"])
+    df = registry_client().get_repository(f"{registry.host}/{repo}").set_index("tag")
+    for tag, year in (("far", "2999"), ("early", "0001")):
+        row = df.loc[tag]
+        assert pd.isna(row["created"])
+        assert f"{year}-01-0" in row["error"] and "outside" in row["error"], row["error"]
+    kept = df.loc["far"]
+    assert kept["digest"] == far.digest and kept["platform"] == "linux/amd64" and kept["labels"] == {"team": "x"}
+    assert kept["size"] == sum(layer.size for layer in far.layers)
+    assert pd.isna(df.loc["zero", "created"]) and pd.isna(df.loc["zero", "error"])
+    assert pd.isna(df.loc["now", "error"]) and df.loc["now", "created"] == pd.Timestamp("2024-01-01T00:00:00Z")

@@ -217,3 +217,25 @@ def test_builders_write_what_the_parsers_read() -> None:
     assert isinstance(top, Index)
     assert [d.is_attestation for d in top.manifests] == [False, True]
     assert top.manifests[1].annotations["vnd.docker.reference.digest"] == img.digest
+
+
+def test_error_row_of_a_digest_reference_has_no_tag() -> None:
+    digest = "sha256:" + "ab" * 32
+    row = error_row(Reference("example.com", "team/app", None, digest), None, "boom")
+    assert row["tag"] is None and row["digest"] == digest and row["error"] == "boom"
+
+
+@pytest.mark.parametrize("created", ["2999-01-01T00:00:00Z", "0001-06-01T00:00:00Z", "1500-01-01T00:00:00Z"])
+def test_a_created_time_out_of_range_is_said(created: str) -> None:
+    content = image(created=created, labels={"a": "b"})
+    row = image_row(REF, "1.0", "sha256:t", content.media_type, "image", "sha256:t", parsed(content),
+                    config_of(content), None, labels_win=False)
+    assert row["created"] is None and row["labels"] == {"a": "b"} and row["platform"] == "linux/amd64"
+    assert created[:10] in row["error"] and "outside" in row["error"]
+
+
+def test_go_zero_time_is_absent_not_out_of_range() -> None:
+    content = image(created="0001-01-01T00:00:00Z")
+    row = image_row(REF, "1.0", "sha256:t", content.media_type, "image", "sha256:t", parsed(content),
+                    config_of(content), None, labels_win=False)
+    assert row["created"] is None and "error" not in row

@@ -186,3 +186,17 @@ def test_diff_of_real_snapshots_2018_and_2026() -> None:
     assert set(moved["tag"]) == {"latest"} and moved["rebuild"].all()
     assert set(diff.loc[diff["change"] == "added", "tag"]) == {"3", "latest"}
     assert "3.7" in set(diff.loc[diff["change"] == "removed", "tag"])
+
+
+def test_a_tag_whose_created_time_was_lost_is_still_compared() -> None:
+    """A created time out of range is said in ``error``, but the row was read: it moves, it is added."""
+    from regdata.oci.manifest import TIME_OUT_OF_RANGE
+
+    def frame(digest: str, tags: list[str]) -> pd.DataFrame:
+        return make_frame([{
+            "registry": "r", "repository": "a", "tag": tag, "platform": "linux/amd64", "kind": "image",
+            "digest": digest, "manifest_digest": digest, "error": f"{TIME_OUT_OF_RANGE}: '2999-01-01T00:00:00Z'",
+        } for tag in tags], IMAGES, IMAGE_CATEGORIES)
+
+    diff = diff_snapshots(frame("sha256:old", ["far"]), frame("sha256:new", ["far", "later"]))
+    assert dict(zip(diff["tag"], diff["change"], strict=True)) == {"far": "moved", "later": "added"}

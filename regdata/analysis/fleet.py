@@ -21,7 +21,7 @@ import yaml
 from regdata.analysis.freshness import DEFAULT_PLATFORM, as_now, days, usable_images
 from regdata.analysis.versions import Version, floating_tags, parse_version, versions_of
 from regdata.errors import InvalidReference
-from regdata.frames import Schema, make_frame
+from regdata.frames import FLEET, FRESHNESS, STATUSES, make_frame
 from regdata.oci.reference import parse_reference, parse_repository
 
 __all__ = [
@@ -37,47 +37,11 @@ __all__ = [
 
 FleetKind = Literal["list", "kubernetes", "compose"]
 
-FLEET: Schema = (
-    ("source", "string"),
-    ("workload", "string"),
-    ("container", "string"),
-    ("image", "string"),
-    ("reference", "string"),
-    ("registry", "string"),
-    ("repository", "string"),
-    ("tag", "string"),
-    ("digest", "string"),
-    ("error", "string"),
-    ("namespace", "string"),
-    ("role", "string"),
-)
 
-STATUSES = ("current", "behind", "unknown", "error")
 # How the report's tables and the plots list them (what needs a look first), and their colours.
 STATUS_ORDER = ("behind", "error", "unknown", "current")
 STATUS_COLOURS = {"current": "#2ca02c", "behind": "#d62728", "unknown": "#9e9e9e", "error": "#6a3d9a"}
 
-# A freshness row starts with the deployed reference as the fleet frame has it.
-FRESHNESS: Schema = (
-    *FLEET[: [c for c, _ in FLEET].index("error")],
-    ("platform", "string"),
-    ("track", "string"),
-    ("version", "string"),
-    ("deployed_tag", "string"),
-    ("deployed_created", "datetime64[ns, UTC]"),
-    ("age_days", "float64"),
-    ("candidate_tag", "string"),
-    ("candidate_created", "datetime64[ns, UTC]"),
-    ("newest_tag", "string"),
-    ("newest_created", "datetime64[ns, UTC]"),
-    ("lag_days", "float64"),
-    ("newer_versions", "Int64"),
-    ("tag_digest", "string"),
-    ("tag_moved", "boolean"),
-    ("repush", "boolean"),
-    ("status", "category"),
-    ("reason", "string"),
-)
 
 _YAML_SUFFIXES = (".yaml", ".yml", ".json")
 _FILE_SUFFIXES = (*_YAML_SUFFIXES, ".txt", ".list", ".lst")
@@ -321,7 +285,7 @@ def read_fleet(
 class _Image:
     """One platform image of a tag, as judged."""
 
-    tag: str
+    tag: str | None  # None: read by digest alone, no tag names it
     version: Version | None
     digest: str | None
     manifest_digest: str | None
@@ -350,7 +314,7 @@ class _Repo:
     @cached_property
     def _last(self) -> dict[str, _Image]:
         # Frames of several scans come oldest first: a tag's last row is its current image.
-        return {i.tag: i for i in self.images}
+        return {i.tag: i for i in self.images if i.tag is not None}
 
     @property
     def current(self) -> tuple[_Image, ...]:
@@ -405,7 +369,7 @@ def _judged(frame: pd.DataFrame, platform: str, names: Sequence[str] | None = No
         return None if pd.isna(value) else str(value)
 
     images = tuple(
-        _Image(str(tag), parsed[str(tag)], text(digest), text(manifest), pd.Timestamp(created))
+        _Image(text(tag), parsed[str(tag)], text(digest), text(manifest), pd.Timestamp(created))
         for tag, digest, manifest, created in zip(
             rows["tag"], rows["digest"], rows["manifest_digest"], rows["created"], strict=True
         )

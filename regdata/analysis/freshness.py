@@ -21,7 +21,17 @@ from typing import Any, Literal
 import pandas as pd
 
 from regdata.analysis.versions import Version, sort_tags, versions_of
-from regdata.frames import Schema, make_frame
+from regdata.frames import (
+    AGES,
+    CADENCE,
+    CADENCE_SUMMARY,
+    CHANGE_KINDS,
+    CHANGES,
+    NEWEST,
+    NOT_RUNNABLE,
+    SHARED,
+    make_frame,
+)
 
 __all__ = [
     "AGES",
@@ -44,81 +54,6 @@ __all__ = [
 
 DEFAULT_PLATFORM = "linux/amd64"
 _DAY = pd.Timedelta(days=1)
-_TIME = "datetime64[ns, UTC]"
-
-NEWEST: Schema = (
-    ("registry", "string"),
-    ("repository", "string"),
-    ("track", "string"),
-    ("platform", "string"),
-    ("tag", "string"),
-    ("version", "string"),
-    ("digest", "string"),
-    ("manifest_digest", "string"),
-    ("created", _TIME),
-    ("size", "Int64"),
-    ("candidates", "Int64"),
-)
-
-CADENCE: Schema = (
-    ("registry", "string"),
-    ("repository", "string"),
-    ("track", "string"),
-    ("platform", "string"),
-    ("created", _TIME),
-    ("previous", _TIME),
-    ("interval_days", "float64"),
-    ("tags", "string"),
-)
-
-CADENCE_SUMMARY: Schema = (
-    ("registry", "string"),
-    ("repository", "string"),
-    ("track", "string"),
-    ("platform", "string"),
-    ("images", "Int64"),
-    ("first", _TIME),
-    ("last", _TIME),
-    ("mean_days", "float64"),
-    ("median_days", "float64"),
-    ("min_days", "float64"),
-    ("max_days", "float64"),
-)
-
-SHARED: Schema = (
-    ("registry", "string"),
-    ("repository", "string"),
-    ("digest", "string"),
-    ("n_tags", "Int64"),
-    ("tags", "object"),
-    ("most_specific", "string"),
-    ("platforms", "Int64"),
-    ("created", _TIME),
-)
-
-AGES: Schema = (
-    ("registry", "string"),
-    ("repository", "string"),
-    ("tag", "string"),
-    ("platform", "string"),
-    ("track", "string"),
-    ("version", "string"),
-    ("created", _TIME),
-    ("age_days", "float64"),
-)
-
-CHANGE_KINDS = ("first", "unchanged", "rebuild", "repush", "revert", "unknown")
-
-CHANGES: Schema = (
-    ("image", "string"),
-    ("tag", "string"),
-    ("seen_at", _TIME),
-    ("index_digest", "string"),
-    ("newest_created", _TIME),
-    ("previous_digest", "string"),
-    ("previous_created", _TIME),
-    ("change", "category"),
-)
 
 
 def to_utc(values: Any) -> pd.Series:
@@ -145,7 +80,10 @@ def days(delta: Any) -> float | None:
 
 
 def usable_images(images: pd.DataFrame, platform: str | None = None) -> pd.DataFrame:
-    """The rows freshness can be judged on: no error, not an artifact, with a created time.
+    """The rows freshness can be judged on: no error, with a created time, and an image to run.
+
+    Artifacts, and cosign's signatures, attestations and SBOMs (:data:`regdata.frames.NOT_RUNNABLE`),
+    are about other images: never versions or candidates.
 
     With ``platform`` (``linux/amd64``, ``linux/arm/v7``), only that platform's rows.
     """
@@ -154,7 +92,7 @@ def usable_images(images: pd.DataFrame, platform: str | None = None) -> pd.DataF
         error = images["error"]
         keep &= error.isna() | (error.astype("string") == "")
     if "kind" in images:
-        keep &= images["kind"].astype("string").fillna("image") != "artifact"
+        keep &= ~images["kind"].astype("string").fillna("image").isin(NOT_RUNNABLE)
     if platform is not None:
         keep &= images["platform"].astype("string") == platform
     return images.loc[keep.fillna(False).astype(bool)]

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, Locator, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, Locator, NullLocator
 
 from regdata.analysis.fleet import STATUS_COLOURS, STATUS_ORDER
 from regdata.analysis.freshness import DEFAULT_PLATFORM, release_cadence, usable_images
@@ -38,6 +38,8 @@ _TICK_FONT = 7.5
 # Room a tick label needs along its axis, in multiples of its font size.
 _LABEL_PITCH = 1.4
 _MAX_LEGEND = 12
+# The tallest tag timeline regdata draws (inches): its every row labelled up to about 750 tags.
+_TIMELINE_HIGH = 120.0
 
 
 def _axes(ax: Axes | None, width: float, height: float) -> Axes:
@@ -174,7 +176,9 @@ def tag_timeline(images: pd.DataFrame, ax: Axes | None = None, *, platform: str 
     """
     rows = usable_images(images, platform)
     pairs, labels = _tag_labels(rows) if len(rows) else ([], [])
-    ax = _axes(ax, 10.0, _height_for(len(pairs)))
+    # Every row gets its own label, so the figure grows with the tags: a thinned axis left
+    # unlabelled dots beside a neighbour's name, and readers took the neighbour's date.
+    ax = _axes(ax, 10.0, _height_for(len(pairs), per_row=0.155, high=_TIMELINE_HIGH))
     _title(ax, f"Image created time per tag{_title_repo(images)}")
     ax.set_xlabel("created (UTC)")
     ax.set_ylabel("tag (version order)")
@@ -195,6 +199,9 @@ def tag_timeline(images: pd.DataFrame, ax: Axes | None = None, *, platform: str 
     ax.set_axisbelow(True)
     _date_axis(ax, "created", rows["created"])
     _fit_ticks(ax, "y", list(range(len(pairs))), labels)
+    # Past what even a tall figure (or a caller's axes) can label, a tick mark on every row
+    # shows that an unlabelled dot is a row of its own, not the labelled one beside it.
+    ax.yaxis.set_minor_locator(FixedLocator(list(range(len(pairs)))))
     _legend(ax, title="platform", title_fontsize="small")
     return ax
 

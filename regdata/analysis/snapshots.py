@@ -28,7 +28,8 @@ from typing import Any
 import pandas as pd
 
 from regdata.analysis.versions import sort_tags
-from regdata.frames import Schema, make_frame
+from regdata.frames import DIFF, DIFF_CHANGES, make_frame
+from regdata.oci.manifest import TIME_OUT_OF_RANGE
 
 __all__ = ["DIFF", "DIFF_CHANGES", "diff_snapshots", "load_snapshot", "save_snapshot"]
 
@@ -37,24 +38,6 @@ _PARQUET_MAGIC = b"PAR1"
 _META_KEY = b"regdata"
 # Written for missing values in CSV; an empty field stays an empty string.
 _NA = "\\N"
-
-DIFF_CHANGES = ("added", "removed", "moved")
-
-DIFF: Schema = (
-    ("registry", "string"),
-    ("repository", "string"),
-    ("tag", "string"),
-    ("platform", "string"),
-    ("os_version", "string"),
-    ("change", "category"),
-    ("old_digest", "string"),
-    ("new_digest", "string"),
-    ("old_manifest_digest", "string"),
-    ("new_manifest_digest", "string"),
-    ("old_created", "datetime64[ns, UTC]"),
-    ("new_created", "datetime64[ns, UTC]"),
-    ("rebuild", "bool"),
-)
 
 
 def _has_pyarrow() -> bool:
@@ -213,9 +196,7 @@ def load_snapshot(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def _keyed(images: pd.DataFrame) -> dict[tuple[Any, ...], dict[Hashable, Any]]:
     """Platform image rows without error, by (registry, repository, tag, platform)."""
-    keep = images["platform"].notna()
-    if "error" in images:
-        keep &= images["error"].isna() | (images["error"].astype("string") == "")
+    keep = images["platform"].notna() & _read(images)
     if "kind" in images:
         keep &= images["kind"].astype("string").fillna("image") != "artifact"
     rows = images.loc[keep.fillna(False).astype(bool)]
@@ -228,10 +209,18 @@ def _keyed(images: pd.DataFrame) -> dict[tuple[Any, ...], dict[Hashable, Any]]:
     return keyed
 
 
+def _read(images: pd.DataFrame) -> pd.Series:
+    """Rows read: no error, or only a created time out of range (the rest of the row stands)."""
+    if "error" not in images:
+        return pd.Series(True, index=images.index)
+    error = images["error"].astype("string")
+    return (error.isna() | (error == "") | error.str.startswith(TIME_OUT_OF_RANGE)).fillna(True).astype(bool)
+
+
 def _failed_tags(images: pd.DataFrame) -> set[tuple[Any, ...]]:
     if "error" not in images:
         return set()
-    failed = images.loc[images["error"].notna() & (images["error"].astype("string") != "")]
+    failed = images.loc[~_read(images)]
     columns = (failed["registry"], failed["repository"], failed["tag"])
     return set(zip(*columns, strict=True))
 

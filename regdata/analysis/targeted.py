@@ -38,7 +38,7 @@ from regdata.analysis.fleet import Within, in_line, line_of
 from regdata.analysis.versions import Version, parse_version, versions_of
 from regdata.client.context import Context
 from regdata.errors import Cancelled, QuotaExhausted, RegdataError, TooManyRequests, TransportError
-from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
+from regdata.frames import IMAGE_CATEGORIES, IMAGES, NOT_RUNNABLE, make_frame
 from regdata.oci.manifest import Platform
 from regdata.oci.reference import Reference, Repository
 
@@ -98,7 +98,7 @@ def _refusal(exc: BaseException | None, error: str | None) -> str | None:
 
 def _usable(row: Mapping[str, Any], platform: str) -> bool:
     return (row.get("platform") == platform and row.get("error") is None and row.get("created") is not None
-            and row.get("kind") != "artifact")
+            and row.get("kind") not in NOT_RUNNABLE)
 
 
 class _Reader:
@@ -152,7 +152,9 @@ class _Reader:
             return
         got: dict[str, list[dict[str, Any]]] = {}
         for row in self.registry._read(repo, list(batch.values()), self.filter, self.ctx):
-            got.setdefault(str(row.get("tag")), []).append(row)
+            # A read by digest has no tag (NA): its rows are found by the digest it asked for.
+            found = row["tag"] if row.get("tag") is not None else row.get("digest")
+            got.setdefault(str(found), []).append(row)
         results: dict[str, str | list[dict[str, Any]]] = {}
         for key, ref in batch.items():
             group = got.get(ref.tag or ref.digest or "", [])
@@ -242,7 +244,7 @@ def read_targeted(
 
 def _renamed(rows: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     """Another name's rows for the same digest, as this name's (a pinned digest keeps its own)."""
-    return [dict(row, tag=name) for row in rows]
+    return [dict(row, tag=None if ":" in name else name) for row in rows]
 
 
 def _holds(reads: RepoReads, names: list[str], digest: str) -> bool:

@@ -47,7 +47,7 @@ from typing import Any
 
 import pandas as pd
 
-from regdata.frames import Schema, make_frame
+from regdata.frames import VERSIONS, make_frame
 
 __all__ = [
     "VERSIONS",
@@ -87,18 +87,6 @@ _DATED = re.compile(
     r"(?:-(?P<suffix>.+))?\Z"
 )
 _REVISION = re.compile(r"(?:^|-)r(?P<n>\d+)\Z")
-
-VERSIONS: Schema = (
-    ("tag", "string"),
-    ("is_version", "bool"),
-    ("track", "string"),
-    ("version", "string"),
-    ("release", "string"),
-    ("precision", "Int64"),
-    ("prerelease", "string"),
-    ("build", "Int64"),
-    ("floating", "bool"),
-)
 
 
 @dataclass(frozen=True)

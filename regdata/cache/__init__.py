@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from regdata.cache.backends.base import Backend, BackendUnavailable
 from regdata.cache.keys import make_key
 from regdata.cache.lru import LRU
+from regdata.oci.digest import is_verifiable
 from regdata.oci.manifest import ACCEPT_ALL, decode_json
 from regdata.oci.reference import api_host
 
@@ -68,8 +68,6 @@ MAX_CLOCK_SKEW = 300.0
 _MANIFEST = b"M1\n"
 # The Accept list we send decides the manifest we get: a new list names new keys.
 _ACCEPT_KEY = "a1-" + hashlib.sha256(", ".join(ACCEPT_ALL).encode()).hexdigest()[:12]
-# The two digest algorithms regdata verifies.
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 
 
 @dataclass(frozen=True)
@@ -373,4 +371,4 @@ def _is_tag_list(value: Any) -> bool:
 
 
 def _is_digest(value: Any) -> bool:
-    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
+    return isinstance(value, str) and is_verifiable(value)

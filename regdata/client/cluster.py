@@ -85,9 +85,9 @@ from regdata.client.scan import GRACE_SECONDS, TIMED_OUT
 from regdata.credentials import Credential, Credentials
 from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
 from regdata.oci.reference import api_host
-from regdata.transport.base import Request, Response, Transport
+from regdata.transport.base import Request, Response, Transport, host_key
 from regdata.transport.limits import DEFAULT_CONCURRENCY, LimitTransport
-from regdata.transport.log import LogTransport, host_of
+from regdata.transport.log import LogTransport
 from regdata.transport.retry import RetryTransport, SystemClock, parse_retry_after
 
 try:
@@ -207,7 +207,7 @@ class ClusterGate:
 
     def send(self, request: Request) -> Response:
         """Send through the host's brake; a 429 sets it for everyone."""
-        brake = self.brake(host_of(request.url))
+        brake = self.brake(host_key(request.url))
         brake.enter(request.context)
         try:
             response = self.inner.send(request)
@@ -220,7 +220,7 @@ class ClusterGate:
 
 
 def brake_name(host: str) -> str:
-    """The cluster-wide variable of a host's brake (``host:port`` as in URLs)."""
+    """The cluster-wide variable of a host's brake (keyed by :func:`~regdata.transport.base.host_key`)."""
     return f"regdata-brake-{host}"
 
 
@@ -452,7 +452,7 @@ def read_on_cluster(
 def api_host_of(reg: Reader, host: str) -> str:
     """The host that requests for ``host`` go to, as URLs name it (the brake's key)."""
     factory: Any = reg.factory
-    return str(factory.mirrors.get(host) or api_host(host)).lower()
+    return host_key(str(factory.mirrors.get(host) or api_host(host)))
 
 
 def _unbraked(distributed: Any, client: Any, host: str) -> None:

@@ -300,7 +300,7 @@ class Registry:
         """Every tag's digest, size and created time from the one ``tags/list`` answer (one request).
 
         GCR and Artifact Registry send a ``manifest`` map with it; columns as in
-        :data:`regdata.client.tag_details.TAG_DETAILS`, newest first.  Other registries
+        :data:`regdata.frames.TAG_DETAILS`, newest first.  Other registries
         send no map: each tag is then a row with its name alone (read them with
         :meth:`get_repository`).
         """

@@ -52,7 +52,7 @@ from regdata.oci.reference import (
     is_loopback_host,
 )
 from regdata.transport import HTTPTransport, Request, Response, RetryPolicy, Timeouts, Transport
-from regdata.transport.base import join_url
+from regdata.transport.base import host_key, join_url
 from regdata.transport.chain import base_stack, for_host
 from regdata.transport.limits import Limiters, Limits
 from regdata.transport.proxy import Proxies
@@ -292,7 +292,7 @@ class Remote:
         ctx: Context, cache_state: str = "none", pages: list[dict[str, Any]] | None = None,
     ) -> list[str]:
         url = self.url(path, ctx)
-        origin = urlsplit(url).netloc
+        origin = host_key(url)
         seen: set[str] = set()
         items: list[str] = []
         while True:
@@ -315,7 +315,7 @@ class Remote:
                 # A name a registry lists twice (pages that overlap) is one tag: one set of rows.
                 return list(dict.fromkeys(items))
             url = join_url(url, match.group(1))
-            if urlsplit(url).netloc != origin:
+            if host_key(url) != origin:
                 raise MalformedContent(f"{kind} pagination points to another host")
             if url in seen:
                 raise MalformedContent(f"{kind} pagination loops back to a page already read")

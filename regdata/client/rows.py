@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from regdata.errors import MalformedContent
+from regdata.oci.digest import cosign_subject
 from regdata.oci.manifest import (
     Descriptor,
     ImageConfig,
@@ -43,19 +44,24 @@ def created_of(config: ImageConfig, labels_win: bool) -> tuple[pd.Timestamp | No
     return None, None
 
 
-def _base(ref: Reference, tag: str, digest: str | None, media_type: str | None) -> dict[str, Any]:
-    return {
+def _base(ref: Reference, tag: str | None, digest: str | None, media_type: str | None) -> dict[str, Any]:
+    # A reference by digest names no tag: ``tag`` stays NA and the digest goes where digests go.
+    row: dict[str, Any] = {
         "registry": ref.registry,
         "repository": ref.repository,
         "tag": tag,
-        "digest": digest,
+        "digest": digest if digest is not None else ref.digest,
         "media_type": media_type,
     }
+    cosign = cosign_subject(tag)
+    if cosign is not None:  # known from the tag alone, so an error row has it too
+        row["subject"] = cosign[1]
+    return row
 
 
 def error_row(
     ref: Reference,
-    tag: str,
+    tag: str | None,
     error: str,
     *,
     digest: str | None = None,
@@ -77,7 +83,7 @@ def error_row(
 
 def image_row(
     ref: Reference,
-    tag: str,
+    tag: str | None,
     top_digest: str,
     top_media_type: str,
     kind: str,
@@ -89,8 +95,11 @@ def image_row(
 ) -> dict[str, Any]:
     """The row of one image (or artifact) manifest, from a tag or from an index entry."""
     row = _base(ref, tag, top_digest, top_media_type)
+    cosign = cosign_subject(tag)
+    # cosign pushes its signatures as images (a config, a layer): the tag says what they are.
+    shown = cosign[0] if cosign is not None and kind in ("image", "artifact") else kind
     row.update(
-        kind=kind,
+        kind=shown,
         manifest_digest=manifest_digest,
         config_digest=manifest.config.digest,
         size=manifest.size,
@@ -114,11 +123,18 @@ def image_row(
     if config is not None:
         created, source = created_of(config, labels_win)
         row.update(created=created, created_source=source, labels=dict(config.labels))
+        _say_lost_time(row, config)
     return row
 
 
+def _say_lost_time(row: dict[str, Any], config: ImageConfig) -> None:
+    # A created time a frame cannot hold (year 2999) is NaT; the row says why, and keeps the rest.
+    if row.get("created") is None and config.created_problem is not None:
+        row["error"] = config.created_problem
+
+
 def schema1_row(
-    ref: Reference, tag: str, digest: str, manifest: Schema1Manifest, labels_win: bool
+    ref: Reference, tag: str | None, digest: str, manifest: Schema1Manifest, labels_win: bool
 ) -> dict[str, Any]:
     """The row of a schema1 manifest, its metadata read from ``v1Compatibility``."""
     config = manifest.config()
@@ -137,11 +153,12 @@ def schema1_row(
         layers=len(manifest.layers),
         labels=dict(config.labels),
     )
+    _say_lost_time(row, config)
     return row
 
 
 def history_rows(
-    ref: Reference, tag: str, platform: str | None, config: ImageConfig
+    ref: Reference, tag: str | None, platform: str | None, config: ImageConfig
 ) -> list[dict[str, Any]]:
     """One row per history entry of an image config."""
     return [

@@ -221,7 +221,7 @@ class _Scan:
 
     def tag_task(self, index: int, ref: Reference, local: bool = False) -> list[_Task]:
         """Fetch a tag's top manifest; return the platform tasks it fans out into."""
-        tag = ref.tag or ref.digest or ""
+        tag = ref.tag
         key = (index, 0)
         try:
             self.ctx.check()
@@ -257,7 +257,7 @@ class _Scan:
         return []
 
     def _platform_task(
-        self, key: Key, ref: Reference, tag: str, top: FetchedManifest, descriptor: Descriptor
+        self, key: Key, ref: Reference, tag: str | None, top: FetchedManifest, descriptor: Descriptor
     ) -> _Task:
         def failed(reason: str) -> dict[str, Any]:
             return error_row(
@@ -278,7 +278,7 @@ class _Scan:
 
         return _Task(key, run, failed)
 
-    def _single(self, key: Key, ref: Reference, tag: str, top: FetchedManifest, local: bool) -> None:
+    def _single(self, key: Key, ref: Reference, tag: str | None, top: FetchedManifest, local: bool) -> None:
         manifest = top.manifest
         try:
             if isinstance(manifest, Schema1Manifest):
@@ -296,7 +296,7 @@ class _Scan:
                                         exc))
 
     def _image(
-        self, key: Key, ref: Reference, tag: str, top: FetchedManifest, child: FetchedManifest,
+        self, key: Key, ref: Reference, tag: str | None, top: FetchedManifest, child: FetchedManifest,
         descriptor: Descriptor | None, kind: str, local: bool,
     ) -> None:
         manifest = child.manifest
@@ -333,7 +333,7 @@ class _Scan:
         return self.options.keeps(Platform(row["os"], row["architecture"], row.get("variant")))
 
     def _attestation_row(
-        self, ref: Reference, tag: str, top: FetchedManifest, descriptor: Descriptor
+        self, ref: Reference, tag: str | None, top: FetchedManifest, descriptor: Descriptor
     ) -> dict[str, Any]:
         row = error_row(ref, tag, "", digest=top.digest, media_type=top.media_type, kind="artifact",
                         manifest_digest=descriptor.digest)
@@ -470,7 +470,7 @@ def scan(
 
     try:
         for index, ref in enumerate(refs):
-            tag = ref.tag or ref.digest or ""
+            tag = ref.tag
             submit(_Task((index, 0), partial(job.tag_task, index, ref), partial(_unfinished_tag, ref, tag)))
         if options.progress is not None and finished:
             options.progress(finished, total)
@@ -526,5 +526,5 @@ def _past(ctx: Context, now: float) -> bool:
     return ctx.deadline is not None and now >= ctx.deadline
 
 
-def _unfinished_tag(ref: Reference, tag: str, reason: str) -> dict[str, Any]:
+def _unfinished_tag(ref: Reference, tag: str | None, reason: str) -> dict[str, Any]:
     return error_row(ref, tag, reason)

@@ -24,22 +24,10 @@ from typing import Any
 import pandas as pd
 
 from regdata.errors import printable
-from regdata.frames import Schema
+from regdata.frames import TAG_DETAILS
 from regdata.oci.manifest import is_digest
 
 __all__ = ["TAG_DETAILS", "tag_details_rows"]
-
-TAG_DETAILS: Schema = (
-    ("registry", "string"),
-    ("repository", "string"),
-    ("tag", "string"),  # NA for a digest no tag points to
-    ("digest", "string"),  # NA when the registry gives no manifest map
-    ("media_type", "string"),
-    ("size", "Int64"),  # imageSizeBytes: what the registry says the image weighs
-    ("created", "datetime64[ns, UTC]"),  # timeCreatedMs; NaT for 0 (unknown)
-    ("uploaded", "datetime64[ns, UTC]"),  # timeUploadedMs
-    ("error", "string"),
-)
 
 
 def _number(value: object) -> int | None:

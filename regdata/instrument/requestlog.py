@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from regdata.frames import REQUEST_CATEGORIES, REQUESTS, Schema, make_frame
+from regdata.frames import LIMITER_EVENTS, REQUEST_CATEGORIES, REQUEST_LOG, REQUESTS, make_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,20 +47,6 @@ _SEED_KIND = {"tags": KIND_TAGS, "manifest": KIND_METADATA, "manifest_head": KIN
 DEFAULT_CAPACITY = 100_000
 # Limiter decisions come at most one per window of requests: a far smaller ring holds hours of them.
 DEFAULT_EVENT_CAPACITY = 10_000
-
-# frames.REQUESTS plus the host's concurrency limit when the request was sent.
-REQUEST_LOG: Schema = (*REQUESTS, ("concurrency", "Int64"))
-
-LIMITER_EVENTS: Schema = (
-    ("at", "datetime64[ns, UTC]"),
-    ("host", "string"),
-    ("event", "string"),  # start, grow, halve, hold, floor
-    ("concurrency_before", "Int64"),
-    ("concurrency", "Int64"),
-    ("latency_s", "float64"),  # the window's median latency that decided it
-    ("baseline_s", "float64"),  # the lowest window median seen at this host
-    ("reason", "string"),
-)
 
 
 @dataclass(frozen=True)

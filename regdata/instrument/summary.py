@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from regdata.frames import REQUEST_KINDS, Schema, make_frame
+from regdata.frames import REQUEST_KINDS, SUMMARY, make_frame
 from regdata.instrument.requestlog import KIND_METADATA, KIND_TAGS, seed_kind
 
 if TYPE_CHECKING:
@@ -28,19 +28,6 @@ __all__ = ["SEED_KINDS", "SUMMARY", "plot_timeline", "summarize"]
 
 # Flux v1's request kinds, plus one for what it did not count (tokens, pings, catalog).
 SEED_KINDS = (KIND_TAGS, KIND_METADATA, "other")
-
-SUMMARY: Schema = (
-    ("host", "string"),
-    ("kind", "category"),
-    ("requests", "Int64"),  # HTTP requests sent, every attempt counted
-    ("retries", "Int64"),  # of which attempts after the first
-    ("errors", "Int64"),  # of which with no answer or an error status
-    ("cache_hits", "Int64"),  # answers served from the cache instead
-    ("time_s", "float64"),  # summed duration of the HTTP requests
-    ("mean_s", "float64"),
-    ("wall_s", "float64"),  # first start to last end: what the user waited
-    ("bytes", "Int64"),  # body bytes received over HTTP
-)
 
 
 def summarize(requests: pd.DataFrame, seed: bool = False) -> pd.DataFrame:

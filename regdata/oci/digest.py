@@ -11,13 +11,39 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 
 from regdata.errors import DigestMismatch, MalformedContent
-from regdata.oci.manifest import decode_json
+from regdata.oci.jsontext import decode_json
 
-__all__ = ["compute", "schema1_payload", "verify"]
+__all__ = [
+    "DIGEST", "HEX_LENGTH", "compute", "cosign_subject", "is_digest", "is_verifiable",
+    "schema1_payload", "verify",
+]
 
 _ALGORITHMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
+
+# The one digest pattern in regdata: the OCI image spec's grammar, ``algorithm ":" encoded``.
+# What some callers add (a registered algorithm's length, lower-case hex) is a function
+# below, not another pattern, so every digest is read by the same rule.
+DIGEST = re.compile(r"(?P<algorithm>[a-z0-9]+(?:[+._-][a-z0-9]+)*):(?P<encoded>[a-zA-Z0-9=_-]+)")
+# Lengths the OCI image spec fixes for its registered algorithms: the ones regdata verifies.
+HEX_LENGTH = {"sha256": 64, "sha512": 128}
+_LOWER_HEX = frozenset("0123456789abcdef")
+
+
+def is_digest(text: str) -> bool:
+    """Whether ``text`` is a digest by the OCI grammar (``algorithm:encoded``)."""
+    return DIGEST.fullmatch(text) is not None
+
+
+def is_verifiable(text: str) -> bool:
+    """Whether ``text`` is a digest regdata can verify: sha256 or sha512, lower-case hex, full length."""
+    match = DIGEST.fullmatch(text)
+    if match is None:
+        return False
+    encoded = match["encoded"]
+    return len(encoded) == HEX_LENGTH.get(match["algorithm"]) and _LOWER_HEX.issuperset(encoded)
 
 
 def compute(data: bytes, algorithm: str = "sha256") -> str:
@@ -51,6 +77,23 @@ def schema1_payload(body: bytes) -> bytes:
     if not 0 <= length <= len(body):
         raise MalformedContent("schema1 manifest signature has a bad formatLength")
     return body[:length] + tail
+
+
+# cosign's tag scheme: the artifacts about image ``sha256:<hex>`` are tagged ``sha256-<hex>.<suffix>``.
+COSIGN_KINDS = {"sig": "signature", "att": "attestation", "sbom": "sbom"}
+
+
+def cosign_subject(tag: str | None) -> tuple[str, str] | None:
+    """``(kind, subject digest)`` of a tag in cosign's scheme (``sha256-<hex>.sig``), else None."""
+    if not tag:
+        return None
+    stem, _, suffix = tag.rpartition(".")
+    algorithm, dash, encoded = stem.partition("-")
+    kind = COSIGN_KINDS.get(suffix)
+    subject = f"{algorithm}:{encoded}"
+    if kind is None or not dash or not is_verifiable(subject):
+        return None
+    return kind, subject
 
 
 def verify(data: bytes, expected: str, what: str) -> str:

@@ -7,14 +7,14 @@ type is :class:`~regdata.errors.MalformedContent` naming the field.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from regdata.errors import MalformedContent, UnsupportedMediaType
+from regdata.oci.digest import is_digest
+from regdata.oci.jsontext import decode_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,6 +32,7 @@ __all__ = [
     "OCI_MANIFEST",
     "SCHEMA1",
     "SCHEMA1_SIGNED",
+    "TIME_OUT_OF_RANGE",
     "Descriptor",
     "ImageConfig",
     "ImageManifest",
@@ -44,6 +45,7 @@ __all__ = [
     "parse_config",
     "parse_manifest",
     "parse_time",
+    "time_out_of_range",
 ]
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -90,41 +92,7 @@ def _str_map(value: Any, where: str) -> dict[str, str]:
     return {str(k): str(v) if not isinstance(v, str) else v for k, v in value.items()}
 
 
-# A \uD800-\uDFFF escape: half of a surrogate pair, or a lone one no text can hold.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-# The OCI digest grammar: algorithm ":" encoded.
-_DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+\Z")
 _INT64_MAX = 2**63 - 1
-
-
-def is_digest(text: str) -> bool:
-    """Whether ``text`` is a digest by the OCI grammar (``algorithm:encoded``)."""
-    return _DIGEST.match(text) is not None
-
-
-def decode_json(data: bytes | str) -> Any:
-    """Decode untrusted JSON; ValueError for anything that is not JSON text regdata can hold.
-
-    Past ``json.loads``'s own errors, that is nesting too deep for the
-    decoder (a RecursionError otherwise) and a lone surrogate escape
-    (``"\\ud800"``), which no Unicode text can hold: it would fail later,
-    wherever the string is encoded (a frame, a URL, a log line).
-    """
-    try:
-        document = json.loads(data)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-    if isinstance(data, str):
-        text = data
-    else:
-        encoding = json.detect_encoding(data)  # what json.loads decoded it with
-        text = data.decode(encoding, "replace") if encoding != "utf-8" or b"\\u" in data else ""
-    if _SURROGATE_ESCAPE.search(text):
-        try:
-            json.dumps(document, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("JSON text holds a lone surrogate escape") from None
-    return document
 
 
 def load_json(body: bytes | str, what: str, quote: bool = True) -> dict[str, Any]:
@@ -144,27 +112,51 @@ def load_json(body: bytes | str, what: str, quote: bool = True) -> dict[str, Any
     return document
 
 
+# How a row's ``error`` starts when only its created time was lost: the rest of the row was read.
+TIME_OUT_OF_RANGE = "created time outside the years a frame holds (1677 to 2262)"
+
+
 def parse_time(value: Any) -> pd.Timestamp | None:
-    """An RFC 3339 time as a UTC Timestamp, nanoseconds kept; None for absent or zero times."""
+    """An RFC 3339 time as a UTC Timestamp, nanoseconds kept; None for absent or zero times.
+
+    A time outside what a frame holds (1677 to 2262) is None too: :func:`time_out_of_range`
+    says when that happened, so the row can say so.
+    """
+    return _read_time(value)[0]
+
+
+def time_out_of_range(value: Any) -> str | None:
+    """Why a time :func:`parse_time` reads as None was dropped, when it was a real time out of range.
+
+    None for an absent time, Go's zero time (``0001-01-01T00:00:00Z``, what Go
+    writes for "not set") or a time in range.
+    """
+    try:
+        return _read_time(value)[1]
+    except MalformedContent:
+        return None
+
+
+def _read_time(value: Any) -> tuple[pd.Timestamp | None, str | None]:
     import pandas as pd
     if value is None or value == "":
-        return None
+        return None, None
     if not isinstance(value, str):
         raise MalformedContent(f"time is not a string: {type(value).__name__}")
     if value.startswith(_ZERO_TIME_PREFIX):
-        return None
+        return None, None
     try:
         stamp = pd.Timestamp(value)
     except (ValueError, OverflowError):
         raise MalformedContent(f"unreadable time {value[:40]!r}") from None
     if pd.isna(stamp):
-        return None
+        return None, None
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     try:
-        # A frame holds nanoseconds from 1677 to 2262; a time outside is as good as absent.
-        return stamp.as_unit("ns")
+        # A frame holds nanoseconds from 1677 to 2262: a time outside cannot be a created time.
+        return stamp.as_unit("ns"), None
     except (OverflowError, ValueError):
-        return None
+        return None, f"{TIME_OUT_OF_RANGE}: {value[:40]!r}"
 
 
 @dataclass(frozen=True)
@@ -303,8 +295,10 @@ class Schema1Manifest:
         os_name = top.get("os") if isinstance(top.get("os"), str) else "linux"
         config_section = top.get("config")
         labels = config_section.get("Labels") if isinstance(config_section, dict) else None
+        created, created_problem = _read_time(top.get("created"))
         return ImageConfig(
-            created=parse_time(top.get("created")),
+            created=created,
+            created_problem=created_problem,
             os=os_name,
             architecture=(top.get("architecture") if isinstance(top.get("architecture"), str) else None)
             or self.architecture,
@@ -435,6 +429,8 @@ class ImageConfig:
     labels: dict[str, str]
     raw_history: tuple[Any, ...] = field(default=(), repr=False, compare=False)
     schema1: bool = field(default=False, repr=False, compare=False)
+    # Why ``created`` is None though the config has a time: it lies outside a frame's range.
+    created_problem: str | None = None
 
     @cached_property
     def history(self) -> tuple[HistoryEntry, ...]:
@@ -461,8 +457,10 @@ def parse_config(body: bytes) -> ImageConfig:
     """Parse an image config blob (Docker or OCI); its history is parsed when first read."""
     doc = load_json(body, "image config")
     section = _optional(doc, "config", dict, "config") or {}
+    created, created_problem = _read_time(doc.get("created"))
     return ImageConfig(
-        created=parse_time(doc.get("created")),
+        created=created,
+        created_problem=created_problem,
         os=_optional(doc, "os", str, "config"),
         architecture=_optional(doc, "architecture", str, "config"),
         variant=_optional(doc, "variant", str, "config") or None,

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 
 from regdata.errors import InvalidReference
+from regdata.oci.digest import DIGEST, HEX_LENGTH, is_verifiable
 
 __all__ = [
     "DOCKER_HUB",
@@ -53,10 +54,6 @@ _HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})"
 _DOMAIN = re.compile(rf"{_HOST}(?::[0-9]+)?\Z")
 # ASCII, as Go's \w in Docker's grammar: Python's \w takes any letter or digit of Unicode.
 _TAG = re.compile(r"[\w][\w.-]{0,127}\Z", re.ASCII)
-_DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}\Z")
-_HEX64 = re.compile(r"[a-f0-9]{64}\Z")
-# Lengths the OCI image spec fixes for its registered algorithms.
-_DIGEST_HEX_LENGTH = {"sha256": 64, "sha512": 128}
 
 
 def canonical_host(host: str) -> str:
@@ -89,14 +86,15 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _check_digest(text: str, original: str) -> str:
-    if not _DIGEST.match(text):
+    match = DIGEST.fullmatch(text)
+    if match is None:
         raise InvalidReference(original, f"invalid digest {text!r}")
-    algorithm, hexpart = text.split(":", 1)
-    expected = _DIGEST_HEX_LENGTH.get(algorithm)
-    if expected is not None and len(hexpart) != expected:
-        raise InvalidReference(
-            original, f"{algorithm} digest must have {expected} hex characters, got {len(hexpart)}"
-        )
+    algorithm, encoded = match["algorithm"], match["encoded"]
+    expected = HEX_LENGTH.get(algorithm)
+    if expected is not None and not is_verifiable(text):
+        problem = (f"must have {expected} hex characters, got {len(encoded)}" if len(encoded) != expected
+                   else "must be lower-case hex")
+        raise InvalidReference(original, f"invalid digest {text!r}: {algorithm} digest {problem}")
     return text
 
 
@@ -177,7 +175,7 @@ def _split(text: str) -> tuple[str, str, str | None, str | None]:
         raise InvalidReference(original, "empty reference")
     if text != text.strip():
         raise InvalidReference(original, "leading or trailing white space")
-    if _HEX64.match(text):
+    if is_verifiable(f"sha256:{text}"):  # the hex of a sha256 digest, alone
         raise InvalidReference(original, "a 64-character hex string is an image ID, not a reference")
 
     digest: str | None = None

@@ -25,7 +25,7 @@ from urllib.parse import urlencode, urlsplit
 from regdata.credentials import Credential
 from regdata.errors import CredentialsError, InsecureRequest, MalformedContent, error_for_status
 from regdata.oci.manifest import load_json
-from regdata.transport.base import Request, Response, Transport
+from regdata.transport.base import Request, Response, Transport, host_key
 
 __all__ = ["AuthTransport", "Challenge", "TokenCache", "parse_challenge"]
 
@@ -136,8 +136,8 @@ class AuthTransport:
     _challenge: Challenge | None = None
 
     def _same_host(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return (parts.netloc or "").lower() == self.host.lower()
+        # One host however written (ghcr.io, GHCR.io:443): the token goes to it, and nowhere else.
+        return host_key(url) == host_key(self.host, urlsplit(url).scheme)
 
     def send(self, request: Request) -> Response:
         """Send with the credential this host wants, retrying once after a 401."""

@@ -33,7 +33,7 @@ from urllib3.exceptions import (
 
 from regdata.errors import InsecureRequest, MalformedContent, RequestTimeout, TLSError, TransportError
 from regdata.oci.reference import is_loopback_host
-from regdata.transport.base import Request, Response, netloc
+from regdata.transport.base import Request, Response, host_key
 from regdata.transport.proxy import Proxies, proxy_host, split_credentials
 from regdata.transport.trust import HostTrust, Trust, tls_context
 
@@ -114,7 +114,7 @@ class HTTPTransport:
         """The connection pool for this URL's host, made on first use."""
         parts = urlsplit(url)
         proxy = self._route(url)
-        key = f"{parts.scheme}://{netloc(url)}" + (f" via {proxy_host(proxy)}" if proxy else "")
+        key = f"{parts.scheme}://{host_key(url)}" + (f" via {proxy_host(proxy)}" if proxy else "")
         pool = self._pools.get(key)
         if pool is not None:
             return pool

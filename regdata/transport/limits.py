@@ -1,6 +1,6 @@
 """Per-host limits: how many requests at a time, how many a second, and how much quota to keep.
 
-One :class:`HostLimiter` per host (``host:port`` as it stands in URLs),
+One :class:`HostLimiter` per host (keyed by :func:`regdata.transport.base.host_key`),
 shared by every Remote and scan of a factory, sits in the transport below
 the retry layer (:class:`LimitTransport`), so each attempt takes a slot and
 a retry's wait holds none.
@@ -52,8 +52,7 @@ from typing import Literal
 from regdata.client.context import Context
 from regdata.errors import QuotaFloorReached, RegdataError
 from regdata.instrument.requestlog import LimiterEvent, RequestLog
-from regdata.transport.base import Request, Response, Transport
-from regdata.transport.log import host_of
+from regdata.transport.base import Request, Response, Transport, host_key
 from regdata.transport.ratelimit import RateLimit, parse_rate_limit
 from regdata.transport.retry import Clock, SystemClock, parse_retry_after
 
@@ -421,15 +420,15 @@ class Limiters:
         per_host: Mapping[str, Limits] | None = None,
     ) -> None:
         self.limits = limits or Limits()
-        self.per_host = {k.lower(): v for k, v in (per_host or {}).items()}
+        self.per_host = {host_key(k): v for k, v in (per_host or {}).items()}
         self.log = log
         self.clock = clock
         self._hosts: dict[str, HostLimiter] = {}
         self._lock = threading.Lock()
 
     def for_host(self, host: str) -> HostLimiter:
-        """The limiter of ``host`` (``host:port`` as in URLs)."""
-        key = host.lower()
+        """The limiter of ``host`` (``ghcr.io`` and ``ghcr.io:443`` are one: :func:`host_key`)."""
+        key = host_key(host)
         with self._lock:
             limiter = self._hosts.get(key)
             if limiter is None:
@@ -440,11 +439,11 @@ class Limiters:
 
     def for_url(self, url: str) -> HostLimiter:
         """The limiter of a URL's host."""
-        return self.for_host(host_of(url))
+        return self.for_host(host_key(url))
 
     def concurrency(self, host: str) -> int | None:
         """The concurrency allowed now at ``host``; None for a host not yet spoken to."""
-        limiter = self._hosts.get(host.lower())
+        limiter = self._hosts.get(host_key(host))
         return limiter.concurrency if limiter is not None else None
 
     def rate_limits(self) -> dict[str, RateLimit]:

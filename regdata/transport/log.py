@@ -16,10 +16,10 @@ from typing import Protocol
 from regdata.errors import RegdataError
 from regdata.instrument import metrics
 from regdata.instrument.requestlog import RequestLog, RequestRecord
-from regdata.transport.base import Request, Response, Transport
+from regdata.transport.base import Request, Response, Transport, host_key
 from regdata.transport.redirect import REDIRECTS
 
-__all__ = ["LogTransport", "announces_quota", "host_of", "is_pull"]
+__all__ = ["LogTransport", "announces_quota", "is_pull"]
 
 # The headers by which a host announces a request quota (Docker Hub: ``ratelimit-limit: 100;w=21600``).
 _QUOTA_HEADERS = ("RateLimit-Limit", "X-RateLimit-Limit", "RateLimit")
@@ -58,7 +58,7 @@ class LogTransport:
     def send(self, request: Request) -> Response:
         """Send through ``inner`` and record the outcome, success or not."""
         request.context.check()  # a request never sent is not a row
-        host = host_of(request.url)
+        host = host_key(request.url)
         concurrency = self.limiters.concurrency(host) if self.limiters is not None else None
         started = time.time()
         clock = time.perf_counter()
@@ -104,13 +104,3 @@ class LogTransport:
             )
         )
         metrics.observe_request(request.kind, error is None, duration)
-
-
-def host_of(url: str) -> str:
-    """``host[:port]`` of a URL, lower-cased, as the request log and the limiters key hosts.
-
-    Nothing else of the URL: a path or query may carry an account, userinfo a password.
-    """
-    rest = url.split("://", 1)[-1]
-    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    return authority.rsplit("@", 1)[-1].lower()

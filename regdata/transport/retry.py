@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from regdata.client.context import Context
 from regdata.errors import BudgetExceeded, RegdataError, TransportError
-from regdata.transport.base import Request, Response, Transport, netloc
+from regdata.transport.base import Request, Response, Transport, host_key
 
 __all__ = [
     "Clock", "HostBackoff", "RetryPolicy", "RetryTransport", "parse_retry_after", "quota_exhausted",
@@ -222,7 +222,7 @@ class RetryTransport:
 
     def host(self, url: str) -> HostBackoff:
         """The shared backoff state of this URL's host."""
-        key = netloc(url)
+        key = host_key(url)
         with self._lock:
             return self._hosts.setdefault(key, HostBackoff())
 
