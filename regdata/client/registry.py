@@ -30,7 +30,7 @@ from regdata.frames import HISTORY, IMAGE_CATEGORIES, IMAGES, make_frame
 from regdata.instrument.requestlog import RequestLog
 from regdata.oci.manifest import Platform
 from regdata.oci.reference import Reference, Repository, canonical_host, parse_reference, parse_repository
-from regdata.transport import RetryPolicy, Timeouts
+from regdata.transport import HTTPTransport, RetryPolicy, Timeouts
 from regdata.transport.limits import DEFAULT_CONCURRENCY, DEFAULT_MAX_CONCURRENCY, Limits, RateLimit
 from regdata.transport.proxy import Proxies
 from regdata.transport.trust import CertSetting, VerifySetting
@@ -115,7 +115,9 @@ class Registry:
         retry: a :class:`~regdata.transport.RetryPolicy` for throttled registries.
         mirrors: read a registry from a mirror, as Docker's ``registry-mirrors``:
             ``{"docker.io": "127.0.0.1:5000"}``; rows still name the registry asked for.
-        factory: a Remote factory (the mock one of :mod:`regdata.testing`, in tests).
+        factory: a Remote factory, in place of the one made from these options.
+        transport: the HTTP layer under auth, retries, limits and the request log
+            (:mod:`regdata.testing`'s mock registry, in tests); by default urllib3's.
     """
 
     def __init__(
@@ -145,6 +147,7 @@ class Registry:
         request_log_size: int | None = None,
         mirrors: dict[str, str] | None = None,
         factory: Factory | None = None,
+        transport: HTTPTransport | None = None,
     ) -> None:
         # What a Dask worker needs to build the same Registry (regdata.client.cluster): no credentials.
         self._settings: dict[str, Any] = {
@@ -213,6 +216,7 @@ class Registry:
             pool_size=self.limits.max_concurrency,
             mirrors=dict(mirrors or {}),
             limits=self.limits,
+            http_transport=transport,
         )
 
     def __repr__(self) -> str:
