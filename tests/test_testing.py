@@ -772,3 +772,17 @@ def test_module_doctests() -> None:
     for module in (regdata.testing, regdata.testing.content):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted >= 5 and result.failed == 0, module.__name__
+
+
+def test_tags_and_catalog_are_paged_with_link_headers() -> None:
+    mock = MockRegistry()
+    for tag in ("a", "b", "c", "d", "e"):
+        mock.push(f"{REPO}:{tag}", image())
+    for name in ("x", "y", "z"):
+        mock.push(f"example.com/{name}:1", image())
+    reg = mock.registry()
+    remote = reg.remote("example.com")
+    remote.page_size = 2  # type: ignore[attr-defined]
+    assert reg.tags(REPO) == ["a", "b", "c", "d", "e"]
+    assert reg.catalog("example.com") == ["team/app", "x", "y", "z"]
+    assert reg.requests["kind"].tolist() == ["tags"] * 3 + ["catalog"] * 2
