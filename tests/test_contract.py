@@ -21,7 +21,7 @@ import pytest
 
 from regdata import Registry
 from regdata.credentials import Credentials
-from regdata.errors import NotFound
+from regdata.errors import NotFound, Unauthorized
 from regdata.oci.manifest import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from regdata.oci.reference import parse_reference
 from regdata.testing import Content, MockRegistry
@@ -45,7 +45,7 @@ class Backend(Protocol):
 
     def index(self, repo: str, children: Sequence[Content], tags: Sequence[str]) -> Content: ...
 
-    def registry(self) -> Registry: ...
+    def registry(self, **options: Any) -> Registry: ...
 
     def throttle(self, repo: str, tag: str, times: int, retry_after: float) -> None: ...
 
@@ -102,8 +102,10 @@ class Distribution:
             self.builder.put_manifest(repo, tag, content.body, content.media_type)
         return content
 
-    def registry(self) -> Registry:
-        return Registry(cache=None, credentials=Credentials.none(), proxies={}, retry=FAST)
+    def registry(self, **options: Any) -> Registry:
+        options.setdefault("cache", None)
+        options.setdefault("credentials", Credentials.none())
+        return Registry(proxies={}, retry=FAST, **options)
 
     def throttle(self, repo: str, tag: str, times: int, retry_after: float) -> None:
         self.proxy.add(throttled(f"/v2/{repo}/manifests/{tag}", times, retry_after))
@@ -114,8 +116,8 @@ class Mock:
 
     host = "registry.test"
 
-    def __init__(self) -> None:
-        self.mock = MockRegistry()
+    def __init__(self, users: dict[str, str] | None = None) -> None:
+        self.mock = MockRegistry(users=users)
 
     def image(self, repo: str, spec: ImageSpec, tags: Sequence[str] = ()) -> Content:
         content = image_content(spec)
@@ -129,8 +131,8 @@ class Mock:
             self.mock.push(f"{self.host}/{repo}:{tag}", content)
         return content
 
-    def registry(self) -> Registry:
-        return self.mock.registry(retry=FAST)
+    def registry(self, **options: Any) -> Registry:
+        return self.mock.registry(retry=FAST, **options)
 
     def throttle(self, repo: str, tag: str, times: int, retry_after: float) -> None:
         self.mock.fail(f"{self.host}/{repo}:{tag}", 429, times=times, retry_after=retry_after)
@@ -143,6 +145,24 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         return
     server: RegistryServer = request.getfixturevalue("registry")
     real = Distribution(server, request.getfixturevalue("builder"))
+    try:
+        yield real
+    finally:
+        real.proxy.stop()
+
+
+USER, PASSWORD = "alice", "alice-Secret-1"  # tests/conftest.py's htpasswd user
+
+
+@pytest.fixture(params=["distribution", "mock"])
+def basic_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """A registry that wants HTTP Basic credentials: htpasswd for the real one, ``users=`` for the mock."""
+    if request.param == "mock":
+        yield Mock(users={USER: PASSWORD})
+        return
+    server: RegistryServer = request.getfixturevalue("htpasswd_registry")
+    assert server.users[USER] == PASSWORD
+    real = Distribution(server, request.getfixturevalue("htpasswd_builder"))
     try:
         yield real
     finally:
@@ -286,3 +306,41 @@ def test_a_429_with_retry_after_is_retried(backend: Backend, repo_name: str) -> 
     assert manifests[["status", "attempt"]].values.tolist() == [[429, 1], [429, 2], [200, 3]]
     waits = manifests["started"].diff().dropna()
     assert (waits >= pd.Timedelta(0.09, "s")).all()  # Retry-After, not the 10 ms backoff
+
+
+# -- the cache ---------------------------------------------------------------------------
+
+
+def test_a_second_scan_comes_from_the_cache(backend: Backend, repo_name: str) -> None:
+    amd = backend.image(repo_name, spec(f"{repo_name}/amd", "linux/amd64", "oci"))
+    arm = backend.image(repo_name, spec(f"{repo_name}/arm", "linux/arm64", "oci"))
+    backend.index(repo_name, [amd, arm], ["multi"])
+    backend.image(repo_name, spec(repo_name), ["v1"])
+    reg = backend.registry(cache="memory://")
+    first = reg.get_repository(f"{backend.host}/{repo_name}")
+    sent = len(reg.requests)
+    assert set(reg.requests["cache"]) == {"miss"}
+    again = reg.get_repository(f"{backend.host}/{repo_name}")
+    pd.testing.assert_frame_equal(first, again)
+    second = reg.requests.iloc[sent:]
+    assert not second.empty and (second["cache"] == "hit").all() and (second["attempt"] == 0).all()
+
+
+# -- auth --------------------------------------------------------------------------------
+
+
+def test_basic_auth_a_challenge_then_credentials(basic_backend: Backend, repo_name: str) -> None:
+    img = basic_backend.image(repo_name, spec(repo_name), ["v1"])
+    repo = f"{basic_backend.host}/{repo_name}"
+    with pytest.raises(Unauthorized):
+        basic_backend.registry().tags(repo)
+    reg = basic_backend.registry(credentials=Credentials.from_mapping({basic_backend.host: (USER, PASSWORD)}))
+    assert reg.tags(repo) == ["v1"]
+    assert reg.get_image(f"{repo}:v1")["digest"].tolist() == [img.digest]
+    log = reg.requests
+    assert log["status"].tolist()[:2] == [401, 200]  # the challenge, then with credentials
+    assert (log["status"].iloc[1:] == 200).all()
+    assert PASSWORD not in log.to_string() and PASSWORD not in repr(reg)
+    with pytest.raises(Unauthorized):
+        basic_backend.registry(
+            credentials=Credentials.from_mapping({basic_backend.host: (USER, "wrong")})).tags(repo)

@@ -42,7 +42,7 @@ __all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_MAX_CONCURRENCY", "Registry"]
 
 
 class Factory(Protocol):
-    """What makes Remotes: the real RemoteFactory, or the mock one of :mod:`regdata.testing`."""
+    """What makes Remotes: a RemoteFactory (in tests, :mod:`regdata.testing`'s, over the mock transport)."""
 
     log: RequestLog
 
@@ -181,8 +181,8 @@ class Registry:
             platforms=tuple(Platform.parse(p) for p in platforms) if platforms else None,
             labels_win=labels_win,
             attestations=attestations,
-            # A mock factory has no limiter: its pool is the concurrency.  A real one holds the
-            # requests per host to the limit, so the pool is sized for the most it may allow.
+            # A factory given brings its own limiter: the pool is the concurrency asked for.  Ours holds
+            # the requests per host to the limit, so the pool is sized for the most it may allow.
             concurrency=concurrency if factory is not None else self.limits.max_concurrency,
         )
         self.progress = progress
