@@ -49,6 +49,8 @@ class Backend(Protocol):
 
     def throttle(self, repo: str, tag: str, times: int, retry_after: float) -> None: ...
 
+    def drop(self, repo: str, tag: str, times: int) -> None: ...
+
 
 def image_content(spec: ImageSpec) -> Content:
     """What a spec pushes, as regdata.testing's Content (the same bytes for both backends)."""
@@ -110,6 +112,17 @@ class Distribution:
     def throttle(self, repo: str, tag: str, times: int, retry_after: float) -> None:
         self.proxy.add(throttled(f"/v2/{repo}/manifests/{tag}", times, retry_after))
 
+    def drop(self, repo: str, tag: str, times: int) -> None:
+        path, left = f"/v2/{repo}/manifests/{tag}", [times]
+
+        def fault(seen: Seen) -> Action | None:
+            if seen.method != "GET" or seen.path.split("?", 1)[0] != path or left[0] <= 0:
+                return None
+            left[0] -= 1
+            return Action(drop=True)
+
+        self.proxy.add(fault)
+
 
 class Mock:
     """A MockRegistry under the real Remote."""
@@ -136,6 +149,9 @@ class Mock:
 
     def throttle(self, repo: str, tag: str, times: int, retry_after: float) -> None:
         self.mock.fail(f"{self.host}/{repo}:{tag}", 429, times=times, retry_after=retry_after)
+
+    def drop(self, repo: str, tag: str, times: int) -> None:
+        self.mock.drop(f"{self.host}/{repo}:{tag}", times=times)
 
 
 @pytest.fixture(params=["distribution", "mock"])
@@ -306,6 +322,18 @@ def test_a_429_with_retry_after_is_retried(backend: Backend, repo_name: str) -> 
     assert manifests[["status", "attempt"]].values.tolist() == [[429, 1], [429, 2], [200, 3]]
     waits = manifests["started"].diff().dropna()
     assert (waits >= pd.Timedelta(0.09, "s")).all()  # Retry-After, not the 10 ms backoff
+
+
+def test_a_dropped_connection_is_retried(backend: Backend, repo_name: str) -> None:
+    img = backend.image(repo_name, spec(repo_name), ["v1"])
+    backend.drop(repo_name, "v1", times=1)
+    reg = backend.registry()
+    df = reg.get_image(f"{backend.host}/{repo_name}:v1")
+    assert df["digest"].tolist() == [img.digest] and df["error"].isna().all()
+    manifests = reg.requests[reg.requests["kind"] == "manifest"]
+    assert manifests["attempt"].tolist() == [1, 2]
+    assert manifests["status"].isna().tolist() == [True, False]
+    assert str(manifests["error"].iloc[0]).startswith("connection failed for GET http")
 
 
 # -- the cache ---------------------------------------------------------------------------

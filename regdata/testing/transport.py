@@ -200,7 +200,8 @@ def _faulted(fault: Fault, request: Request, where: str, kind: str, content: Con
         request.context.sleep(fault.delay)
     if fault.drop:
         # What urllib3 reports for a server that closed the connection without answering.
-        raise TransportError(f"connection failed for {where}: Connection aborted (the mock dropped it)")
+        raise TransportError(f"connection failed for {where}: ('Connection aborted.', "
+                             "RemoteDisconnected('Remote end closed connection without response'))")
     error: Any = fault.error
     if isinstance(error, OSError):
         raise TransportError(f"connection failed for {where}: {error}")
