@@ -786,3 +786,10 @@ def test_tags_and_catalog_are_paged_with_link_headers() -> None:
     assert reg.tags(REPO) == ["a", "b", "c", "d", "e"]
     assert reg.catalog("example.com") == ["team/app", "x", "y", "z"]
     assert reg.requests["kind"].tolist() == ["tags"] * 3 + ["catalog"] * 2
+
+
+def test_no_password_in_any_repr() -> None:
+    mock = MockRegistry(users={"alice": "s3cret-Pw"})
+    transport = mock.transport()
+    for text in (repr(mock), repr(transport), repr(transport.store), repr(mock.registry())):
+        assert "s3cret" not in text

@@ -73,11 +73,11 @@ class Store:
 
     latency: float = 0.0
     #: Every request any client sent, as ``(kind, reference)``, in order.
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    #: ``{username: password}``: when set, every request needs HTTP Basic credentials.
-    users: dict[str, str] = field(default_factory=dict)
-    repos: dict[tuple[str, str], Repo] = field(default_factory=dict)
-    lock: threading.RLock = field(default_factory=threading.RLock)
+    calls: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    #: ``{username: password}``: when set, every request needs HTTP Basic credentials (never in a repr).
+    users: dict[str, str] = field(default_factory=dict, repr=False)
+    repos: dict[tuple[str, str], Repo] = field(default_factory=dict, repr=False)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def host_of(self, netloc: str) -> str:
         """The registry a request to ``netloc`` is for (``registry-1.docker.io`` serves ``docker.io``)."""
