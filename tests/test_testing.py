@@ -18,8 +18,18 @@ import pandas as pd
 import pytest
 
 import regdata.testing
+import regdata.testing.content
 from regdata import Registry
-from regdata.errors import Cancelled, Denied, DigestMismatch, MalformedContent, NotFound, ServerError
+from regdata.credentials import Credentials
+from regdata.errors import (
+    Cancelled,
+    Denied,
+    DigestMismatch,
+    MalformedContent,
+    NotFound,
+    ServerError,
+    Unauthorized,
+)
 from regdata.frames import HISTORY, IMAGE_KINDS, IMAGES
 from regdata.oci.manifest import (
     DOCKER_LIST,
@@ -32,6 +42,7 @@ from regdata.oci.manifest import (
 )
 from regdata.oci.reference import parse_reference
 from regdata.testing import Content, MockRegistry, artifact, image, index, raw, schema1
+from regdata.transport import RetryPolicy
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -565,20 +576,91 @@ def test_corrupt_config_is_a_digest_mismatch_row() -> None:
     assert (r["created"], r["size"], r["config_digest"]) == (None, None, img.config_digest)
 
 
+FAST = RetryPolicy(initial=0.01, maximum=0.02)
+
+
 def test_fail_with_a_status_an_exception_and_times() -> None:
     mock = MockRegistry()
     mock.push(f"{REPO}:1", image())
+    # Under the real retry layer now: a 503 once is retried, and the row is good.
     mock.fail(f"{REPO}:1", 503, times=1)
-    reg = mock.registry()
+    reg = mock.registry(retry=FAST)
+    assert len(reg.get_image(f"{REPO}:1")) == 1
+    assert reg.requests[["kind", "status", "attempt"]].values.tolist() == [
+        ["manifest", 503, 1], ["manifest", 200, 2], ["blob", 200, 1]]
+    # A 503 every time outlasts the retries.
+    mock.fail(f"{REPO}:1", 503)
     with pytest.raises(ServerError) as info:
         reg.get_image(f"{REPO}:1")
     assert info.value.temporary and info.value.status == 503
-    assert len(reg.get_image(f"{REPO}:1")) == 1  # the fault is used up
+    assert mock.calls.count(("manifest", f"{REPO}:1")) == 2 + FAST.attempts
     mock.fail(f"{REPO}:1", RuntimeError("boom"))
     r = records(reg.get_repository(REPO))[0]
     assert r["error"] == "RuntimeError: boom"
     with pytest.raises(RuntimeError):
         reg.get_image(f"{REPO}:1")
+
+
+def test_a_429_twice_with_retry_after_is_retried_and_the_row_is_good() -> None:
+    mock = MockRegistry()
+    img = image(created="2024-01-01T00:00:00Z")
+    mock.push(f"{REPO}:1", img)
+    mock.fail(f"{REPO}:1", 429, times=2, retry_after=0.05)
+    reg = mock.registry()
+    df = reg.get_repository(REPO)
+    assert df["error"].isna().all() and df.loc[0, "digest"] == img.digest
+    log = reg.requests
+    manifests = log[log["kind"] == "manifest"]
+    assert manifests["status"].tolist() == [429, 429, 200]
+    assert manifests["attempt"].tolist() == [1, 2, 3]
+    assert (manifests["started"].diff().dropna() >= pd.Timedelta(0.04, "s")).all()  # Retry-After waited for
+
+
+def test_a_dropped_connection_is_retried_then_an_error_row() -> None:
+    mock = MockRegistry()
+    mock.push(f"{REPO}:1", image())
+    mock.push(f"{REPO}:2", image(layers=[2]))
+    mock.drop(f"{REPO}:1", times=1)
+    reg = mock.registry(retry=FAST)
+    assert reg.get_repository(REPO)["error"].isna().all()
+    mock.drop(f"{REPO}:2")
+    df = reg.get_repository(REPO)
+    assert str(df.set_index("tag").loc["2", "error"]).startswith(
+        "TransportError: connection failed for GET https://example.com/v2/team/app/manifests/2")
+    mock.fail(f"{REPO}:1", ConnectionResetError("reset by peer"), times=1)
+    assert len(reg.get_image(f"{REPO}:1")) == 1
+
+
+def test_a_delay_runs_into_the_budget() -> None:
+    mock = MockRegistry()
+    mock.push(f"{REPO}:1", image())
+    mock.push(f"{REPO}:2", image(layers=[2]))
+    mock.delay(f"{REPO}:2", 5.0)
+    df = mock.registry(budget=0.3).get_repository(REPO).set_index("tag")
+    assert df.loc["1", "error"] is pd.NA
+    assert str(df.loc["2", "error"]).startswith("timed out")
+
+
+def test_basic_auth_challenge_and_credentials() -> None:
+    mock = MockRegistry(users={"alice": "s3cret-Pw"})
+    mock.push(f"{REPO}:1", image())
+    with pytest.raises(Unauthorized):
+        mock.registry().tags(REPO)
+    reg = mock.registry(credentials=Credentials.from_mapping({"example.com": ("alice", "s3cret-Pw")}))
+    assert reg.tags(REPO) == ["1"]
+    assert reg.requests["status"].tolist() == [401, 200]  # the challenge, then with credentials
+    assert "s3cret" not in reg.requests.to_string()
+
+
+def test_the_cache_under_the_mock() -> None:
+    mock = MockRegistry()
+    mock.push(f"{REPO}:1", image(created="2024-01-01T00:00:00Z"))
+    reg = mock.registry(cache="memory://")
+    first = reg.get_repository(REPO)
+    again = reg.get_repository(REPO)
+    pd.testing.assert_frame_equal(first, again)
+    assert set(reg.requests["cache"]) >= {"miss", "hit"}
+    assert mock.calls.count(("blob", f"{REPO}@{image(created='2024-01-01T00:00:00Z').config_digest}")) == 1
 
 
 def test_requests_log(repo: Repo) -> None:
@@ -617,7 +699,8 @@ def test_remote_head_catalog_and_docker_hub() -> None:
     remote = factory.remote("example.com")
     assert factory.remote("EXAMPLE.com") is remote
     assert remote.head(parse_reference(f"{REPO}:1")) == (schema1().digest, SCHEMA1_SIGNED)
-    assert remote.calls[-2:] == [("catalog", "example.com"), ("manifest_head", f"{REPO}:1")]
+    # The mock's own record: a real Remote keeps none.
+    assert mock.calls[-2:] == [("catalog", "example.com"), ("manifest_head", f"{REPO}:1")]
     with pytest.raises(NotFound):
         remote.head(parse_reference(f"{REPO}:2"))
 
@@ -686,5 +769,27 @@ def test_builder_errors() -> None:
 
 
 def test_module_doctests() -> None:
-    result = doctest.testmod(regdata.testing, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 10 and result.failed == 0
+    for module in (regdata.testing, regdata.testing.content):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted >= 5 and result.failed == 0, module.__name__
+
+
+def test_tags_and_catalog_are_paged_with_link_headers() -> None:
+    mock = MockRegistry()
+    for tag in ("a", "b", "c", "d", "e"):
+        mock.push(f"{REPO}:{tag}", image())
+    for name in ("x", "y", "z"):
+        mock.push(f"example.com/{name}:1", image())
+    reg = mock.registry()
+    remote = reg.remote("example.com")
+    remote.page_size = 2  # type: ignore[attr-defined]
+    assert reg.tags(REPO) == ["a", "b", "c", "d", "e"]
+    assert reg.catalog("example.com") == ["team/app", "x", "y", "z"]
+    assert reg.requests["kind"].tolist() == ["tags"] * 3 + ["catalog"] * 2
+
+
+def test_no_password_in_any_repr() -> None:
+    mock = MockRegistry(users={"alice": "s3cret-Pw"})
+    transport = mock.transport()
+    for text in (repr(mock), repr(transport), repr(transport.store), repr(mock.registry())):
+        assert "s3cret" not in text

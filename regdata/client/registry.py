@@ -31,7 +31,7 @@ from regdata.frames import HISTORY, IMAGE_CATEGORIES, IMAGES, make_frame
 from regdata.instrument.requestlog import RequestLog
 from regdata.oci.manifest import Platform
 from regdata.oci.reference import Reference, Repository, canonical_host, parse_reference, parse_repository
-from regdata.transport import RetryPolicy, Timeouts
+from regdata.transport import HTTPTransport, RetryPolicy, Timeouts
 from regdata.transport.limits import DEFAULT_CONCURRENCY, DEFAULT_MAX_CONCURRENCY, Limits
 from regdata.transport.proxy import Proxies
 from regdata.transport.ratelimit import RateLimit
@@ -44,7 +44,7 @@ __all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_MAX_CONCURRENCY", "Registry"]
 
 
 class Factory(Protocol):
-    """What makes Remotes: the real RemoteFactory, or the mock one of :mod:`regdata.testing`."""
+    """What makes Remotes: a RemoteFactory (in tests, :mod:`regdata.testing`'s, over the mock transport)."""
 
     log: RequestLog
 
@@ -117,7 +117,9 @@ class Registry:
         retry: a :class:`~regdata.transport.RetryPolicy` for throttled registries.
         mirrors: read a registry from a mirror, as Docker's ``registry-mirrors``:
             ``{"docker.io": "127.0.0.1:5000"}``; rows still name the registry asked for.
-        factory: a Remote factory (the mock one of :mod:`regdata.testing`, in tests).
+        factory: a Remote factory, in place of the one made from these options.
+        transport: the HTTP layer under auth, retries, limits and the request log
+            (:mod:`regdata.testing`'s mock registry, in tests); by default urllib3's.
     """
 
     def __init__(
@@ -147,6 +149,7 @@ class Registry:
         request_log_size: int | None = None,
         mirrors: dict[str, str] | None = None,
         factory: Factory | None = None,
+        transport: HTTPTransport | None = None,
     ) -> None:
         # What a Dask worker needs to build the same Registry (regdata.client.cluster): no credentials.
         self._settings: dict[str, Any] = {
@@ -180,8 +183,8 @@ class Registry:
             platforms=tuple(Platform.parse(p) for p in platforms) if platforms else None,
             labels_win=labels_win,
             attestations=attestations,
-            # A mock factory has no limiter: its pool is the concurrency.  A real one holds the
-            # requests per host to the limit, so the pool is sized for the most it may allow.
+            # A factory given brings its own limiter: the pool is the concurrency asked for.  Ours holds
+            # the requests per host to the limit, so the pool is sized for the most it may allow.
             concurrency=concurrency if factory is not None else self.limits.max_concurrency,
         )
         self.progress = progress
@@ -215,6 +218,7 @@ class Registry:
             pool_size=self.limits.max_concurrency,
             mirrors=dict(mirrors or {}),
             limits=self.limits,
+            http_transport=transport,
         )
 
     def __repr__(self) -> str:

@@ -619,6 +619,7 @@ class RemoteFactory:
     clock: Clock | None = None
     mirrors: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
+    http_transport: HTTPTransport | None = field(default=None, repr=False)  # regdata.testing's mock
     _remotes: dict[str, Remote] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -630,7 +631,7 @@ class RemoteFactory:
         insecure = frozenset(h.lower() for h in self.insecure)
         trust = Trust(verify=self.verify, cert=self.cert, cert_dir=self.cert_dir, certs_d=self.certs_d,
                       insecure=insecure)
-        self.http = HTTPTransport(
+        self.http = self.http_transport or HTTPTransport(
             timeouts=self.timeouts, verify=self.verify if isinstance(self.verify, bool | str) else True,
             insecure_hosts=insecure, pool_size=self.pool_size, trust=trust, proxies=self.proxies,
         )
