@@ -127,7 +127,7 @@ class Cache:
     @property
     def name(self) -> str:
         """The backend's name (``memory``, ``sqlite``, ``memcached``, or its class)."""
-        return str(getattr(self.backend, "name", type(self.backend).__name__))
+        return self.backend.name
 
     def ttl_for(self, host: str) -> float:
         """The TTL of moving entries of registry ``host``."""
@@ -335,21 +335,18 @@ class Cache:
                 "errors": self.errors, "corrupt": self.corrupt, "ttl": self.ttl,
                 "memory_hits": self.memory_hits, "memory_bytes": self._recent.bytes,
             }
-        backend_stats = getattr(self.backend, "stats", None)
-        if callable(backend_stats):
-            try:
-                out["backend_stats"] = backend_stats()
-            except Exception as exc:
-                out["backend_stats"] = {"error": f"{type(exc).__name__}: {exc}"}
+        try:
+            backend_stats = self.backend.stats()
+        except Exception as exc:
+            backend_stats = {"error": f"{type(exc).__name__}: {exc}"}
+        if backend_stats:  # a backend with nothing to tell (memory) adds no entry
+            out["backend_stats"] = backend_stats
         return out
 
     def close(self) -> None:
-        """Close the backend (a backend without ``close`` has nothing to close)."""
-        close = getattr(self.backend, "close", None)
-        if close is None:
-            return
+        """Close the backend."""
         try:
-            close()
+            self.backend.close()
         except Exception as exc:
             self._failed(exc)
 

@@ -186,6 +186,10 @@ class InstrumentedBackend:
         """Close the wrapped backend."""
         self.inner.close()
 
+    def stats(self) -> dict[str, Any]:
+        """The wrapped backend's own stats."""
+        return self.inner.stats()
+
     def __getattr__(self, name: str) -> Any:
         # Counters and settings of the wrapped backend (oversize, servers) stay readable.
         return getattr(self.inner, name)
