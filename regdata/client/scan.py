@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from regdata.client.base import FetchedManifest
 from regdata.client.context import Context
-from regdata.client.remote import FetchedManifest
 from regdata.client.rows import error_row, history_rows, image_row, schema1_row
 from regdata.errors import BudgetExceeded, Cancelled, ContentError
 from regdata.oci.manifest import (
