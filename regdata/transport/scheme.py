@@ -41,10 +41,10 @@ class SchemeProbe:
     """
 
     api_host: str
-    transport: Transport
-    log: RequestLog
-    http: HTTPTransport | None = None
-    _scheme: str | None = field(default=None, repr=False)
+    transport: Transport = field(repr=False)
+    log: RequestLog = field(repr=False)
+    http: HTTPTransport | None = field(default=None, repr=False)
+    _scheme: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
