@@ -451,3 +451,20 @@ def test_every_remote_method_takes_a_string(registry: RegistryServer, builder: B
             remote.tags("ghcr.io/org/app")
         with pytest.raises(regdata.InvalidReference, match="tag or a digest"):
             remote.manifest(repo_name)
+
+
+def test_a_name_given_as_a_string_is_read_for_the_remotes_host() -> None:
+    """No registry in the string: this host's (Docker Hub's library/ rule only on Docker Hub)."""
+    from regdata.client.base import as_reference, as_repository
+
+    assert str(as_repository("alpine", "docker.io")) == "docker.io/library/alpine"
+    assert as_repository("app", "127.0.0.1:5000").repository == "app"
+    assert as_repository("org/app", "127.0.0.1:5000").registry == "127.0.0.1:5000"
+    assert as_repository("127.0.0.1:5000/org/app", "127.0.0.1:5000").repository == "org/app"
+    assert as_reference("org/app:1", "ghcr.io") == parse_reference("ghcr.io/org/app:1")
+    repo = parse_repository("ghcr.io/org/app")
+    assert as_repository(repo, "ghcr.io") is repo
+    with pytest.raises(regdata.InvalidReference, match="names registry localhost"):
+        as_repository("localhost/app", "docker.io")
+    with pytest.raises(regdata.InvalidReference, match="names registry docker.io"):
+        as_reference("docker.io/library/alpine:3", "ghcr.io")

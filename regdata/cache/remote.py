@@ -55,6 +55,7 @@ class Inner(Protocol):
     credential: Credential
     log: RequestLog
     transport: Transport
+    page_size: int
 
     @property
     def cancelled(self) -> bool: ...
@@ -119,6 +120,20 @@ class CachedRemote:
     def credential(self) -> Credential:
         """The credential the Remote inside sends."""
         return self.inner.credential
+
+    @property
+    def log(self) -> RequestLog:
+        """The request log the Remote inside writes to (this wrapper's hits go there too)."""
+        return self.inner.log
+
+    @property
+    def page_size(self) -> int:
+        """Tags or repositories asked for per page (``n=``) by the Remote inside."""
+        return self.inner.page_size
+
+    @page_size.setter
+    def page_size(self, value: int) -> None:
+        self.inner.page_size = value
 
     @property
     def transport(self) -> Transport:
