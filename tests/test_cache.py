@@ -27,6 +27,7 @@ from regdata.cache.backends import Backend, MemoryBackend
 from regdata.cache.backends.memcached import MemcachedBackend
 from regdata.cache.backends.sqlite import SQLiteBackend
 from regdata.cache.open import open_cache, parse_ttl
+from regdata.cache.remote import CachedRemote
 from regdata.errors import RegistryError
 from tests.support.builder import Builder, ImageSpec, Schema1Spec, helm_chart_spec
 from tests.support.proxy import Seen, start_proxy
@@ -390,9 +391,10 @@ def test_corrupt_and_foreign_entries_are_misses_and_overwritten(registry: Regist
     truth, _ = scan(reg, repo)
     by_tag = truth.set_index("tag")
     remote = reg.factory.remote(registry.host)
+    assert isinstance(remote, CachedRemote)
 
     def key(kind: str, reference: str) -> str:
-        return cache.key(kind, remote, repo_name, reference)
+        return remote.key(kind, repo_name, reference)
 
     a_manifest = key("manifest", str(by_tag.loc["a", "digest"]))
     b_config = key("blob", str(by_tag.loc["b", "config_digest"]))
@@ -431,9 +433,10 @@ def test_cached_bodies_are_verified_on_the_way_out(registry: RegistryServer, bui
     reg = client(cache)
     truth, _ = scan(reg, repo)
     remote = reg.factory.remote(registry.host)
+    assert isinstance(remote, CachedRemote)
     digest = str(truth.loc[0, "digest"])
     # Swap in another image's (valid, well-formed) manifest under this digest's key.
-    backend.set(cache.key("manifest", remote, repo_name, digest),
+    backend.set(remote.key("manifest", repo_name, digest),
                 b"M1\n" + other.media_type.encode() + b"\n" + other.manifest_bytes)
     # Read by another process (this one remembers what it checked).
     frame, requests = scan(client(Cache(backend)), repo)

@@ -9,8 +9,12 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 
 import regdata
@@ -339,7 +343,7 @@ def test_a_host_that_does_not_answer_is_never_taken_for_plain_http() -> None:
         remote = factory().remote(f"127.0.0.1:{port}")
         with pytest.raises(regdata.TransportError, match="connection failed"):
             remote.scheme()
-    assert remote._scheme is None  # asked again next time
+    assert remote.probe is not None and remote.probe.known is None  # asked again next time
 
 
 def test_a_ca_bundle_that_cannot_be_read_says_so_and_is_not_retried(tmp_path: Path) -> None:
@@ -385,3 +389,83 @@ def test_unreachable_registry_is_a_transport_error() -> None:
     host = f"127.0.0.1:{free_port()}"
     with pytest.raises(regdata.TransportError, match="connection failed"):
         factory(retry=NO_RETRY).remote(host).tags(parse_repository(f"{host}/x"))
+
+
+# -- defects of issue 16 ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cache", [None, "memory://"])
+def test_cancel_stops_the_work_in_flight_and_later_calls_work(registry: RegistryServer, builder: Builder,
+                                                              repo_name: str, cache: str | None) -> None:
+    """Flux's Cancel: the scan under way stops; the host is not lost for the Registry's life."""
+    tags = [f"t{i}" for i in range(6)]
+    builder.push_image(repo_name, ImageSpec(), tags=tags)
+    with start_proxy(registry.host) as proxy:
+        proxy.add(lambda s: Action(delay=0.3) if "/manifests/" in s.path else None)
+        repo = f"{proxy.host}/{repo_name}"
+        with regdata.Registry(credentials=Credentials.none(), cache=cache, concurrency=1) as reg:
+            frames: list[object] = []
+            scan = threading.Thread(target=lambda: frames.append(reg.get_repository(repo)))
+            scan.start()
+            deadline = time.monotonic() + 10
+            while not any("/manifests/" in s.path for s in proxy.seen) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            first: Any = reg.remote(proxy.host)
+            first.cancel()
+            scan.join(10)
+            assert not scan.is_alive()
+            stopped = frames[0]
+            assert isinstance(stopped, pd.DataFrame)
+            assert (stopped["error"] == "cancelled").any()  # it stopped before the last tag
+            assert sum("/manifests/" in s.path for s in proxy.seen) < len(tags)
+
+            proxy.clear()
+            again = reg.get_repository(repo)  # a new Remote for the host: no Cancelled
+            assert sorted(again["tag"]) == tags and again["error"].isna().all()
+            second: Any = reg.remote(proxy.host)
+            assert second is not first and not second.cancelled
+            # The probed scheme carried over: the host is not probed again.
+            assert getattr(second, "inner", second).probe is getattr(first, "inner", first).probe
+
+
+@pytest.mark.parametrize("cache", [None, "memory://"])
+def test_every_remote_method_takes_a_string(registry: RegistryServer, builder: Builder, repo_name: str,
+                                            cache: str | None) -> None:
+    pushed = builder.push_image(repo_name, ImageSpec(labels={"s": "1"}), tags=["v1"])
+    with regdata.Registry(credentials=Credentials.none(), cache=cache) as reg:
+        remote: Any = reg.factory.remote(registry.host)
+        assert remote.tags(repo_name) == ["v1"]
+        assert remote.tags(f"{registry.host}/{repo_name}") == ["v1"]
+        assert remote.tag_pages(repo_name)[0]["tags"] == ["v1"]
+        assert remote.manifest(f"{repo_name}:v1").digest == pushed.digest
+        assert remote.manifest(f"{registry.host}/{repo_name}@{pushed.digest}").digest == pushed.digest
+        assert remote.head(f"{repo_name}:v1")[0] == pushed.digest
+        assert remote.digest_of(f"{repo_name}:v1") == pushed.digest
+        config_digest = pushed.config_digest
+        assert config_digest is not None and remote.blob(repo_name, config_digest)
+        assert remote.config(repo_name, config_digest).labels == {"s": "1"}
+        # The issue's example: a repository this host does not have is its NotFound, no AttributeError.
+        with pytest.raises(regdata.NotFound):
+            remote.tags("library/alpine")
+        # A name of another registry is not this host's to answer; a repository is no manifest.
+        with pytest.raises(regdata.InvalidReference, match="names registry ghcr.io"):
+            remote.tags("ghcr.io/org/app")
+        with pytest.raises(regdata.InvalidReference, match="tag or a digest"):
+            remote.manifest(repo_name)
+
+
+def test_a_name_given_as_a_string_is_read_for_the_remotes_host() -> None:
+    """No registry in the string: this host's (Docker Hub's library/ rule only on Docker Hub)."""
+    from regdata.client.base import as_reference, as_repository
+
+    assert str(as_repository("alpine", "docker.io")) == "docker.io/library/alpine"
+    assert as_repository("app", "127.0.0.1:5000").repository == "app"
+    assert as_repository("org/app", "127.0.0.1:5000").registry == "127.0.0.1:5000"
+    assert as_repository("127.0.0.1:5000/org/app", "127.0.0.1:5000").repository == "org/app"
+    assert as_reference("org/app:1", "ghcr.io") == parse_reference("ghcr.io/org/app:1")
+    repo = parse_repository("ghcr.io/org/app")
+    assert as_repository(repo, "ghcr.io") is repo
+    with pytest.raises(regdata.InvalidReference, match="names registry localhost"):
+        as_repository("localhost/app", "docker.io")
+    with pytest.raises(regdata.InvalidReference, match="names registry docker.io"):
+        as_reference("docker.io/library/alpine:3", "ghcr.io")

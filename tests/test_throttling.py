@@ -399,6 +399,16 @@ def test_rows_come_back_in_ref_order_whatever_order_requests_finish() -> None:
             self._nap()
             return self.inner.blob(repo, digest, context)
 
+        def config(self, repo, digest, context=None):  # type: ignore[no-untyped-def]
+            self._nap()
+            return self.inner.config(repo, digest, context)
+
+        def known_manifest(self, ref, hits=None):  # type: ignore[no-untyped-def]
+            return None  # the scan's Protocol asks; a jittery remote holds nothing
+
+        def known_config(self, repo, digest, hits=None):  # type: ignore[no-untyped-def]
+            return None
+
     def rows(seed: int) -> list[tuple[object, ...]]:
         result = scan(Jittery(seed), repo, refs, ScanOptions(concurrency=6), Context())
         return [(r["tag"], r.get("platform"), r.get("manifest_digest"), r.get("error")) for r in result.images]

@@ -1,7 +1,9 @@
-"""The cache under the RemoteFactory: what to keep, for how long, and what to do when it fails.
+"""The cache: what to keep, for how long, and what to do when it fails.
 
 Deciding is apart from storing: this module decides, a backend (a byte
-store, see :mod:`regdata.cache.backends`) stores.
+store, see :mod:`regdata.cache.backends`) stores.  It knows nothing of the
+client: :class:`regdata.cache.remote.CachedRemote` wraps a Remote and asks
+it, keyed by registry host and credential identity (:meth:`Cache.key`).
 
 - Content addressed by digest (manifests and config blobs) never changes:
   kept with no expiry.
@@ -14,7 +16,7 @@ store, see :mod:`regdata.cache.backends`) stores.
   parse, a tag that does not point to a digest, a time stamp from the
   future, is a miss (counted in ``corrupt``) and is deleted, then
   overwritten by the fresh answer.  Bodies are checked against their
-  digest by the Remote, which discards them here when they fail.
+  digest by the CachedRemote, which discards them here when they fail.
 - What this process has read or checked is kept in its own memory too
   (:mod:`regdata.cache.lru`, ``memory`` bytes of it), parsed and verified:
   only the backend's copy is untrusted.  Moving entries there carry their
@@ -38,17 +40,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from regdata.cache.backends.base import Backend, BackendUnavailable
 from regdata.cache.keys import make_key
 from regdata.cache.lru import LRU
 from regdata.oci.digest import is_verifiable
 from regdata.oci.manifest import ACCEPT_ALL, decode_json
-from regdata.oci.reference import api_host
-
-if TYPE_CHECKING:
-    from regdata.client.remote import Remote
 
 __all__ = [
     "DEFAULT_MEMORY", "DEFAULT_TTL", "STALE_KEEP", "Backend", "BackendUnavailable", "Cache", "CachedManifest",
@@ -125,7 +123,7 @@ class Cache:
     @property
     def name(self) -> str:
         """The backend's name (``memory``, ``sqlite``, ``memcached``, or its class)."""
-        return str(getattr(self.backend, "name", type(self.backend).__name__))
+        return self.backend.name
 
     def ttl_for(self, host: str) -> float:
         """The TTL of moving entries of registry ``host``."""
@@ -133,12 +131,14 @@ class Cache:
 
     # -- keys -----------------------------------------------------------------
 
-    def key(self, kind: str, remote: Remote, repository: str, reference: str) -> str:
-        """The key of one entry, for one remote (host and credential)."""
-        host = remote.registry
-        if remote.api_host != api_host(host):  # read through a mirror: its answers are its own
-            host = f"{host}~{remote.api_host}"
-        return make_key(kind, host, repository, reference, _ACCEPT_KEY, remote.credential.identity())
+    def key(self, kind: str, host: str, repository: str, reference: str, identity: str) -> str:
+        """The key of one entry: registry ``host``, and the ``identity`` of the credential that read it.
+
+        ``host`` is the registry as references name it; a registry read through
+        a mirror is ``registry~mirror`` (the mirror's answers are its own).
+        ``identity`` is :meth:`regdata.credentials.Credential.identity`, never a secret.
+        """
+        return make_key(kind, host, repository, reference, _ACCEPT_KEY, identity)
 
     # -- the backend, failures turned into misses ----------------------------
 
@@ -333,21 +333,18 @@ class Cache:
                 "errors": self.errors, "corrupt": self.corrupt, "ttl": self.ttl,
                 "memory_hits": self.memory_hits, "memory_bytes": self._recent.bytes,
             }
-        backend_stats = getattr(self.backend, "stats", None)
-        if callable(backend_stats):
-            try:
-                out["backend_stats"] = backend_stats()
-            except Exception as exc:
-                out["backend_stats"] = {"error": f"{type(exc).__name__}: {exc}"}
+        try:
+            backend_stats = self.backend.stats()
+        except Exception as exc:
+            backend_stats = {"error": f"{type(exc).__name__}: {exc}"}
+        if backend_stats:  # a backend with nothing to tell (memory) adds no entry
+            out["backend_stats"] = backend_stats
         return out
 
     def close(self) -> None:
-        """Close the backend (a backend without ``close`` has nothing to close)."""
-        close = getattr(self.backend, "close", None)
-        if close is None:
-            return
+        """Close the backend."""
         try:
-            close()
+            self.backend.close()
         except Exception as exc:
             self._failed(exc)
 

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from regdata.cache import DEFAULT_TTL, Cache
+from regdata.cache.backends.base import Backend
 from regdata.cache.backends.memory import MemoryBackend
 
 __all__ = ["open_cache", "parse_ttl"]
@@ -128,9 +129,12 @@ def open_cache(spec: Any, ttl: TTLSpec = None) -> Cache | None:
     if isinstance(spec, Cache):
         return spec
     if not isinstance(spec, str):
-        if all(callable(getattr(spec, name, None)) for name in ("get", "set", "delete")):
+        if isinstance(spec, Backend):
             return Cache(spec, ttl=seconds, host_ttl=per_host)
-        raise TypeError(f"cache must be a URL string, a backend or None, got {type(spec).__name__}")
+        raise TypeError(
+            f"cache must be a URL string, a backend (name, get, set, delete, close, stats) or None, "
+            f"got {type(spec).__name__}"
+        )
     # Not urlsplit: a server list such as "a:1,[::1]:2" is no URL netloc, and the
     # urllib of Python 3.11.4+ (and of Debian's 3.11.2) rejects it as a bad IPv6 host.
     scheme, _, rest = spec.strip().partition("://")

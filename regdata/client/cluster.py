@@ -84,6 +84,7 @@ from regdata.client.progress import progress_bar
 from regdata.client.scan import GRACE_SECONDS, TIMED_OUT
 from regdata.credentials import Credential, Credentials
 from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
+from regdata.instrument import metrics
 from regdata.oci.reference import api_host
 from regdata.transport.base import Request, Response, Transport, host_key
 from regdata.transport.limits import DEFAULT_CONCURRENCY, LimitTransport
@@ -236,7 +237,8 @@ def shares(limit: int, workers: Sequence[str]) -> dict[str, int]:
 def _gate(reg: Reader, share: int, client: Any) -> ClusterGate:
     """Put a ClusterGate into a fresh Registry's transport: retry > limit > gate > log > HTTP."""
     factory: Any = reg.factory
-    gate = ClusterGate(LogTransport(factory.http, factory.log, factory.limiters), share, client)
+    log = LogTransport(factory.http, factory.log, factory.limiters, observe=metrics.observe_request)
+    gate = ClusterGate(log, share, client)
     inner = LimitTransport(gate, factory.limiters)
     factory.base = RetryTransport(inner, policy=factory.retry, clock=factory.clock or SystemClock())
     return gate

@@ -32,7 +32,7 @@ from regdata.instrument.requestlog import RequestLog
 from regdata.oci.manifest import Platform
 from regdata.oci.reference import Reference, Repository, canonical_host, parse_reference, parse_repository
 from regdata.transport import HTTPTransport, RetryPolicy, Timeouts
-from regdata.transport.limits import DEFAULT_CONCURRENCY, DEFAULT_MAX_CONCURRENCY, Limits
+from regdata.transport.limits import DEFAULT_CONCURRENCY, DEFAULT_MAX_CONCURRENCY, Limiters, Limits
 from regdata.transport.proxy import Proxies
 from regdata.transport.ratelimit import RateLimit
 from regdata.transport.trust import CertSetting, VerifySetting
@@ -48,9 +48,11 @@ class Factory(Protocol):
 
     log: RequestLog
 
-    def remote(self, registry: str) -> Any: ...
+    def remote(self, registry: str) -> RemoteLike: ...
 
     def cancel(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _sort(frame: pd.DataFrame) -> pd.DataFrame:
@@ -190,6 +192,8 @@ class Registry:
         self.progress = progress
         self._scans: set[Context] = set()
         self._lock = threading.Lock()
+        # The limiters of a factory built here; a factory given (the mock) has none to show.
+        self._limiters: Limiters | None = None
         if factory is not None:
             self.factory: Factory = factory
             self.cache: Cache | None = None
@@ -202,7 +206,7 @@ class Registry:
         timeouts = timeout if isinstance(timeout, Timeouts) else (
             Timeouts() if timeout is None else Timeouts(connect=timeout, read=timeout)
         )
-        self.factory = RemoteFactory(
+        self.factory = real = RemoteFactory(
             credentials=credentials if credentials is not None else Credentials.default(),
             cache=self.cache,
             log=RequestLog(request_log_size) if request_log_size else RequestLog(),
@@ -220,6 +224,7 @@ class Registry:
             limits=self.limits,
             http_transport=transport,
         )
+        self._limiters = real.limiters
 
     def __repr__(self) -> str:
         cache = self.cache.backend if self.cache is not None else None
@@ -417,8 +422,7 @@ class Registry:
     @property
     def rate_limits(self) -> dict[str, RateLimit]:
         """The latest ``RateLimit-*`` headers per host (``host:port``), for hosts that sent them."""
-        limiters = getattr(self.factory, "limiters", None)
-        return limiters.rate_limits() if limiters is not None else {}
+        return self._limiters.rate_limits() if self._limiters is not None else {}
 
     @property
     def limiter_log(self) -> pd.DataFrame:
@@ -433,9 +437,7 @@ class Registry:
 
     def close(self) -> None:
         """Close connections and the cache."""
-        close = getattr(self.factory, "close", None)
-        if close is not None:
-            close()
+        self.factory.close()
         if self.cache is not None:
             self.cache.close()
 

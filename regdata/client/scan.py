@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from regdata.client.base import FetchedManifest
 from regdata.client.context import Context
-from regdata.client.remote import FetchedManifest
 from regdata.client.rows import error_row, history_rows, image_row, schema1_row
 from regdata.errors import BudgetExceeded, Cancelled, ContentError
 from regdata.oci.manifest import (
@@ -34,7 +34,6 @@ from regdata.oci.manifest import (
     Index,
     Platform,
     Schema1Manifest,
-    parse_config,
 )
 from regdata.oci.reference import Reference, Repository
 from regdata.transport.limits import QuotaFloorReached
@@ -51,20 +50,33 @@ Key = tuple[int, int]
 
 
 class RemoteLike(Protocol):
-    """What a scan needs of a Remote; the mock factory's remotes provide it too."""
+    """What a scan and a Registry need of a Remote: the real one, the cached one and the mock provide it.
+
+    ``known_manifest`` and ``known_config`` say what the process holds
+    already, or None, with the cache hits to log appended to ``hits`` (see
+    :meth:`regdata.cache.remote.CachedRemote.known_manifest`); a remote that
+    holds nothing returns None.
+    """
 
     def tags(self, repo: Repository, context: Context | None = None) -> list[str]: ...
+
+    def tag_pages(self, repo: Repository, context: Context | None = None) -> list[dict[str, Any]]: ...
+
+    def catalog(self, context: Context | None = None) -> list[str]: ...
 
     def manifest(self, ref: Reference, context: Context | None = None) -> FetchedManifest: ...
 
     def blob(self, repo: Repository, digest: str, context: Context | None = None) -> bytes: ...
 
+    def config(self, repo: Repository, digest: str, context: Context | None = None) -> ImageConfig: ...
 
-# What a scan uses of a Remote when it has them (the real one and the mock do; a remote written
-# for an older regdata may not): config(repo, digest, context) -> ImageConfig, parsed once;
-# known_manifest(ref, hits) and known_config(repo, digest, hits), what the process holds, or
-# None, with the cache hits to log appended to ``hits`` (see Remote.known_manifest).
-_OPTIONAL = ("config", "known_manifest", "known_config")
+    def known_manifest(self, ref: Reference, hits: list[Callable[[], None]] | None = None
+                       ) -> FetchedManifest | None: ...
+
+    def known_config(self, repo: Repository, digest: str, hits: list[Callable[[], None]] | None = None
+                     ) -> ImageConfig | None: ...
+
+    def cancel(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -163,12 +175,6 @@ class _Scan:
         self.options = options
         self.ctx = ctx
         self.memo = _Memo()
-        config, self._known_manifest, self._known_config = (getattr(remote, n, None) for n in _OPTIONAL)
-        self._fetch_config: Callable[[Repository, str, Context], ImageConfig] = config or (
-            lambda repo, digest, ctx: parse_config(remote.blob(repo, digest, ctx))
-        )
-        # Tasks are tried at once from memory only when the remote can say what it holds.
-        self.local = self._known_manifest is not None and self._known_config is not None
         # The cache hits of the local run under way (only the scan's own thread runs them): logged
         # when the task is answered whole, dropped when it needs I/O and goes to a worker.
         self.local_hits: list[Callable[[], None]] = []
@@ -203,15 +209,13 @@ class _Scan:
 
     def _config(self, digest: str, local: bool) -> ImageConfig:
         if local:
-            assert self._known_config is not None
-            config: ImageConfig = _known(self._known_config(self.repo, digest, self.local_hits))
+            config: ImageConfig = _known(self.remote.known_config(self.repo, digest, self.local_hits))
             return config
-        return self.memo.get(f"config:{digest}", lambda: self._fetch_config(self.repo, digest, self.ctx))
+        return self.memo.get(f"config:{digest}", lambda: self.remote.config(self.repo, digest, self.ctx))
 
     def _manifest(self, ref: Reference, local: bool) -> FetchedManifest:
         if local:
-            assert self._known_manifest is not None
-            fetched: FetchedManifest = _known(self._known_manifest(ref, self.local_hits))
+            fetched: FetchedManifest = _known(self.remote.known_manifest(ref, self.local_hits))
             return fetched
         if ref.digest is None:  # a tag: not shared, and may move; its digest's content is
             return self.remote.manifest(ref, self.ctx)
@@ -455,8 +459,6 @@ def scan(
         total += 1
         job.local_hits.clear()
         try:
-            if not job.local:
-                raise _NeedsIO
             subs = task.run(local=True)
         except _NeedsIO:
             pending.add(task)

@@ -127,7 +127,11 @@ def observe_fetch(success: bool, seconds: float) -> None:
 
 
 def observe_request(kind: str, success: bool, seconds: float) -> None:
-    """Record one HTTP request, when metrics are enabled (the request log's layer calls it)."""
+    """Record one HTTP request, when metrics are enabled.
+
+    The factory hands it to the request log's layer as its ``observe``, so the
+    transport needs no import of this module.
+    """
     m = _active
     if m is not None:
         m.observe_request(kind, success, seconds)
@@ -185,6 +189,10 @@ class InstrumentedBackend:
     def close(self) -> None:
         """Close the wrapped backend."""
         self.inner.close()
+
+    def stats(self) -> dict[str, Any]:
+        """The wrapped backend's own stats."""
+        return self.inner.stats()
 
     def __getattr__(self, name: str) -> Any:
         # Counters and settings of the wrapped backend (oversize, servers) stay readable.

@@ -11,6 +11,10 @@ Read top to bottom, a request goes::
 
 Auth sits above retry, so a flake is retried below it and a 401 fetches a
 token once, above.  Token requests take the lower three layers only.
+
+Beside the stack: :mod:`regdata.transport.scheme` probes once per host
+whether a host allowed plain HTTP speaks TLS.  The submodules import one
+another, never this package, which only re-exports.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from regdata.errors import RegdataError
-from regdata.instrument import metrics
 from regdata.instrument.requestlog import RequestLog, RequestRecord
 from regdata.transport.base import Request, Response, Transport, host_key
 from regdata.transport.redirect import REDIRECTS
@@ -54,6 +53,9 @@ class LogTransport:
     limiters: ConcurrencySource | None = None
     #: ``url -> "host:port"`` of the proxy a request goes through, or None (the HTTP layer's).
     proxy_for: Callable[[str], str | None] | None = None
+    #: Told of every attempt as ``observe(kind, success, seconds)``: the factory passes
+    #: :func:`regdata.instrument.metrics.observe_request`, so this layer needs no metrics of its own.
+    observe: Callable[[str, bool, float], None] | None = None
 
     def send(self, request: Request) -> Response:
         """Send through ``inner`` and record the outcome, success or not."""
@@ -103,4 +105,5 @@ class LogTransport:
                 pull=pull,
             )
         )
-        metrics.observe_request(request.kind, error is None, duration)
+        if self.observe is not None:
+            self.observe(request.kind, error is None, duration)
