@@ -15,7 +15,7 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 
 from regdata import BudgetExceeded, Cancelled, TransportError
-from regdata.client.context import Context
+from regdata.context import Context
 from regdata.transport import Request, Response, RetryPolicy, RetryTransport, parse_retry_after
 from regdata.transport.retry import quota_exhausted
 

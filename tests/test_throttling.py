@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 import regdata
-from regdata.client.context import Context
+from regdata.context import Context
 from regdata.instrument.requestlog import RequestLog
 from regdata.transport import RetryPolicy
 from regdata.transport.limits import (

@@ -36,7 +36,7 @@ import pandas as pd
 
 from regdata.analysis.fleet import Within, in_line, line_of
 from regdata.analysis.versions import Version, parse_version, versions_of
-from regdata.client.context import Context
+from regdata.context import Context
 from regdata.errors import Cancelled, QuotaExhausted, RegdataError, TooManyRequests, TransportError
 from regdata.frames import IMAGE_CATEGORIES, IMAGES, NOT_RUNNABLE, make_frame
 from regdata.oci.manifest import Platform

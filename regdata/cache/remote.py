@@ -35,7 +35,7 @@ from regdata.client.base import (
     as_repository,
     check_manifest,
 )
-from regdata.client.context import Context
+from regdata.context import Context
 from regdata.credentials import Credential
 from regdata.errors import RegdataError
 from regdata.instrument.requestlog import RequestLog, RequestRecord

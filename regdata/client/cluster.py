@@ -78,10 +78,10 @@ from typing import Any
 
 import pandas as pd
 
-from regdata.client.context import Context
 from regdata.client.many import SCAN_THREADS_MIN, Reader, Wanted, assemble, error_row, repository_rows
 from regdata.client.progress import progress_bar
 from regdata.client.scan import GRACE_SECONDS, TIMED_OUT
+from regdata.context import Context
 from regdata.credentials import Credential, Credentials
 from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
 from regdata.instrument import metrics

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from regdata.client.context import Context
 from regdata.client.scan import ScanOptions, describe, scan
+from regdata.context import Context
 from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
 from regdata.oci.reference import Reference, Repository, canonical_host, parse_repository
 

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from regdata.cache import DEFAULT_TTL, Cache
 from regdata.cache.open import open_cache, parse_ttl
-from regdata.client.context import Context
 from regdata.client.progress import progress_bar
 from regdata.client.remote import RemoteFactory
 from regdata.client.scan import RemoteLike, ScanOptions, ScanResult, scan
+from regdata.context import Context
 from regdata.credentials import Credentials
 from regdata.frames import HISTORY, IMAGE_CATEGORIES, IMAGES, make_frame
 from regdata.instrument.requestlog import RequestLog

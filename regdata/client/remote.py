@@ -28,7 +28,7 @@ from regdata.client.base import (
     check_manifest,
     manifest_digest,
 )
-from regdata.client.context import Context
+from regdata.context import Context
 from regdata.credentials import Credential, Credentials
 from regdata.errors import (
     ErrorDetail,

@@ -11,6 +11,10 @@ an index), whatever order the requests completed in, so a scan's result does
 not depend on timing.  ``concurrency`` is the number of worker threads; the
 requests in flight per host are held by the host's limiter
 (:mod:`regdata.transport.limits`), so the pool is sized for its maximum.
+
+(A little over 500 lines on purpose: the tasks, the queue that runs them and
+the rows they leave share one job's state; the rows themselves are built in
+``rows.py``.)
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from regdata.client.base import FetchedManifest
-from regdata.client.context import Context
 from regdata.client.rows import error_row, history_rows, image_row, schema1_row
+from regdata.context import Context
 from regdata.errors import BudgetExceeded, Cancelled, ContentError
 from regdata.oci.manifest import (
     Descriptor,

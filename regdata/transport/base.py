@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
-from regdata.client.context import BACKGROUND, Context
+from regdata.context import BACKGROUND, Context
 from regdata.errors import MalformedContent
 
 __all__ = ["Request", "Response", "Transport", "check_url", "host_key", "join_url"]

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from regdata.client.context import Context
+from regdata.context import Context
 from regdata.errors import QuotaFloorReached, RegdataError
 from regdata.instrument.requestlog import LimiterEvent, RequestLog
 from regdata.transport.base import Request, Response, Transport, host_key

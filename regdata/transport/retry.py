@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from regdata.client.context import Context
+from regdata.context import Context
 from regdata.errors import BudgetExceeded, RegdataError, TransportError
 from regdata.transport.base import Request, Response, Transport, host_key
 

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from regdata.client.context import Context
+from regdata.context import Context
 from regdata.errors import TLSError, TransportError, printable
 from regdata.instrument.requestlog import RequestLog, RequestRecord
 from regdata.oci.reference import is_loopback_host
