@@ -11,6 +11,7 @@ only come from the wheel.
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import socket
 import subprocess
@@ -34,9 +35,13 @@ def _clean_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
+    # From a copy: setuptools reuses a checkout's build/ folder, stale files and all.
+    source = work / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "out", ".mypy_cache", ".ruff_cache"))
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-         "-w", str(work / "dist"), str(ROOT)],
+         "-w", str(work / "dist"), str(source)],
         capture_output=True, text=True, timeout=300, env=_clean_env(),
     )
     assert build.returncode == 0, build.stdout + build.stderr
