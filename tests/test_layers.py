@@ -97,3 +97,27 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_cycles() -> None:
     found = cycles(graph())
     assert found == [], "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+# Lowest first: a layer may import only layers of a lower rank (README, "Design").
+RANKS = {
+    "errors": 0, "context": 1, "frames": 1, "oci": 1, "credentials": 2, "instrument": 3,
+    "transport": 4, "cache": 5, "client": 6, "analysis": 7, "report": 8, "sandbox": 9,
+    "testing": 9, "cli": 10, "__main__": 11, "regdata": 12,
+}
+# Prometheus metrics can wrap a cache backend: the type only, under TYPE_CHECKING.
+UPWARD = {("instrument", "cache")}
+
+
+def test_layers_import_only_downward() -> None:
+    def layer(module: str) -> str:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 else "regdata"
+
+    wrong = sorted(
+        f"{a} imports {b}"
+        for a, targets in graph().items()
+        for b in targets
+        if layer(a) != layer(b) and RANKS[layer(b)] >= RANKS[layer(a)] and (layer(a), layer(b)) not in UPWARD
+    )
+    assert wrong == [], "imports against the layers:\n" + "\n".join(wrong)

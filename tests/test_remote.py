@@ -456,7 +456,7 @@ def test_every_remote_method_takes_a_string(registry: RegistryServer, builder: B
 
 def test_a_name_given_as_a_string_is_read_for_the_remotes_host() -> None:
     """No registry in the string: this host's (Docker Hub's library/ rule only on Docker Hub)."""
-    from regdata.client.base import as_reference, as_repository
+    from regdata.oci.fetched import as_reference, as_repository
 
     assert str(as_repository("alpine", "docker.io")) == "docker.io/library/alpine"
     assert as_repository("app", "127.0.0.1:5000").repository == "app"

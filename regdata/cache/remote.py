@@ -28,18 +28,18 @@ from functools import partial
 from typing import Any, Protocol
 
 from regdata.cache import Cache, CachedManifest
-from regdata.client.base import (
+from regdata.context import Context
+from regdata.credentials import Credential
+from regdata.errors import RegdataError
+from regdata.instrument.requestlog import RequestLog, RequestRecord
+from regdata.oci.digest import verify
+from regdata.oci.fetched import (
     CONFIG_MAX_BYTES,
     FetchedManifest,
     as_reference,
     as_repository,
     check_manifest,
 )
-from regdata.context import Context
-from regdata.credentials import Credential
-from regdata.errors import RegdataError
-from regdata.instrument.requestlog import RequestLog, RequestRecord
-from regdata.oci.digest import verify
 from regdata.oci.manifest import ImageConfig, parse_config, parse_manifest
 from regdata.oci.reference import Reference, Repository, api_host
 from regdata.transport.base import Transport

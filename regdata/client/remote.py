@@ -20,14 +20,6 @@ from urllib.parse import urlsplit
 
 from regdata.cache import Cache
 from regdata.cache.remote import CachedRemote
-from regdata.client.base import (
-    CONFIG_MAX_BYTES,
-    FetchedManifest,
-    as_reference,
-    as_repository,
-    check_manifest,
-    manifest_digest,
-)
 from regdata.context import Context
 from regdata.credentials import Credential, Credentials
 from regdata.errors import (
@@ -41,6 +33,14 @@ from regdata.errors import (
 from regdata.instrument import metrics
 from regdata.instrument.requestlog import RequestLog
 from regdata.oci.digest import verify
+from regdata.oci.fetched import (
+    CONFIG_MAX_BYTES,
+    FetchedManifest,
+    as_reference,
+    as_repository,
+    check_manifest,
+    manifest_digest,
+)
 from regdata.oci.manifest import (
     ACCEPT_ALL,
     ImageConfig,

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from regdata.client.base import FetchedManifest
 from regdata.client.rows import error_row, history_rows, image_row, schema1_row
 from regdata.context import Context
 from regdata.errors import BudgetExceeded, Cancelled, ContentError
+from regdata.oci.fetched import FetchedManifest
 from regdata.oci.manifest import (
     Descriptor,
     ImageConfig,

@@ -1,10 +1,8 @@
-"""What a Remote and what wraps it share.
+"""A manifest as fetched and checked against its digest, and names read relative to a host.
 
-A manifest as fetched, how a body is checked, names read from strings.
-
-Apart from :mod:`regdata.client.remote` so that what wraps a Remote (the
-cache's :class:`~regdata.cache.remote.CachedRemote`) uses them without
-importing the Remote, which the factory wraps.
+What a Remote (:mod:`regdata.client.remote`) and what wraps it (the cache's
+:class:`~regdata.cache.remote.CachedRemote`) share: here, below both, so the
+cache never imports the client.
 """
 
 from __future__ import annotations
