@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from regdata.cache.backends.memcached import MemcachedBackend
 from regdata.cache.backends.sqlite import SQLiteBackend
 from regdata.cache.open import open_cache, parse_ttl
 from regdata.cache.remote import CachedRemote
-from regdata.errors import RegistryError
+from regdata.errors import NotFound, RegistryError
 from tests.support.builder import Builder, ImageSpec, Schema1Spec, helm_chart_spec
 from tests.support.proxy import Seen, start_proxy
 from tests.support.registry_server import MemcachedServer, RegistryServer
@@ -647,3 +648,28 @@ def test_environment_chooses_the_cache(monkeypatch: pytest.MonkeyPatch, memcache
     assert reg.cache.ttl == 42
     monkeypatch.setenv("REGDATA_CACHE", "none")
     assert regdata.Registry(credentials=Credentials.none()).cache is None
+
+
+def test_unknown_repository_is_remembered_for_the_ttl(backend_factory: Any, registry: RegistryServer,
+                                                      repo_name: str) -> None:
+    # A fleet naming an image the registry lacks costs one request per TTL, not one per run.
+    repo = f"{registry.host}/{repo_name}-absent"
+    reg = client(Cache(backend_factory(), ttl=300))
+    with pytest.raises(NotFound) as first:
+        reg.get_repository(repo)
+    assert counts(reg) == {("tags", "GET"): 1}
+    reg.factory.log.clear()
+    with pytest.raises(NotFound) as again:
+        reg.get_repository(repo)
+    assert counts(reg) == {}
+    assert set(reg.requests["cache"]) == {"hit"}
+    assert str(again.value) == str(first.value) and again.value.codes == ("NAME_UNKNOWN",)
+    # Another process over the same store learns it too; after the TTL the registry is asked again.
+    other = client(Cache(backend_factory(), ttl=300))
+    with pytest.raises(NotFound):
+        other.get_repository(repo)
+    assert counts(other) == {}
+    expired = client(Cache(backend_factory(), ttl=300, clock=lambda: time.time() + 301))
+    with pytest.raises(NotFound):
+        expired.get_repository(repo)
+    assert counts(expired) == {("tags", "GET"): 1}

@@ -286,6 +286,22 @@ class Cache:
         """Store a tag list (a stale one is of no use: it is kept for the TTL only)."""
         self._put_moving(key, tags, self.ttl_for(host))
 
+    def get_unknown(self, key: str, host: str) -> tuple[str, list[tuple[str, str]]] | None:
+        """(url, errors) of a 404 a registry gave for a repository less than the TTL ago."""
+        found = self._moving(key, host, _is_unknown)
+        if found is None or not found[1]:
+            return None
+        value = found[0]
+        return str(value["url"]), [(str(code), str(message)) for code, message in value["errors"]]
+
+    def put_unknown(self, key: str, host: str, url: str, errors: list[tuple[str, str]]) -> None:
+        """Remember, for the TTL as a tag list is, that a registry has no such repository.
+
+        So a fleet naming an image the registry lacks costs one request per TTL,
+        not one per run (and a second run within the TTL makes none).
+        """
+        self._put_moving(key, {"url": url, "errors": [list(e) for e in errors]}, self.ttl_for(host))
+
     def get_tag(self, key: str, host: str) -> tuple[str | None, str | None]:
         """(fresh digest, stale digest) of a tag: one of them, or neither."""
         found = self._moving(key, host, _is_digest)
@@ -365,6 +381,14 @@ def _in_memory(kind: str, size: int) -> int:
 
 def _is_tag_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(tag, str) for tag in value)
+
+
+def _is_unknown(value: Any) -> bool:
+    if not (isinstance(value, dict) and isinstance(value.get("url"), str)):
+        return False
+    return (isinstance(value.get("errors"), list)
+            and all(isinstance(e, list) and len(e) == 2 and all(isinstance(x, str) for x in e)
+                    for e in value["errors"]))
 
 
 def _is_digest(value: Any) -> bool:

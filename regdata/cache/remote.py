@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from regdata.cache import Cache, CachedManifest
 from regdata.context import Context
 from regdata.credentials import Credential
-from regdata.errors import RegdataError
+from regdata.errors import ErrorDetail, NotFound, RegdataError, printable
 from regdata.instrument.requestlog import RequestLog, RequestRecord
 from regdata.oci.digest import verify
 from regdata.oci.fetched import (
@@ -203,7 +203,20 @@ class CachedRemote:
         if cached is not None:
             self._hit(repository.repository, "tags", sum(len(t) + 3 for t in cached), started, clock)
             return cached
-        tags = self.inner.tags(repository, context, cache_state="miss")
+        unknown_key = self.key("unknown", repository.repository, "")
+        unknown = self.cache.get_unknown(unknown_key, self.registry)
+        if unknown is not None:
+            self._hit(repository.repository, "tags", 0, started, clock)
+            url, errors = unknown
+            # The store is shared and not trusted: its words are shown as printable text only.
+            raise NotFound(404, printable(url, 300),
+                           tuple(ErrorDetail(printable(c, 100), printable(m)) for c, m in errors))
+        try:
+            tags = self.inner.tags(repository, context, cache_state="miss")
+        except NotFound as exc:
+            errors = [(e.code, e.message) for e in exc.errors]
+            self.cache.put_unknown(unknown_key, self.registry, exc.url, errors)
+            raise
         self.cache.put_tags(key, self.registry, tags)
         return tags
 
