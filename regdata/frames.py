@@ -333,6 +333,7 @@ def make_frame(
     whatever rows came, and when none came.
     """
     import pandas as pd
+
     records = list(rows)
     columns = [column for column, _ in schema]
     data: dict[str, Any] = {c: [r.get(c) for r in records] for c in columns}

@@ -55,18 +55,26 @@ class Backend(Protocol):
 def image_content(spec: ImageSpec) -> Content:
     """What a spec pushes, as regdata.testing's Content (the same bytes for both backends)."""
     body, config, _ = spec.manifest()
-    return Content(kind="image", media_type=spec.manifest_media_type, body=body, digest=digest_of(body),
-                   config=config.data, config_digest=config.digest, platform=str(spec.platform),
-                   layers=tuple(layer.descriptor() for layer in spec.layer_blobs()),
-                   declared_platform=spec.platform.json())
+    return Content(
+        kind="image",
+        media_type=spec.manifest_media_type,
+        body=body,
+        digest=digest_of(body),
+        config=config.data,
+        config_digest=config.digest,
+        platform=str(spec.platform),
+        layers=tuple(layer.descriptor() for layer in spec.layer_blobs()),
+        declared_platform=spec.platform.json(),
+    )
 
 
 def index_content(children: Sequence[Content]) -> Content:
     """An OCI index over ``children``, built as Builder.push_index builds it."""
     doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [c.descriptor() for c in children]}
     body = json.dumps(doc, separators=(",", ":")).encode()
-    return Content(kind="index", media_type=OCI_INDEX, body=body, digest=digest_of(body),
-                   children=tuple(children))
+    return Content(
+        kind="index", media_type=OCI_INDEX, body=body, digest=digest_of(body), children=tuple(children)
+    )
 
 
 def throttled(path: str, times: int, retry_after: float) -> Any:
@@ -78,8 +86,11 @@ def throttled(path: str, times: int, retry_after: float) -> Any:
         if seen.method != "GET" or seen.path.split("?", 1)[0] != path or left[0] <= 0:
             return None
         left[0] -= 1
-        return Action(status=429, body=body, headers={"Content-Type": "application/json",
-                                                      "Retry-After": f"{retry_after:g}"})
+        return Action(
+            status=429,
+            body=body,
+            headers={"Content-Type": "application/json", "Retry-After": f"{retry_after:g}"},
+        )
 
     return fault
 
@@ -187,8 +198,13 @@ def basic_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 
 def spec(seed: str, platform: str = "linux/amd64", fmt: str = "docker", **extra: Any) -> ImageSpec:
     layers = (Layer.from_seed(f"{seed}/a", 300), Layer.from_seed(f"{seed}/b", 200))
-    return ImageSpec(layers=layers, platform=Platform.parse(platform), format=fmt,  # type: ignore[arg-type]
-                     created=CREATED, **extra)
+    return ImageSpec(
+        layers=layers,
+        platform=Platform.parse(platform),
+        format=fmt,  # type: ignore[arg-type]
+        created=CREATED,
+        **extra,
+    )
 
 
 def size_of(content: Content) -> int:
@@ -227,17 +243,68 @@ def test_repository_rows_for_schema2_oci_and_an_index(backend: Backend, repo_nam
     multi = backend.index(repo_name, [amd, arm], ["multi"])
     df = backend.registry().get_repository(f"{backend.host}/{repo_name}")
     assert df["error"].isna().all()
-    got = df[["tag", "kind", "media_type", "digest", "manifest_digest", "config_digest", "platform",
-              "size", "layers"]].astype(object).values.tolist()
+    got = (
+        df[
+            [
+                "tag",
+                "kind",
+                "media_type",
+                "digest",
+                "manifest_digest",
+                "config_digest",
+                "platform",
+                "size",
+                "layers",
+            ]
+        ]
+        .astype(object)
+        .values.tolist()
+    )
     want = [
-        ["docker", "image", DOCKER_MANIFEST, docker.digest, docker.digest, docker.config_digest,
-         "linux/amd64", size_of(docker), 2],
-        ["multi", "index", OCI_INDEX, multi.digest, amd.digest, amd.config_digest, "linux/amd64",
-         size_of(amd), 2],
-        ["multi", "index", OCI_INDEX, multi.digest, arm.digest, arm.config_digest, "linux/arm/v7",
-         size_of(arm), 2],
-        ["oci", "image", OCI_MANIFEST, oci.digest, oci.digest, oci.config_digest, "linux/arm64/v8",
-         size_of(oci), 2],
+        [
+            "docker",
+            "image",
+            DOCKER_MANIFEST,
+            docker.digest,
+            docker.digest,
+            docker.config_digest,
+            "linux/amd64",
+            size_of(docker),
+            2,
+        ],
+        [
+            "multi",
+            "index",
+            OCI_INDEX,
+            multi.digest,
+            amd.digest,
+            amd.config_digest,
+            "linux/amd64",
+            size_of(amd),
+            2,
+        ],
+        [
+            "multi",
+            "index",
+            OCI_INDEX,
+            multi.digest,
+            arm.digest,
+            arm.config_digest,
+            "linux/arm/v7",
+            size_of(arm),
+            2,
+        ],
+        [
+            "oci",
+            "image",
+            OCI_MANIFEST,
+            oci.digest,
+            oci.digest,
+            oci.config_digest,
+            "linux/arm64/v8",
+            size_of(oci),
+            2,
+        ],
     ]
     assert got == want
     assert (df["created"] == pd.Timestamp(CREATED)).all()
@@ -257,13 +324,18 @@ def test_get_image_by_tag_and_by_digest(backend: Backend, repo_name: str) -> Non
 
 
 def test_history(backend: Backend, repo_name: str) -> None:
-    steps = (History(created=CREATED, created_by="ADD rootfs /"),
-             History(created=CREATED, created_by="ENV X=1", empty_layer=True),
-             History(created=CREATED, created_by="RUN make"))
+    steps = (
+        History(created=CREATED, created_by="ADD rootfs /"),
+        History(created=CREATED, created_by="ENV X=1", empty_layer=True),
+        History(created=CREATED, created_by="RUN make"),
+    )
     backend.image(repo_name, spec(repo_name, history=steps), ["v1"])
     h = backend.registry().history(f"{backend.host}/{repo_name}:v1")
     assert h[["step", "created_by", "empty_layer"]].values.tolist() == [
-        [0, "ADD rootfs /", False], [1, "ENV X=1", True], [2, "RUN make", False]]
+        [0, "ADD rootfs /", False],
+        [1, "ENV X=1", True],
+        [2, "RUN make", False],
+    ]
     assert (h["created"] == pd.Timestamp(CREATED)).all() and h["error"].isna().all()
 
 
@@ -303,7 +375,8 @@ def test_request_log_kinds(backend: Backend, repo_name: str) -> None:
     reg.remote(backend.host).head(parse_reference(f"{backend.host}/{repo_name}:multi"))  # type: ignore[attr-defined]
     log = reg.requests
     assert sorted(log["kind"].tolist()) == sorted(
-        ["tags", "manifest", "manifest", "manifest", "blob", "blob", "manifest_head"])
+        ["tags", "manifest", "manifest", "manifest", "blob", "blob", "manifest_head"]
+    )
     assert log["host"].unique().tolist() == [backend.host]
     assert (log["status"] == 200).all() and (log["attempt"] == 1).all() and (log["cache"] == "none").all()
     assert log["repository"].unique().tolist() == [repo_name]
@@ -371,4 +444,5 @@ def test_basic_auth_a_challenge_then_credentials(basic_backend: Backend, repo_na
     assert PASSWORD not in log.to_string() and PASSWORD not in repr(reg)
     with pytest.raises(Unauthorized):
         basic_backend.registry(
-            credentials=Credentials.from_mapping({basic_backend.host: (USER, "wrong")})).tags(repo)
+            credentials=Credentials.from_mapping({basic_backend.host: (USER, "wrong")})
+        ).tags(repo)

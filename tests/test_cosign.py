@@ -26,8 +26,17 @@ def test_cosign_subject_reads_the_tag_scheme() -> None:
     assert cosign_subject(f"sha256-{hex64}.sig") == ("signature", f"sha256:{hex64}")
     assert cosign_subject(f"sha256-{hex64}.att") == ("attestation", f"sha256:{hex64}")
     assert cosign_subject(f"sha256-{hex64}.sbom") == ("sbom", f"sha256:{hex64}")
-    for tag in (None, "", "1.0", "sig", f"sha256-{hex64}", f"sha256-{hex64}.tar", f"sha256-{hex64[:-1]}.sig",
-                f"sha256_{hex64}.sig", f"md5-{hex64}.sig"):
+    for tag in (
+        None,
+        "",
+        "1.0",
+        "sig",
+        f"sha256-{hex64}",
+        f"sha256-{hex64}.tar",
+        f"sha256-{hex64[:-1]}.sig",
+        f"sha256_{hex64}.sig",
+        f"md5-{hex64}.sig",
+    ):
         assert cosign_subject(tag) is None, tag
 
 
@@ -39,13 +48,26 @@ def test_signatures_have_their_kind_and_subject_and_stay_out_of_freshness(
     stem = app.digest.replace(":", "-")
     # cosign's signature: an image manifest whose layer is the simple-signing payload, created
     # later than the image, so a freshness that took it for an image would pick it.
-    builder.push_image(repo, ImageSpec(created="2025-01-01T00:00:00Z", layers=(
-        Layer.from_seed("signature", media_type=SIMPLESIGNING),)), tags=[f"{stem}.sig"])
-    builder.push_image(repo, ImageSpec(created="2025-01-02T00:00:00Z", layers=(
-        Layer.from_seed("attestation", media_type="application/vnd.dsse.envelope.v1+json"),)),
-        tags=[f"{stem}.att"])
-    builder.push_artifact(repo, ArtifactSpec(blobs=(Blob(b'{"spdxVersion":"SPDX-2.3"}', "text/spdx+json"),)),
-                          tags=[f"{stem}.sbom"])
+    builder.push_image(
+        repo,
+        ImageSpec(
+            created="2025-01-01T00:00:00Z", layers=(Layer.from_seed("signature", media_type=SIMPLESIGNING),)
+        ),
+        tags=[f"{stem}.sig"],
+    )
+    builder.push_image(
+        repo,
+        ImageSpec(
+            created="2025-01-02T00:00:00Z",
+            layers=(Layer.from_seed("attestation", media_type="application/vnd.dsse.envelope.v1+json"),),
+        ),
+        tags=[f"{stem}.att"],
+    )
+    builder.push_artifact(
+        repo,
+        ArtifactSpec(blobs=(Blob(b'{"spdxVersion":"SPDX-2.3"}', "text/spdx+json"),)),
+        tags=[f"{stem}.sbom"],
+    )
 
     reg = regdata.Registry(cache=None, credentials=regdata.Credentials.none())
     df = reg.get_repository(f"{registry.host}/{repo}")

@@ -101,9 +101,22 @@ def test_no_import_cycles() -> None:
 
 # Lowest first: a layer may import only layers of a lower rank (README, "Design").
 RANKS = {
-    "errors": 0, "context": 1, "frames": 1, "oci": 1, "credentials": 2, "instrument": 3,
-    "transport": 4, "cache": 5, "client": 6, "analysis": 7, "report": 8, "sandbox": 9,
-    "testing": 9, "cli": 10, "__main__": 11, "regdata": 12,
+    "errors": 0,
+    "context": 1,
+    "frames": 1,
+    "oci": 1,
+    "credentials": 2,
+    "instrument": 3,
+    "transport": 4,
+    "cache": 5,
+    "client": 6,
+    "analysis": 7,
+    "report": 8,
+    "sandbox": 9,
+    "testing": 9,
+    "cli": 10,
+    "__main__": 11,
+    "regdata": 12,
 }
 # Prometheus metrics can wrap a cache backend: the type only, under TYPE_CHECKING.
 UPWARD = {("instrument", "cache")}

@@ -43,8 +43,9 @@ def images_250() -> pd.DataFrame:
 @cache
 def fleet_250() -> pd.DataFrame:
     frame = images_250()
-    refs = dict.fromkeys(f"{r.removeprefix('library/')}:{t}" for r, t in zip(frame["repository"], frame["tag"],
-                                                                             strict=True))
+    refs = dict.fromkeys(
+        f"{r.removeprefix('library/')}:{t}" for r, t in zip(frame["repository"], frame["tag"], strict=True)
+    )
     fleet = read_fleet("\n".join([*refs, "Bad:Ref"]))
     return fleet_freshness(fleet, frame, now="2018-02-01")
 
@@ -81,8 +82,10 @@ def overlapping(ax: Axes) -> list[tuple[str, str]]:
     clashes = []
     for labels, along in ((ax.get_xticklabels(), "x0"), (ax.get_yticklabels(), "y0")):
         shown = [label for label in labels if label.get_visible() and label.get_text()]
-        boxes = sorted(((label.get_window_extent(renderer), label.get_text()) for label in shown),
-                       key=lambda item: float(getattr(item[0], along)))
+        boxes = sorted(
+            ((label.get_window_extent(renderer), label.get_text()) for label in shown),
+            key=lambda item: float(getattr(item[0], along)),
+        )
         for (box_a, text_a), (box_b, text_b) in itertools.pairwise(boxes):
             if box_a.overlaps(box_b):
                 clashes.append((text_a, text_b))
@@ -159,16 +162,22 @@ def test_every_row_of_250_tags_is_labelled_with_its_own_tag(tmp_path: Path) -> N
     frame = images_250()
     ax = tag_timeline(frame)
     render(ax, tmp_path / "timeline.png")
-    label_at = {round(float(y)): label.get_text() for y, label in zip(ax.get_yticks(), ax.get_yticklabels(),
-                                                                       strict=True)}
+    label_at = {
+        round(float(y)): label.get_text()
+        for y, label in zip(ax.get_yticks(), ax.get_yticklabels(), strict=True)
+    }
     points = [(float(x), round(float(y))) for c in ax.collections for x, y in c.get_offsets()]
     assert {y for _, y in points} == set(label_at) and all(label_at.values())  # each row labelled
     # Every dot: its date is the created time of the tag named at its row.
     several = frame["repository"].nunique() > 1
-    truth = {(float(mdates.date2num(created.tz_localize(None))),
-              f"{repo.rsplit('/', 1)[-1]}:{tag}" if several else str(tag))
-             for repo, tag, created in zip(frame["repository"], frame["tag"], frame["created"], strict=True)
-             if pd.notna(created)}
+    truth = {
+        (
+            float(mdates.date2num(created.tz_localize(None))),
+            f"{repo.rsplit('/', 1)[-1]}:{tag}" if several else str(tag),
+        )
+        for repo, tag, created in zip(frame["repository"], frame["tag"], frame["created"], strict=True)
+        if pd.notna(created)
+    }
     wrong = [(label_at[y], x) for x, y in points if (x, label_at[y]) not in truth]
     assert wrong == []
     assert overlapping(ax) == []

@@ -107,7 +107,8 @@ _alnum = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, ma
 _sep = st.sampled_from([".", "_", "__", "-", "--"])
 _component = st.builds(
     lambda first, rest: first + "".join(s + a for s, a in rest),
-    _alnum, st.lists(st.tuples(_sep, _alnum), max_size=2),
+    _alnum,
+    st.lists(st.tuples(_sep, _alnum), max_size=2),
 )
 _host = st.builds(
     lambda labels, port: ".".join(labels) + (f":{port}" if port is not None else ""),
@@ -166,6 +167,9 @@ def test_one_digest_pattern() -> None:
     assert not is_verifiable(f"sha384:{hex64}") and is_digest(f"sha384:{hex64}")
     assert not is_digest("sha256") and not is_digest(f"SHA256:{hex64}")
     root = Path(__file__).parent.parent / "regdata"
-    writers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
-                     if any(s in p.read_text() for s in ("[0-9a-f]{64}", "[a-f0-9]{64}", "[0-9a-fA-F]{32")))
+    writers = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if any(s in p.read_text() for s in ("[0-9a-f]{64}", "[a-f0-9]{64}", "[0-9a-fA-F]{32"))
+    )
     assert writers == [], writers

@@ -20,14 +20,16 @@ def test_self_signed_registry_refused_then_trusted_with_its_ca(
         regdata.Registry(cache=None, credentials=regdata.Credentials.none()).get_repository(repo)
     assert not info.value.temporary  # a bad certificate does not get better by retrying
     assert tls_registry.ca_path is not None
-    trusting = regdata.Registry(cache=None, credentials=regdata.Credentials.none(),
-                                verify=str(tls_registry.ca_path))
+    trusting = regdata.Registry(
+        cache=None, credentials=regdata.Credentials.none(), verify=str(tls_registry.ca_path)
+    )
     df = trusting.get_repository(repo)
     assert df["tag"].tolist() == ["1"] and df["error"].isna().all()
 
 
-def test_loopback_plain_http_falls_back_but_tls_is_tried_first(registry: RegistryServer, builder: Builder,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_loopback_plain_http_falls_back_but_tls_is_tried_first(
+    registry: RegistryServer, builder: Builder, caplog: pytest.LogCaptureFixture
+) -> None:
     builder.push_image("tls/plain", ImageSpec(), tags=["1"])
     reg = regdata.Registry(cache=None, credentials=regdata.Credentials.none())
     with caplog.at_level(logging.INFO, logger="regdata.client.remote"):

@@ -63,9 +63,9 @@ class _Repo:
     # The candidates, listed versions and floating tags of a (track, release prefix,
     # pre-releases too) line:
     # the same for every deployed image of that line, and all-against-all to find.
-    lines: dict[tuple[str, tuple[int, ...], bool],
-                tuple[list[tuple[_Image, Version]], list[Version], set[str]]] = field(
-        default_factory=dict, compare=False, repr=False)
+    lines: dict[
+        tuple[str, tuple[int, ...], bool], tuple[list[tuple[_Image, Version]], list[Version], set[str]]
+    ] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
     def _last(self) -> dict[str, _Image]:
@@ -157,51 +157,66 @@ Line = tuple[str, tuple[int, ...], bool]
 def line_of(version: Version, within: Within = "track") -> Line:
     """The line a deployed version is held against: (track, release prefix, pre-releases too)."""
     # Pre-releases compete only with a deployed pre-release: a release user is not offered an rc.
-    return (version.track, version.release[:_SAME[within]], version.is_prerelease)
+    return (version.track, version.release[: _SAME[within]], version.is_prerelease)
 
 
 def in_line(candidate: Version, line: Line) -> bool:
     """Whether ``candidate`` competes in ``line``."""
-    return (candidate.track == line[0] and (line[2] or not candidate.is_prerelease)
-            and candidate.release[:len(line[1])] == line[1])
+    return (
+        candidate.track == line[0]
+        and (line[2] or not candidate.is_prerelease)
+        and candidate.release[: len(line[1])] == line[1]
+    )
 
 
 def _track(repo: _Repo, version: Version, within: Within = "track") -> _Track | None:
     line = line_of(version, within)
     if line not in repo.lines:
-        candidates = [(i, i.version) for i in repo.current
-                      if i.version is not None and in_line(i.version, line)]
+        candidates = [
+            (i, i.version) for i in repo.current if i.version is not None and in_line(i.version, line)
+        ]
         if repo.names is None:
             listed = [v for _, v in candidates]
         else:  # the versions the registry lists, less those read and found unusable
-            listed = [v for v in versions_of(repo.names).values()
-                      if v is not None and v.tag not in repo.unusable and in_line(v, line)]
+            listed = [
+                v
+                for v in versions_of(repo.names).values()
+                if v is not None and v.tag not in repo.unusable and in_line(v, line)
+            ]
         repo.lines[line] = (candidates, listed, floating_tags(listed))
     pairs, listed, floating = repo.lines[line]
     if not pairs:
         return None
     best, best_version = max(pairs, key=lambda p: (p[1].key, p[1].precision, p[0].created))
     newest, _ = max(pairs, key=lambda p: (p[0].created, p[1].key, p[1].precision))
-    newer = {v.key for v in listed
-             if v.tag not in floating and v.key > version.key and not version.covers(v)}
+    newer = {v.key for v in listed if v.tag not in floating and v.key > version.key and not version.covers(v)}
     return _Track(best, best_version, newest, len(newer))
 
 
 def _verdict(
-    version: Version | None, track: _Track | None, deployed: _Image | None, by_tag: _Image | None,
-    tag: str | None, judged_tag: str | None, moved: bool | None, repush: bool | None, platform: str,
+    version: Version | None,
+    track: _Track | None,
+    deployed: _Image | None,
+    by_tag: _Image | None,
+    tag: str | None,
+    judged_tag: str | None,
+    moved: bool | None,
+    repush: bool | None,
+    platform: str,
     within: Within = "track",
 ) -> tuple[str, str]:
     """(status, reason) of one deployed reference whose repository has images."""
     in_track = f" in track {version.track!r}" if version is not None and version.track else ""
     if version is not None and _SAME[within]:
-        in_track += " within " + ".".join(str(n) for n in version.release[:_SAME[within]]) + ".x"
+        in_track += " within " + ".".join(str(n) for n in version.release[: _SAME[within]]) + ".x"
     if track is not None and track.newer:
         plural = "s" if track.newer > 1 else ""
         return "behind", f"{track.newer} newer version{plural}{in_track} (newest {track.best.tag})"
     if deployed is None:
-        return "unknown", (f"tag {tag} has moved since the pin and the pinned image is not among the "
-                           f"{platform} images: rebuild or re-push cannot be told")
+        return "unknown", (
+            f"tag {tag} has moved since the pin and the pinned image is not among the "
+            f"{platform} images: rebuild or re-push cannot be told"
+        )
     if moved:
         assert by_tag is not None
         if repush:
@@ -217,8 +232,9 @@ def _verdict(
     return "current", f"newest version{in_track}"
 
 
-def _judge(row: Mapping[Hashable, Any], repo: _Repo, platform: str, now: pd.Timestamp,
-           within: Within = "track") -> dict[str, Any]:
+def _judge(
+    row: Mapping[Hashable, Any], repo: _Repo, platform: str, now: pd.Timestamp, within: Within = "track"
+) -> dict[str, Any]:
     """The freshness columns of one parsed fleet row whose repository has images on ``platform``."""
     tag, digest = row.get("tag"), row.get("digest")
     by_tag = repo.by_tag(tag)
@@ -243,14 +259,19 @@ def _judge(row: Mapping[Hashable, Any], repo: _Repo, platform: str, now: pd.Time
     if version is not None:
         out.update(track=version.track, version=str(version))
     if track is not None:
-        out.update(candidate_tag=track.best.tag, candidate_created=track.best.created,
-                   newest_tag=track.newest.tag, newest_created=track.newest.created,
-                   newer_versions=track.newer)
+        out.update(
+            candidate_tag=track.best.tag,
+            candidate_created=track.best.created,
+            newest_tag=track.newest.tag,
+            newest_created=track.newest.created,
+            newer_versions=track.newer,
+        )
         if deployed is not None:
             # A newest version built before the deployed one is no lag; newer_versions still tells.
             out["lag_days"] = max(days(track.best.created - deployed.created) or 0.0, 0.0)
-    status, reason = _verdict(version, track, deployed, by_tag, tag, judged_tag, moved, repush, platform,
-                              within)
+    status, reason = _verdict(
+        version, track, deployed, by_tag, tag, judged_tag, moved, repush, platform, within
+    )
     if moved and not repush and deployed is not None and by_tag is not None:
         # A pin whose tag was rebuilt since lags at least by that rebuild.
         rebuilt = days(by_tag.created - deployed.created) or 0.0

@@ -22,12 +22,21 @@ FleetKind = Literal["list", "kubernetes", "compose"]
 _YAML_SUFFIXES = (".yaml", ".yml", ".json")
 _FILE_SUFFIXES = (*_YAML_SUFFIXES, ".txt", ".list", ".lst")
 # Where a pod spec sits in the workload kinds (and in look-alike custom resources).
-_POD_SPEC_PATHS = (("spec", "template", "spec"), ("spec", "jobTemplate", "spec", "template", "spec"),
-                   ("template", "spec"), ("spec",))
-_CONTAINER_LISTS = (("initContainers", "init"), ("containers", "container"),
-                    ("ephemeralContainers", "ephemeral"))
-_COMPOSE_VARIABLE = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\}"
-                               r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*)|(?P<dollar>\$))")
+_POD_SPEC_PATHS = (
+    ("spec", "template", "spec"),
+    ("spec", "jobTemplate", "spec", "template", "spec"),
+    ("template", "spec"),
+    ("spec",),
+)
+_CONTAINER_LISTS = (
+    ("initContainers", "init"),
+    ("containers", "container"),
+    ("ephemeralContainers", "ephemeral"),
+)
+_COMPOSE_VARIABLE = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*)|(?P<dollar>\$))"
+)
 
 
 def _reference_row(image: Any, **where: Any) -> dict[str, Any]:
@@ -43,8 +52,9 @@ def _reference_row(image: Any, **where: Any) -> dict[str, Any]:
     except InvalidReference as exc:
         row["error"] = str(exc)
         return row
-    row.update(reference=str(ref), registry=ref.registry, repository=ref.repository,
-               tag=ref.tag, digest=ref.digest)
+    row.update(
+        reference=str(ref), registry=ref.registry, repository=ref.repository, tag=ref.tag, digest=ref.digest
+    )
     return row
 
 
@@ -106,12 +116,16 @@ def _read_kubernetes(docs: list[Any], name: str) -> list[dict[str, Any]]:
                     if not isinstance(container, Mapping):
                         continue
                     cname = str(container.get("name") or f"{list_name}[{index}]")
-                    rows.append(_reference_row(
-                        container.get("image"),
-                        source=f"{name}#{number}/{kind}/{obj_name}/{cname}",
-                        workload=f"{kind}/{obj_name}", container=cname,
-                        namespace=None if namespace is None else str(namespace), role=role,
-                    ))
+                    rows.append(
+                        _reference_row(
+                            container.get("image"),
+                            source=f"{name}#{number}/{kind}/{obj_name}/{cname}",
+                            workload=f"{kind}/{obj_name}",
+                            container=cname,
+                            namespace=None if namespace is None else str(namespace),
+                            role=role,
+                        )
+                    )
     return rows
 
 
@@ -121,6 +135,7 @@ def _interpolate(text: str, env: Mapping[str, str]) -> str:
     An unset variable without a default is left as written, so the reference
     fails to parse and the row says why.
     """
+
     def replace(match: re.Match[str]) -> str:
         if match["dollar"]:
             return "$"
@@ -149,10 +164,15 @@ def _read_compose(doc: Mapping[str, Any], name: str, env: Mapping[str, str]) -> 
         if isinstance(image, str):
             image = _interpolate(image, env)
         container = spec.get("container_name") or service
-        rows.append(_reference_row(
-            image, source=f"{name}#services/{service}", workload=str(service),
-            container=str(container), role="service",
-        ))
+        rows.append(
+            _reference_row(
+                image,
+                source=f"{name}#services/{service}",
+                workload=str(service),
+                container=str(container),
+                role="service",
+            )
+        )
     return rows
 
 
@@ -230,11 +250,15 @@ def read_fleet(
             if yaml_error is not None:
                 return make_frame([{"source": label, "error": yaml_error}], FLEET)
             detected = "kubernetes"
-        elif docs is not None and len(docs) == 1 and isinstance(docs[0], list) and all(
-            isinstance(item, str) for item in docs[0]
+        elif (
+            docs is not None
+            and len(docs) == 1
+            and isinstance(docs[0], list)
+            and all(isinstance(item, str) for item in docs[0])
         ):
-            rows = [_reference_row(item, source=f"{label}#{i}", role="list")
-                    for i, item in enumerate(docs[0])]
+            rows = [
+                _reference_row(item, source=f"{label}#{i}", role="list") for i, item in enumerate(docs[0])
+            ]
             return make_frame(rows, FLEET)
         else:
             detected = "list"

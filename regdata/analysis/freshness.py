@@ -99,8 +99,11 @@ def usable_images(images: pd.DataFrame, platform: str | None = None) -> pd.DataF
 
 
 def _text(value: Any) -> str | None:
-    return None if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)) \
+    return (
+        None
+        if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value))
         else str(value)
+    )
 
 
 def _records(frame: pd.DataFrame) -> list[dict[Hashable, Any]]:
@@ -158,12 +161,21 @@ def newest_per_track(
             version, row = max(candidates, key=lambda m: (m[0].key, m[0].precision, m[1]["created"]))
         else:
             version, row = max(candidates, key=lambda m: (m[1]["created"], m[0].key, m[0].precision))
-        out.append({
-            "registry": key[0], "repository": key[1], "track": key[2], "platform": key[3],
-            "tag": version.tag, "version": str(version), "digest": row.get("digest"),
-            "manifest_digest": row.get("manifest_digest"), "created": row["created"],
-            "size": row.get("size"), "candidates": len(candidates),
-        })
+        out.append(
+            {
+                "registry": key[0],
+                "repository": key[1],
+                "track": key[2],
+                "platform": key[3],
+                "tag": version.tag,
+                "version": str(version),
+                "digest": row.get("digest"),
+                "manifest_digest": row.get("manifest_digest"),
+                "created": row["created"],
+                "size": row.get("size"),
+                "candidates": len(candidates),
+            }
+        )
     return make_frame(out, NEWEST)
 
 
@@ -227,12 +239,18 @@ def release_cadence(
         for cluster in _clusters(times, gap):
             created = times[cluster[0]]
             tags = sort_tags(dict.fromkeys(str(members[i]["tag"]) for i in cluster))
-            out.append({
-                "registry": key[0], "repository": key[1], "track": key[2], "platform": key[3],
-                "created": created, "previous": previous,
-                "interval_days": days(created - previous) if previous is not None else None,
-                "tags": ", ".join(tags),
-            })
+            out.append(
+                {
+                    "registry": key[0],
+                    "repository": key[1],
+                    "track": key[2],
+                    "platform": key[3],
+                    "created": created,
+                    "previous": previous,
+                    "interval_days": days(created - previous) if previous is not None else None,
+                    "tags": ", ".join(tags),
+                }
+            )
             previous = created
     frame = make_frame(out, CADENCE)
     frame["interval_days"] = frame["interval_days"].astype("float64")
@@ -251,16 +269,18 @@ def cadence_summary(cadence: pd.DataFrame) -> pd.DataFrame:
     if len(cadence):
         for key, group in cadence.groupby(keys, dropna=False, sort=False):
             intervals = group["interval_days"].dropna()
-            out.append({
-                **dict(zip(keys, (_text(k) for k in key), strict=True)),
-                "images": len(group),
-                "first": group["created"].min(),
-                "last": group["created"].max(),
-                "mean_days": intervals.mean() if len(intervals) else None,
-                "median_days": intervals.median() if len(intervals) else None,
-                "min_days": intervals.min() if len(intervals) else None,
-                "max_days": intervals.max() if len(intervals) else None,
-            })
+            out.append(
+                {
+                    **dict(zip(keys, (_text(k) for k in key), strict=True)),
+                    "images": len(group),
+                    "first": group["created"].min(),
+                    "last": group["created"].max(),
+                    "mean_days": intervals.mean() if len(intervals) else None,
+                    "median_days": intervals.median() if len(intervals) else None,
+                    "min_days": intervals.min() if len(intervals) else None,
+                    "max_days": intervals.max() if len(intervals) else None,
+                }
+            )
     frame = make_frame(out, CADENCE_SUMMARY)
     for column in ("mean_days", "median_days", "min_days", "max_days"):
         frame[column] = frame[column].astype("float64")
@@ -291,11 +311,18 @@ def shared_digests(images: pd.DataFrame, *, min_tags: int = 2) -> pd.DataFrame:
         best = max(parsed, key=lambda v: (v.precision, v.key)).tag if parsed else tags[0]
         created = [r["created"] for r in members if r.get("created") is not None]
         platforms = {r.get("platform") for r in members if r.get("platform") is not None}
-        out.append({
-            "registry": key[0], "repository": key[1], "digest": key[2], "n_tags": len(tags),
-            "tags": tuple(tags), "most_specific": best, "platforms": len(platforms),
-            "created": max(created) if created else None,
-        })
+        out.append(
+            {
+                "registry": key[0],
+                "repository": key[1],
+                "digest": key[2],
+                "n_tags": len(tags),
+                "tags": tuple(tags),
+                "most_specific": best,
+                "platforms": len(platforms),
+                "created": max(created) if created else None,
+            }
+        )
     order = {tag: i for i, tag in enumerate(sort_tags(o["most_specific"] for o in out))}
     out.sort(key=lambda o: (o["registry"] or "", o["repository"] or "", order[o["most_specific"]]))
     return make_frame(out, SHARED)
@@ -334,13 +361,18 @@ def tag_ages(
     out = []
     for row in rows:
         version = parsed[str(row["tag"])]
-        out.append({
-            "registry": row.get("registry"), "repository": row.get("repository"), "tag": row["tag"],
-            "platform": row.get("platform"),
-            "track": version.track if version else None,
-            "version": str(version) if version else None,
-            "created": row["created"], "age_days": days(stamp - row["created"]),
-        })
+        out.append(
+            {
+                "registry": row.get("registry"),
+                "repository": row.get("repository"),
+                "tag": row["tag"],
+                "platform": row.get("platform"),
+                "track": version.track if version else None,
+                "version": str(version) if version else None,
+                "created": row["created"],
+                "age_days": days(stamp - row["created"]),
+            }
+        )
     frame = make_frame(out, AGES)
     frame["age_days"] = frame["age_days"].astype("float64")
     return frame
@@ -369,13 +401,15 @@ def classify_changes(timeline: pd.DataFrame) -> pd.DataFrame:
     image_col = "image" if "image" in timeline else "repository"
     digest_col = "index_digest" if "index_digest" in timeline else "digest"
     source = timeline.reset_index(drop=True)
-    frame = pd.DataFrame({
-        "image": source[image_col].astype("string"),
-        "tag": source["tag"].astype("string"),
-        "seen_at": to_utc(source["seen_at"]),
-        "index_digest": source[digest_col].astype("string"),
-        "newest_created": to_utc(source["newest_created"]),
-    }).sort_values(["image", "tag", "seen_at"], kind="stable")
+    frame = pd.DataFrame(
+        {
+            "image": source[image_col].astype("string"),
+            "tag": source["tag"].astype("string"),
+            "seen_at": to_utc(source["seen_at"]),
+            "index_digest": source[digest_col].astype("string"),
+            "newest_created": to_utc(source["newest_created"]),
+        }
+    ).sort_values(["image", "tag", "seen_at"], kind="stable")
     groups = frame.groupby(["image", "tag"], sort=False, dropna=False)
     previous_digest = groups["index_digest"].shift()
     previous_created = groups["newest_created"].shift()

@@ -85,7 +85,10 @@ class _ThinLocator(Locator):
 
 
 def _fit_ticks(
-    ax: Axes, axis: Literal["x", "y"], positions: Sequence[float], labels: Sequence[str],
+    ax: Axes,
+    axis: Literal["x", "y"],
+    positions: Sequence[float],
+    labels: Sequence[str],
     rotation: float = 0,
 ) -> None:
     """Label positions with ``labels``, every Nth one so that they do not overlap."""
@@ -164,8 +167,15 @@ def _platform_order(names: pd.Series) -> list[str]:
 def _legend(ax: Axes, **kwargs: Any) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(handles[:_MAX_LEGEND], labels[:_MAX_LEGEND], fontsize="small", loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
+        ax.legend(
+            handles[:_MAX_LEGEND],
+            labels[:_MAX_LEGEND],
+            fontsize="small",
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0.0,
+            **kwargs,
+        )
 
 
 def tag_timeline(images: pd.DataFrame, ax: Axes | None = None, *, platform: str | None = None) -> Axes:
@@ -192,8 +202,15 @@ def tag_timeline(images: pd.DataFrame, ax: Axes | None = None, *, platform: str 
     small = 18 if len(pairs) < 60 else 10
     for i, name in enumerate(_platform_order(plotted["_series"])):
         part = plotted.loc[plotted["_series"] == name]
-        ax.scatter(part["created"].dt.tz_localize(None), part["_y"], s=small,
-                   marker=_MARKERS[i % len(_MARKERS)], label=str(name), alpha=0.75, linewidths=0.5)
+        ax.scatter(
+            part["created"].dt.tz_localize(None),
+            part["_y"],
+            s=small,
+            marker=_MARKERS[i % len(_MARKERS)],
+            label=str(name),
+            alpha=0.75,
+            linewidths=0.5,
+        )
     ax.set_ylim(len(pairs), -1)
     ax.grid(axis="both", color="#e4e4e4", linewidth=0.5)
     ax.set_axisbelow(True)
@@ -244,9 +261,10 @@ def fleet_freshness_plot(freshness: pd.DataFrame, ax: Axes | None = None) -> Axe
     ax.set_ylim(n - 0.5, -0.5)
     top = max([*lags, 1.0])
     if n <= 60:
-        for y, (lag, status, newer) in enumerate(zip(frame["_lag"], frame["status"], frame["newer_versions"],
-                                                     strict=True)):
-            note = (f"{lag:.1f} d" if not pd.isna(lag) else str(status))
+        for y, (lag, status, newer) in enumerate(
+            zip(frame["_lag"], frame["status"], frame["newer_versions"], strict=True)
+        ):
+            note = f"{lag:.1f} d" if not pd.isna(lag) else str(status)
             if not pd.isna(newer) and newer:
                 note += f", {newer} newer"
             x = (0.0 if pd.isna(lag) else lag) + top * 0.015
@@ -256,8 +274,13 @@ def fleet_freshness_plot(freshness: pd.DataFrame, ax: Axes | None = None) -> Axe
     ax.set_axisbelow(True)
     _fit_ticks(ax, "y", ys, labels)
     present = [s for s in STATUS_COLOURS if s in set(frame["status"].astype("string").dropna())]
-    ax.legend(handles=[Patch(color=STATUS_COLOURS[s], label=s) for s in present], fontsize="small",
-              loc="lower right", title="status", title_fontsize="small")
+    ax.legend(
+        handles=[Patch(color=STATUS_COLOURS[s], label=s) for s in present],
+        fontsize="small",
+        loc="lower right",
+        title="status",
+        title_fontsize="small",
+    )
     return ax
 
 
@@ -348,17 +371,27 @@ def size_over_versions(
         return ax
     position = {tag: i for i, tag in enumerate(ordered)}
     kept = rows.loc[rows["tag"].astype(str).isin(position)]
-    kept = kept.assign(_x=kept["tag"].astype(str).map(position), _mb=kept["size"].astype("float64") / 1e6,
-                       _track=kept["tag"].astype(str).map(lambda t: _track_of(parsed, t)),
-                       _series=_series(kept))
+    kept = kept.assign(
+        _x=kept["tag"].astype(str).map(position),
+        _mb=kept["size"].astype("float64") / 1e6,
+        _track=kept["tag"].astype(str).map(lambda t: _track_of(parsed, t)),
+        _series=_series(kept),
+    )
     platforms = _platform_order(kept["_series"])
     colours = [f"C{i % 10}" for i in range(len(platforms))]
     for i, name in enumerate(platforms):
         part = kept.loc[kept["_series"] == name].sort_values("_x")
         first = True
         for _, segment in part.groupby("_track", sort=False):
-            ax.plot(segment["_x"], segment["_mb"], marker=_MARKERS[i % len(_MARKERS)], markersize=3.5,
-                    linewidth=1.0, color=colours[i], label=str(name) if first else None)
+            ax.plot(
+                segment["_x"],
+                segment["_mb"],
+                marker=_MARKERS[i % len(_MARKERS)],
+                markersize=3.5,
+                linewidth=1.0,
+                color=colours[i],
+                label=str(name) if first else None,
+            )
             first = False
     tracks = [_track_of(parsed, t) for t in ordered]
     for x in range(1, len(ordered)):

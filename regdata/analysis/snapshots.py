@@ -89,7 +89,8 @@ def _encode(frame: pd.DataFrame, schema: dict[str, Any], csv_text: bool) -> pd.D
         elif csv_text and dtype.startswith("datetime64"):
             out[name] = pd.Series(
                 [None if _missing(v) else pd.Timestamp(v).isoformat() for v in frame[name]],
-                index=frame.index, dtype=object,
+                index=frame.index,
+                dtype=object,
             )
     return out
 
@@ -185,7 +186,7 @@ def load_snapshot(path: str | os.PathLike[str]) -> pd.DataFrame:
             io.StringIO(text), dtype="string", keep_default_na=False, na_values=[_NA]
         )
         return plain
-    schema = json.loads(first[len(_MAGIC):])
+    schema = json.loads(first[len(_MAGIC) :])
     names = [entry["name"] for entry in schema["columns"]]
     if not names:
         return pd.DataFrame()
@@ -203,8 +204,13 @@ def _keyed(images: pd.DataFrame) -> dict[tuple[Any, ...], dict[Hashable, Any]]:
     keyed: dict[tuple[Any, ...], dict[Hashable, Any]] = {}
     for record in rows.astype(object).where(rows.notna(), None).to_dict("records"):
         # Windows tags carry one image per OS build under the same platform string.
-        key = (record.get("registry"), record.get("repository"), record["tag"], record["platform"],
-               record.get("os_version"))
+        key = (
+            record.get("registry"),
+            record.get("repository"),
+            record["tag"],
+            record["platform"],
+            record.get("os_version"),
+        )
         keyed.setdefault(key, record)
     return keyed
 
@@ -256,28 +262,43 @@ def diff_snapshots(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
                 continue
             side, prefix = (a, "old") if a is not None else (b, "new")
             assert side is not None
-            out.append({
-                **base, "change": "removed" if b is None else "added",
-                f"{prefix}_digest": side.get("digest"),
-                f"{prefix}_manifest_digest": side.get("manifest_digest"),
-                f"{prefix}_created": side.get("created"), "rebuild": False,
-            })
+            out.append(
+                {
+                    **base,
+                    "change": "removed" if b is None else "added",
+                    f"{prefix}_digest": side.get("digest"),
+                    f"{prefix}_manifest_digest": side.get("manifest_digest"),
+                    f"{prefix}_created": side.get("created"),
+                    "rebuild": False,
+                }
+            )
             continue
         if (a.get("digest"), a.get("manifest_digest")) == (b.get("digest"), b.get("manifest_digest")):
             continue
         old_created, new_created = a.get("created"), b.get("created")
-        out.append({
-            **base, "change": "moved",
-            "old_digest": a.get("digest"), "new_digest": b.get("digest"),
-            "old_manifest_digest": a.get("manifest_digest"), "new_manifest_digest": b.get("manifest_digest"),
-            "old_created": old_created, "new_created": new_created,
-            "rebuild": bool(
-                old_created is not None and new_created is not None and new_created > old_created
-            ),
-        })
+        out.append(
+            {
+                **base,
+                "change": "moved",
+                "old_digest": a.get("digest"),
+                "new_digest": b.get("digest"),
+                "old_manifest_digest": a.get("manifest_digest"),
+                "new_manifest_digest": b.get("manifest_digest"),
+                "old_created": old_created,
+                "new_created": new_created,
+                "rebuild": bool(
+                    old_created is not None and new_created is not None and new_created > old_created
+                ),
+            }
+        )
     order = {tag: i for i, tag in enumerate(sort_tags({str(o["tag"]) for o in out}))}
-    out.sort(key=lambda o: (
-        str(o["registry"]), str(o["repository"]), order[str(o["tag"])], str(o["platform"]),
-        str(o["os_version"] or ""),
-    ))
+    out.sort(
+        key=lambda o: (
+            str(o["registry"]),
+            str(o["repository"]),
+            order[str(o["tag"])],
+            str(o["platform"]),
+            str(o["os_version"] or ""),
+        )
+    )
     return make_frame(out, DIFF, {"change": DIFF_CHANGES})

@@ -97,8 +97,12 @@ def _refusal(exc: BaseException | None, error: str | None) -> str | None:
 
 
 def _usable(row: Mapping[str, Any], platform: str) -> bool:
-    return (row.get("platform") == platform and row.get("error") is None and row.get("created") is not None
-            and row.get("kind") not in NOT_RUNNABLE)
+    return (
+        row.get("platform") == platform
+        and row.get("error") is None
+        and row.get("created") is not None
+        and row.get("kind") not in NOT_RUNNABLE
+    )
 
 
 class _Reader:
@@ -158,8 +162,10 @@ class _Reader:
         results: dict[str, str | list[dict[str, Any]]] = {}
         for key, ref in batch.items():
             group = got.get(ref.tag or ref.digest or "", [])
-            why = next((w for r in group
-                        if (w := _refusal(r.get("exception") or r.get("cause"), r.get("error")))), None)
+            why = next(
+                (w for r in group if (w := _refusal(r.get("exception") or r.get("cause"), r.get("error")))),
+                None,
+            )
             if why is not None:
                 results[key] = why
                 continue
@@ -199,8 +205,14 @@ def read_targeted(
     try:
         rows = fleet.astype(object).where(fleet.notna(), None).to_dict("records")
         wanted: list[tuple[int, RepoReads, str | None, str | None]] = []
-        keys = sorted({f"{r['registry']}/{r['repository']}" for r in rows
-                       if r.get("error") is None and r.get("repository") is not None} - skip)
+        keys = sorted(
+            {
+                f"{r['registry']}/{r['repository']}"
+                for r in rows
+                if r.get("error") is None and r.get("repository") is not None
+            }
+            - skip
+        )
         for done, key in enumerate(keys, start=1):
             host, _, name = key.partition("/")
             repo = Repository(host, name)
@@ -220,8 +232,11 @@ def read_targeted(
             wanted.append((position, reads, row.get("tag"), row.get("digest")))
         # The estimate: each deployed image, each moved pin, each line's best candidate.
         deployed = {(id(r), t or d) for _, r, t, d in wanted}
-        lines = {(id(r), line_of(v, within)) for _, r, t, _ in wanted
-                 if t is not None and (v := parse_version(t)) is not None}
+        lines = {
+            (id(r), line_of(v, within))
+            for _, r, t, _ in wanted
+            if t is not None and (v := parse_version(t)) is not None
+        }
         plan.estimated_pulls = PULLS_PER_IMAGE * (len(deployed) + len(lines))
         # First every deployed image, so a quota that runs out leaves the fewest rows unjudged.
         for _, reads, tag, digest in wanted:
@@ -249,8 +264,11 @@ def _renamed(rows: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 
 def _holds(reads: RepoReads, names: list[str], digest: str) -> bool:
     """Whether the images read for ``names`` have ``digest`` (top or platform manifest)."""
-    return any(digest in (row.get("digest"), row.get("manifest_digest"))
-               for name in names for row in reads.rows.get(name, ()))
+    return any(
+        digest in (row.get("digest"), row.get("manifest_digest"))
+        for name in names
+        for row in reads.rows.get(name, ())
+    )
 
 
 def _deployed_refusal(reads: RepoReads, tag: str | None, digest: str | None) -> str | None:

@@ -284,15 +284,17 @@ def version_frame(tags: Iterable[str]) -> pd.DataFrame:
         if version is None:
             rows.append({"tag": tag, "is_version": False, "floating": False})
             continue
-        rows.append({
-            "tag": tag,
-            "is_version": True,
-            "track": version.track,
-            "version": str(version),
-            "release": version.release_text,
-            "precision": version.precision,
-            "prerelease": version.prerelease,
-            "build": version.build,
-            "floating": tag in floating,
-        })
+        rows.append(
+            {
+                "tag": tag,
+                "is_version": True,
+                "track": version.track,
+                "version": str(version),
+                "release": version.release_text,
+                "precision": version.precision,
+                "prerelease": version.prerelease,
+                "build": version.build,
+                "floating": tag in floating,
+            }
+        )
     return make_frame(rows, VERSIONS)

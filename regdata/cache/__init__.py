@@ -49,7 +49,13 @@ from regdata.oci.digest import is_verifiable
 from regdata.oci.manifest import ACCEPT_ALL, decode_json
 
 __all__ = [
-    "DEFAULT_MEMORY", "DEFAULT_TTL", "STALE_KEEP", "Backend", "BackendUnavailable", "Cache", "CachedManifest",
+    "DEFAULT_MEMORY",
+    "DEFAULT_TTL",
+    "STALE_KEEP",
+    "Backend",
+    "BackendUnavailable",
+    "Cache",
+    "CachedManifest",
 ]
 
 log = logging.getLogger("regdata.cache")
@@ -150,7 +156,9 @@ class Cache:
         if warn:
             log.warning(
                 "cache backend %s failed (%s: %s); going on without it where it fails",
-                self.name, type(exc).__name__, str(exc)[:400],
+                self.name,
+                type(exc).__name__,
+                str(exc)[:400],
             )
 
     def _get(self, key: str) -> bytes | None:
@@ -321,7 +329,7 @@ class Cache:
         raw = self._get(key)
         if raw is None:
             return None
-        head, newline, body = raw[len(_MANIFEST):].partition(b"\n")
+        head, newline, body = raw[len(_MANIFEST) :].partition(b"\n")
         if not raw.startswith(_MANIFEST) or not newline:
             self.discard(key)
             return None
@@ -345,9 +353,14 @@ class Cache:
         """Counters of this cache, and the backend's own (servers, calls) when it has them."""
         with self._lock:
             out: dict[str, Any] = {
-                "backend": self.name, "hits": self.hits, "misses": self.misses,
-                "errors": self.errors, "corrupt": self.corrupt, "ttl": self.ttl,
-                "memory_hits": self.memory_hits, "memory_bytes": self._recent.bytes,
+                "backend": self.name,
+                "hits": self.hits,
+                "misses": self.misses,
+                "errors": self.errors,
+                "corrupt": self.corrupt,
+                "ttl": self.ttl,
+                "memory_hits": self.memory_hits,
+                "memory_bytes": self._recent.bytes,
             }
         try:
             backend_stats = self.backend.stats()
@@ -386,9 +399,9 @@ def _is_tag_list(value: Any) -> bool:
 def _is_unknown(value: Any) -> bool:
     if not (isinstance(value, dict) and isinstance(value.get("url"), str)):
         return False
-    return (isinstance(value.get("errors"), list)
-            and all(isinstance(e, list) and len(e) == 2 and all(isinstance(x, str) for x in e)
-                    for e in value["errors"]))
+    return isinstance(value.get("errors"), list) and all(
+        isinstance(e, list) and len(e) == 2 and all(isinstance(x, str) for x in e) for e in value["errors"]
+    )
 
 
 def _is_digest(value: Any) -> bool:

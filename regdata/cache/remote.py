@@ -70,20 +70,31 @@ class Inner(Protocol):
 
     def tag_pages(self, repo: str | Repository, context: Context | None = None) -> list[dict[str, Any]]: ...
 
-    def tags(self, repo: str | Repository, context: Context | None = None, *,
-             cache_state: str = "none") -> list[str]: ...
+    def tags(
+        self, repo: str | Repository, context: Context | None = None, *, cache_state: str = "none"
+    ) -> list[str]: ...
 
-    def head(self, ref: str | Reference, context: Context | None = None, *,
-             cache_state: str = "none") -> tuple[str, str | None]: ...
+    def head(
+        self, ref: str | Reference, context: Context | None = None, *, cache_state: str = "none"
+    ) -> tuple[str, str | None]: ...
 
-    def tag_digest(self, ref: str | Reference, context: Context | None = None, *,
-                   cache_state: str = "none") -> str | None: ...
+    def tag_digest(
+        self, ref: str | Reference, context: Context | None = None, *, cache_state: str = "none"
+    ) -> str | None: ...
 
-    def manifest(self, ref: str | Reference, context: Context | None = None, *,
-                 cache_state: str = "none") -> FetchedManifest: ...
+    def manifest(
+        self, ref: str | Reference, context: Context | None = None, *, cache_state: str = "none"
+    ) -> FetchedManifest: ...
 
-    def blob(self, repo: str | Repository, digest: str, context: Context | None = None,
-             max_bytes: int = CONFIG_MAX_BYTES, *, cache_state: str = "none") -> bytes: ...
+    def blob(
+        self,
+        repo: str | Repository,
+        digest: str,
+        context: Context | None = None,
+        max_bytes: int = CONFIG_MAX_BYTES,
+        *,
+        cache_state: str = "none",
+    ) -> bytes: ...
 
 
 class CachedRemote:
@@ -97,8 +108,10 @@ class CachedRemote:
         self.inner = inner
         self.cache = cache
         # A registry read through a mirror: the mirror's answers are its own, under its own keys.
-        self._host = inner.registry if inner.api_host == api_host(inner.registry) else (
-            f"{inner.registry}~{inner.api_host}"
+        self._host = (
+            inner.registry
+            if inner.api_host == api_host(inner.registry)
+            else (f"{inner.registry}~{inner.api_host}")
         )
 
     def __repr__(self) -> str:
@@ -175,19 +188,29 @@ class CachedRemote:
 
     # -- the request log's rows for answers the cache gave ---------------------
 
-    def _hit(self, repository: str, kind: str, size: int, started: float, clock: float,
-             method: str = "GET") -> None:
+    def _hit(
+        self, repository: str, kind: str, size: int, started: float, clock: float, method: str = "GET"
+    ) -> None:
         """A request-log row for an answer the cache gave: the request it saved."""
         self.inner.log.record(
             RequestRecord(
-                started=started, host=self.inner.api_host, repository=repository, kind=kind,
-                method=method, status=None, duration_s=time.perf_counter() - clock, bytes=size,
-                attempt=0, cache="hit", error=None,
+                started=started,
+                host=self.inner.api_host,
+                repository=repository,
+                kind=kind,
+                method=method,
+                status=None,
+                duration_s=time.perf_counter() - clock,
+                bytes=size,
+                attempt=0,
+                cache="hit",
+                error=None,
             )
         )
 
-    def _memory_hit(self, repository: str, kind: str, size: int, started: float, clock: float,
-                    method: str = "GET") -> None:
+    def _memory_hit(
+        self, repository: str, kind: str, size: int, started: float, clock: float, method: str = "GET"
+    ) -> None:
         """:meth:`_hit` for an answer from this process's memory, counted in the cache's hits."""
         self.cache.count_hits(1)
         self._hit(repository, kind, size, started, clock, method)
@@ -209,8 +232,11 @@ class CachedRemote:
             self._hit(repository.repository, "tags", 0, started, clock)
             url, errors = unknown
             # The store is shared and not trusted: its words are shown as printable text only.
-            raise NotFound(404, printable(url, 300),
-                           tuple(ErrorDetail(printable(c, 100), printable(m)) for c, m in errors))
+            raise NotFound(
+                404,
+                printable(url, 300),
+                tuple(ErrorDetail(printable(c, 100), printable(m)) for c, m in errors),
+            )
         try:
             tags = self.inner.tags(repository, context, cache_state="miss")
         except NotFound as exc:
@@ -259,8 +285,9 @@ class CachedRemote:
             try:
                 # Checked on the way out like a fresh body: the store is not trusted.
                 check_manifest(entry.body, entry.media_type, ref.digest, f"cached manifest {ref}")
-                fetched = FetchedManifest(ref.digest, entry.media_type, entry.body,
-                                          parse_manifest(entry.body, entry.media_type))
+                fetched = FetchedManifest(
+                    ref.digest, entry.media_type, entry.body, parse_manifest(entry.body, entry.media_type)
+                )
             except RegdataError:
                 self.cache.discard(key)  # a corrupt or foreign entry: a miss, overwritten below
             else:
@@ -301,8 +328,9 @@ class CachedRemote:
         self.cache.remember("manifest", key, fetched, len(fetched.body))
         self.cache.put_manifest(key, CachedManifest(fetched.media_type, fetched.body))
 
-    def known_manifest(self, ref: str | Reference, hits: list[Callable[[], None]] | None = None
-                       ) -> FetchedManifest | None:
+    def known_manifest(
+        self, ref: str | Reference, hits: list[Callable[[], None]] | None = None
+    ) -> FetchedManifest | None:
         """The manifest ``ref`` names, if this process already holds it (fresh for a tag); else None.
 
         No request and no read of the cache's backend: a scan asks this
@@ -325,16 +353,18 @@ class CachedRemote:
             return None
         found = [] if hits is None else hits
         if ref.digest is None:
-            found.append(partial(self._memory_hit, ref.repository, "manifest_head", 0, started, clock,
-                                 method="HEAD"))
+            found.append(
+                partial(self._memory_hit, ref.repository, "manifest_head", 0, started, clock, method="HEAD")
+            )
         found.append(partial(self._memory_hit, ref.repository, "manifest", len(known.body), started, clock))
         if hits is None:
             for log_hit in found:
                 log_hit()
         return known
 
-    def known_config(self, repo: str | Repository, digest: str,
-                     hits: list[Callable[[], None]] | None = None) -> ImageConfig | None:
+    def known_config(
+        self, repo: str | Repository, digest: str, hits: list[Callable[[], None]] | None = None
+    ) -> ImageConfig | None:
         """An image config this process already holds, parsed; else None (no request, no backend read).
 
         ``hits`` as for :meth:`known_manifest`.
@@ -353,8 +383,13 @@ class CachedRemote:
             hits.append(log_hit)
         return known[0]
 
-    def blob(self, repo: str | Repository, digest: str, context: Context | None = None,
-             max_bytes: int = CONFIG_MAX_BYTES) -> bytes:
+    def blob(
+        self,
+        repo: str | Repository,
+        digest: str,
+        context: Context | None = None,
+        max_bytes: int = CONFIG_MAX_BYTES,
+    ) -> bytes:
         """A blob (an image config) by digest, verified; kept for ever."""
         repository = as_repository(repo, self.registry)
         key = self.key("blob", repository.repository, digest)
@@ -379,6 +414,7 @@ class CachedRemote:
         repository = as_repository(repo, self.registry)
         body = self.blob(repository, digest, context)
         config = parse_config(body)
-        self.cache.remember("config", self.key("blob", repository.repository, digest),
-                            (config, len(body)), len(body))
+        self.cache.remember(
+            "config", self.key("blob", repository.repository, digest), (config, len(body)), len(body)
+        )
         return config

@@ -43,6 +43,7 @@ from regdata.cli.output import FORMATS, _Bars, emit
 
 __all__ = ["EXIT_CODES", "describe_error", "emit", "main"]
 
+
 def _mirror(text: str) -> tuple[str, str]:
     registry, sep, host = text.partition("=")
     if not sep or not registry or not host:
@@ -77,8 +78,9 @@ def _time(text: str) -> str:
     try:
         as_now(text)
     except (ValueError, TypeError):
-        raise argparse.ArgumentTypeError(f"expected a time such as 2024-06-01 or 2024-06-01T12:00Z, "
-                                         f"got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a time such as 2024-06-01 or 2024-06-01T12:00Z, got {text!r}"
+        ) from None
     return text
 
 
@@ -105,31 +107,72 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``regdata``."""
     common = argparse.ArgumentParser(add_help=False)
     reg = common.add_argument_group("registry options")
-    reg.add_argument("--cache", metavar="URL",
-                     help="sqlite:// (default), sqlite:///path, memory://, memcached://h:p, none")
-    reg.add_argument("--cache-ttl", metavar="TTL", help="how long tag lists and tag digests stay fresh "
-                     "(seconds, or 5m, 2h; default 300)")
-    reg.add_argument("--insecure", metavar="HOST", action="append", default=[],
-                     help="Docker's insecure registry: TLS unverified, else plain HTTP (repeatable; "
-                          "loopback may always use plain HTTP)")
-    reg.add_argument("--ca-file", metavar="FILE",
-                     help="trust the CAs of FILE (PEM) instead of the system store")
-    reg.add_argument("--cert-dir", metavar="DIR", help="*.crt CAs and a *.cert/*.key client pair for every "
-                     "host, instead of certs.d (as skopeo's --cert-dir)")
-    reg.add_argument("--tls-verify", metavar=("false", "HOST"), nargs=2, type=str.lower, action="append",
-                     default=[], help="--tls-verify=false HOST: Docker's insecure registry for HOST only: "
-                     "TLS unverified, else plain HTTP (repeatable)")
-    reg.add_argument("--concurrency", metavar="N", type=_positive, default=None,
-                     help="requests at a time per host, fixed (default: adapts from 8 up to 32 "
-                          "while the registry keeps up, halving on a 429)")
+    reg.add_argument(
+        "--cache", metavar="URL", help="sqlite:// (default), sqlite:///path, memory://, memcached://h:p, none"
+    )
+    reg.add_argument(
+        "--cache-ttl",
+        metavar="TTL",
+        help="how long tag lists and tag digests stay fresh (seconds, or 5m, 2h; default 300)",
+    )
+    reg.add_argument(
+        "--insecure",
+        metavar="HOST",
+        action="append",
+        default=[],
+        help="Docker's insecure registry: TLS unverified, else plain HTTP (repeatable; "
+        "loopback may always use plain HTTP)",
+    )
+    reg.add_argument(
+        "--ca-file", metavar="FILE", help="trust the CAs of FILE (PEM) instead of the system store"
+    )
+    reg.add_argument(
+        "--cert-dir",
+        metavar="DIR",
+        help="*.crt CAs and a *.cert/*.key client pair for every "
+        "host, instead of certs.d (as skopeo's --cert-dir)",
+    )
+    reg.add_argument(
+        "--tls-verify",
+        metavar=("false", "HOST"),
+        nargs=2,
+        type=str.lower,
+        action="append",
+        default=[],
+        help="--tls-verify=false HOST: Docker's insecure registry for HOST only: "
+        "TLS unverified, else plain HTTP (repeatable)",
+    )
+    reg.add_argument(
+        "--concurrency",
+        metavar="N",
+        type=_positive,
+        default=None,
+        help="requests at a time per host, fixed (default: adapts from 8 up to 32 "
+        "while the registry keeps up, halving on a 429)",
+    )
     reg.add_argument("--timeout", metavar="S", type=_seconds, help="connect and read timeout per request")
     reg.add_argument("--budget", metavar="S", type=_seconds, help="seconds a whole scan may take")
-    reg.add_argument("--retries", metavar="N", type=_positive,
-                     help="attempts per request on throttling and dropped connections (default 5)")
-    reg.add_argument("--mirror", metavar="REG=HOST", type=_mirror, action="append", default=[],
-                     help="read REG from HOST, as Docker's registry-mirrors (docker.io=127.0.0.1:5055)")
-    reg.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", action="append", default=[],
-                     help="keep only this platform (repeatable); freshness judges on the first")
+    reg.add_argument(
+        "--retries",
+        metavar="N",
+        type=_positive,
+        help="attempts per request on throttling and dropped connections (default 5)",
+    )
+    reg.add_argument(
+        "--mirror",
+        metavar="REG=HOST",
+        type=_mirror,
+        action="append",
+        default=[],
+        help="read REG from HOST, as Docker's registry-mirrors (docker.io=127.0.0.1:5055)",
+    )
+    reg.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        action="append",
+        default=[],
+        help="keep only this platform (repeatable); freshness judges on the first",
+    )
     out = common.add_argument_group("output options")
     out.add_argument("--format", choices=FORMATS, default="table", help="table (default), csv, json, parquet")
     out.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
@@ -139,8 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--debug", action="store_true", help="print tracebacks")
 
     parser = argparse.ArgumentParser(
-        prog="regdata", description="Container registries as tables: tags, images, history, fleet freshness.",
-        epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="regdata",
+        description="Container registries as tables: tags, images, history, fleet freshness.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"regdata {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -148,22 +193,36 @@ def build_parser() -> argparse.ArgumentParser:
     def command(
         name: str, help_text: str, func: Callable[[argparse.Namespace], int]
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text,
-                           epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            parents=[common],
+            help=help_text,
+            description=help_text,
+            epilog=_epilog(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.set_defaults(func=func)
         return p
 
     p = command("tags", "the tags of a repository", cmd_tags)
     p.add_argument("repository", help="nginx, ghcr.io/org/app, 127.0.0.1:5000/team/app")
-    p = command("images", "one row per tag and platform: a repository's tags, or one tag or digest",
-                cmd_images)
-    p.add_argument("reference", nargs="*", help="a repository (every tag) or an image (repo:tag, "
-                   "repo@sha256:...); several repositories are read at once, into one table")
+    p = command(
+        "images", "one row per tag and platform: a repository's tags, or one tag or digest", cmd_images
+    )
+    p.add_argument(
+        "reference",
+        nargs="*",
+        help="a repository (every tag) or an image (repo:tag, "
+        "repo@sha256:...); several repositories are read at once, into one table",
+    )
     p.add_argument("--from", dest="from_file", metavar="FILE", help="repositories, one a line (- for stdin)")
     p.add_argument("--catalog", metavar="HOST", help="every repository the registry HOST lists")
     p.add_argument("--attestations", action="store_true", help="also list buildkit attestation manifests")
-    p.add_argument("--labels-win", action="store_true",
-                   help="take created from org.opencontainers.image.created labels when present")
+    p.add_argument(
+        "--labels-win",
+        action="store_true",
+        help="take created from org.opencontainers.image.created labels when present",
+    )
     p = command("history", "the build history of an image, per platform", cmd_history)
     p.add_argument("reference", help="repo:tag or repo@digest (latest when neither)")
     p = command("catalog", "the repositories a registry lists (many refuse)", cmd_catalog)
@@ -173,16 +232,24 @@ def build_parser() -> argparse.ArgumentParser:
         ("report", "the freshness report of a fleet: one self-contained HTML (or Markdown) file", cmd_report),
     ):
         p = command(name, help_text, func)
-        p.add_argument("fleet", nargs="+",
-                       help="Kubernetes YAML, docker compose files, or lists of references")
+        p.add_argument(
+            "fleet", nargs="+", help="Kubernetes YAML, docker compose files, or lists of references"
+        )
         p.add_argument("--check", action="store_true", help=f"exit {EXIT_STALE} when an image is behind")
         p.add_argument("--now", metavar="TIME", type=_time, help="judge ages as of TIME (default: now)")
-        p.add_argument("--within", choices=("track", "major", "minor"), default="track",
-                       help="hold a deployed version against its whole track (default), or only "
-                            "the same major (node:6 against 6.x) or major.minor")
-        p.add_argument("--full", action="store_true",
-                       help="read every tag and platform of each repository, not only what the "
-                            "judgement needs (many more pulls)")
+        p.add_argument(
+            "--within",
+            choices=("track", "major", "minor"),
+            default="track",
+            help="hold a deployed version against its whole track (default), or only "
+            "the same major (node:6 against 6.x) or major.minor",
+        )
+        p.add_argument(
+            "--full",
+            action="store_true",
+            help="read every tag and platform of each repository, not only what the "
+            "judgement needs (many more pulls)",
+        )
         if name == "report":
             p.add_argument("--markdown", action="store_true", help="Markdown (also for -o *.md)")
     p = command("diff", "what changed between two saved images frames (snapshots)", cmd_diff)
@@ -192,11 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--small", action="store_true", help="a small subset of the demo images (seconds)")
     p.add_argument("--fresh", action="store_true", help="forget the demo's cache and previous runs first")
     p.add_argument("--port", type=int, help="sandbox port (default 5055, else a free one)")
-    p.add_argument("--workdir", metavar="DIR",
-                   help="sandbox storage and cache (default ~/.cache/regdata/sandbox)")
+    p.add_argument(
+        "--workdir", metavar="DIR", help="sandbox storage and cache (default ~/.cache/regdata/sandbox)"
+    )
     p.add_argument("--now", metavar="TIME", type=_time, help="judge ages as of TIME (default: now)")
-    p = command("sandbox", "start the sandbox registry, fill it, print its host, run until Ctrl-C",
-                cmd_sandbox)
+    p = command(
+        "sandbox", "start the sandbox registry, fill it, print its host, run until Ctrl-C", cmd_sandbox
+    )
     p.add_argument("--port", type=int, help="port (default 5055, else a free one; 0 for a free one)")
     p.add_argument("--root", metavar="DIR", help="storage directory (default ~/.cache/regdata/sandbox)")
     p.add_argument("--no-fill", action="store_true", help="start it as it is")
@@ -211,16 +280,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser()
     # skopeo's spelling, --tls-verify=false HOST: argparse takes no '=' on a two-value option.
-    argv = [part for arg in (sys.argv[1:] if argv is None else argv)
-            for part in (arg.split("=", 1) if arg.startswith("--tls-verify=") else [arg])]
+    argv = [
+        part
+        for arg in (sys.argv[1:] if argv is None else argv)
+        for part in (arg.split("=", 1) if arg.startswith("--tls-verify=") else [arg])
+    ]
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help, --version (0) and usage errors (2)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     args.mirror = dict(args.mirror)
     if any(value != "false" for value, _ in args.tls_verify):
-        print("regdata: --tls-verify takes false and a host: --tls-verify=false registry.lan:5000",
-              file=sys.stderr)
+        print(
+            "regdata: --tls-verify takes false and a host: --tls-verify=false registry.lan:5000",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     args.registries = []
     args.bars = _Bars(enabled=not args.quiet and sys.stderr.isatty())

@@ -24,6 +24,7 @@ from regdata.cli.output import TABLE_COLUMNS, Names, _human, emit
 
 __all__ = []
 
+
 def _registry(args: argparse.Namespace, **extra: Any) -> Any:
     from regdata.client.registry import Registry
 
@@ -61,11 +62,16 @@ def _stats(args: argparse.Namespace, registry: Any) -> None:
 
     figures = request_figures(registry.requests, registry.cache)
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(figures["by_kind"].items(), key=lambda kv: -kv[1]))
-    print(f"requests: {figures['sent']} sent ({kinds or 'none'}), {figures['cached']} answered by the cache, "
-          f"{_human(figures['bytes'])}, {figures['errors']} failed", file=sys.stderr)
+    print(
+        f"requests: {figures['sent']} sent ({kinds or 'none'}), {figures['cached']} answered by the cache, "
+        f"{_human(figures['bytes'])}, {figures['errors']} failed",
+        file=sys.stderr,
+    )
     if "hits" in figures:
-        print(f"cache: {figures['backend']}: {figures['hits']} hits, {figures['misses']} misses",
-              file=sys.stderr)
+        print(
+            f"cache: {figures['backend']}: {figures['hits']} hits, {figures['misses']} misses",
+            file=sys.stderr,
+        )
 
 
 def _columns(args: argparse.Namespace, command: str, frame: pd.DataFrame | Names) -> list[str] | None:
@@ -81,8 +87,10 @@ def _warn_rows(frame: pd.DataFrame) -> None:
     if "error" in frame and len(frame):
         failed = int(frame["error"].notna().sum())
         if failed:
-            print(f"regdata: {failed} of {len(frame)} rows have an error (see the error column)",
-                  file=sys.stderr)
+            print(
+                f"regdata: {failed} of {len(frame)} rows have an error (see the error column)",
+                file=sys.stderr,
+            )
 
 
 def cmd_tags(args: argparse.Namespace) -> int:
@@ -143,8 +151,14 @@ def _judged(args: argparse.Namespace) -> tuple[Any, Any, pd.DataFrame]:
     fleet = read_fleets(args.fleet)
     registry = _registry(args)
     platform = args.platform[0] if args.platform else "linux/amd64"
-    scan = scan_fleet(registry, fleet, progress=args.bars("repositories"), full=args.full, platform=platform,
-                      within=args.within)
+    scan = scan_fleet(
+        registry,
+        fleet,
+        progress=args.bars("repositories"),
+        full=args.full,
+        platform=platform,
+        within=args.within,
+    )
     if scan.quota or args.stats:  # a host counts pulls: say what the run cost and what is left
         print(f"pulls: {scan.pull_summary()}", file=sys.stderr)
     return registry, scan, judge_fleet(scan, platform=platform, now=args.now, within=args.within)
@@ -174,14 +188,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     registry, scan, freshness = _judged(args)
     output = args.output or "report.html"
     fmt: Literal["html", "markdown"] = (
-        "markdown" if args.markdown or output.endswith((".md", ".markdown")) else "html")
+        "markdown" if args.markdown or output.endswith((".md", ".markdown")) else "html"
+    )
     platform = args.platform[0] if args.platform else "linux/amd64"
-    path = write_report(freshness, scan.images, registry.requests, output, fmt, errors=scan.errors,
-                        cache=registry.cache, platform=platform, now=args.now,
-                        run={"scan": f"{scan.seconds:.1f} s", "pulls": scan.pull_summary()})
+    path = write_report(
+        freshness,
+        scan.images,
+        registry.requests,
+        output,
+        fmt,
+        errors=scan.errors,
+        cache=registry.cache,
+        platform=platform,
+        now=args.now,
+        run={"scan": f"{scan.seconds:.1f} s", "pulls": scan.pull_summary()},
+    )
     counts = freshness["status"].astype("string").value_counts()
-    summary = ", ".join(f"{int(counts[s])} {s}" for s in ("behind", "current", "unknown", "error")
-                        if s in counts)
+    summary = ", ".join(
+        f"{int(counts[s])} {s}" for s in ("behind", "current", "unknown", "error") if s in counts
+    )
     print(f"{path}: {summary or 'no images'}")
     _stats(args, registry)
     return _check(args, freshness)
@@ -198,8 +223,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from regdata.sandbox.demo import run_demo
 
-    run_demo(args.output or "out/report.html", workdir=args.workdir, small=args.small, fresh=args.fresh,
-             port=args.port, concurrency=args.concurrency, progress=args.bars, now=args.now)
+    run_demo(
+        args.output or "out/report.html",
+        workdir=args.workdir,
+        small=args.small,
+        fresh=args.fresh,
+        port=args.port,
+        concurrency=args.concurrency,
+        progress=args.bars,
+        now=args.now,
+    )
     return EXIT_OK
 
 
@@ -212,10 +245,14 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             report = sandbox.fill(as_of=args.as_of, small=args.small, progress=args.bars("filling"))
             args.bars.close()
             print(f"filled: {report}", file=sys.stderr)
-        print(f"sandbox registry at {sandbox.url} (storage {sandbox.root / 'storage'}), standing in for "
-              f"docker.io:\n  regdata --mirror docker.io={sandbox.host} images nginx\n"
-              f"  regdata.Registry(mirrors={{'docker.io': '{sandbox.host}'}})\n"
-              "Ctrl-C stops it.", file=sys.stderr, flush=True)
+        print(
+            f"sandbox registry at {sandbox.url} (storage {sandbox.root / 'storage'}), standing in for "
+            f"docker.io:\n  regdata --mirror docker.io={sandbox.host} images nginx\n"
+            f"  regdata.Registry(mirrors={{'docker.io': '{sandbox.host}'}})\n"
+            "Ctrl-C stops it.",
+            file=sys.stderr,
+            flush=True,
+        )
         with _until_signalled():
             while sandbox.running:
                 sandbox.process.wait()
@@ -227,6 +264,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _until_signalled() -> Iterator[None]:
     """Turn SIGTERM into KeyboardInterrupt for the block, so a stop runs the cleanup."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 

@@ -18,7 +18,7 @@ from regdata.errors import (
     Unauthorized,
 )
 
-__all__ = ['EXIT_CODES', 'UsageError', 'describe_error']
+__all__ = ["EXIT_CODES", "UsageError", "describe_error"]
 
 EXIT_OK = 0
 EXIT_BUG = 1
@@ -50,9 +50,6 @@ EXIT_CODES = {
 
 class UsageError(Exception):
     """A mistake on the command line found after parsing (exit code 2)."""
-
-
-
 
 
 def describe_error(exc: BaseException) -> tuple[int, str]:

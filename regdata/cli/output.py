@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 from regdata.cli.exits import UsageError
 
-__all__ = ['FORMATS', 'TABLE_COLUMNS', 'Names', 'emit', 'records', 'table']
+__all__ = ["FORMATS", "TABLE_COLUMNS", "Names", "emit", "records", "table"]
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -27,14 +27,19 @@ FORMATS = ("table", "csv", "json", "parquet")
 TABLE_COLUMNS = {
     "images": ["tag", "platform", "created", "size", "layers", "digest", "error"],
     "history": ["tag", "platform", "step", "created", "empty_layer", "created_by"],
-    "freshness": ["status", "image", "deployed_tag", "deployed_created", "candidate_tag", "lag_days",
-                  "newer_versions", "reason"],
+    "freshness": [
+        "status",
+        "image",
+        "deployed_tag",
+        "deployed_created",
+        "candidate_tag",
+        "lag_days",
+        "newer_versions",
+        "reason",
+    ],
     "diff": ["repository", "tag", "platform", "change", "old_created", "new_created", "rebuild"],
 }
 _CELL_MAX = 72
-
-
-
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,10 @@ def records(frame: pd.DataFrame | Names) -> list[dict[str, Any]]:
     if isinstance(frame, Names):
         return [{frame.column: v} for v in frame.values]
     columns = [str(c) for c in frame.columns]
-    return [{c: _plain(v) for c, v in zip(columns, row, strict=True)}
-            for row in frame.itertuples(index=False, name=None)]
+    return [
+        {c: _plain(v) for c, v in zip(columns, row, strict=True)}
+        for row in frame.itertuples(index=False, name=None)
+    ]
 
 
 def _csv_cell(value: Any) -> str:
@@ -144,10 +151,14 @@ def table(frame: pd.DataFrame | Names) -> str:
         import pandas as pd
 
         columns = [str(c) for c in frame.columns]
-        cells = [[_table_cell(c, v) for c, v in zip(columns, row, strict=True)]
-                 for row in frame.astype(object).itertuples(index=False, name=None)]
-        numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
-                   for c in frame.columns]
+        cells = [
+            [_table_cell(c, v) for c, v in zip(columns, row, strict=True)]
+            for row in frame.astype(object).itertuples(index=False, name=None)
+        ]
+        numeric = [
+            pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+            for c in frame.columns
+        ]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
 
     def line(values: Sequence[str]) -> str:
@@ -157,8 +168,13 @@ def table(frame: pd.DataFrame | Names) -> str:
     return "\n".join([line(columns), *(line(r) for r in cells)]) + "\n"
 
 
-def emit(frame: pd.DataFrame | Names, fmt: str = "table", output: str | None = None,
-         columns: Sequence[str] | None = None, stdout: TextIO | None = None) -> None:
+def emit(
+    frame: pd.DataFrame | Names,
+    fmt: str = "table",
+    output: str | None = None,
+    columns: Sequence[str] | None = None,
+    stdout: TextIO | None = None,
+) -> None:
     """Print or write ``frame``: the one output path of every query command.
 
     ``table``: aligned text; ``csv``: RFC 4180 with a header, times in RFC 3339
@@ -206,9 +222,6 @@ def emit(frame: pd.DataFrame | Names, fmt: str = "table", output: str | None = N
         Path(output).write_text(text, encoding="utf-8")
     else:
         (stdout or sys.stdout).write(text)
-
-
-
 
 
 class _Bars:

@@ -265,8 +265,13 @@ class _Call(WorkerPlugin):
         return f"regdata call {self.token} (credentials for {hosts or 'none sent'})"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"token": self.token, "settings": self.settings, "credentials": self.credentials,
-                "shares": self.shares, "make": self.make}
+        return {
+            "token": self.token,
+            "settings": self.settings,
+            "credentials": self.credentials,
+            "shares": self.shares,
+            "make": self.make,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
@@ -294,8 +299,11 @@ class _Call(WorkerPlugin):
                 share = self.shares.get(get_worker().address)
                 if share is None:  # the tasks go only to the workers that have a share
                     raise RuntimeError(f"regdata call {self.token}: this worker has no share of the limits")
-                credentials = (Credentials.from_mapping(self.credentials) if self.credentials is not None
-                               else Credentials.default())
+                credentials = (
+                    Credentials.from_mapping(self.credentials)
+                    if self.credentials is not None
+                    else Credentials.default()
+                )
                 settings = dict(self.settings)
                 settings["max_concurrency"] = share
                 settings["concurrency"] = min(settings["concurrency"] or DEFAULT_CONCURRENCY, share)
@@ -375,8 +383,10 @@ def _settings(reg: Reader) -> dict[str, Any]:
     if cache == "default":  # this process's choice, not each worker's environment's
         settings["cache"] = cache = os.environ.get("REGDATA_CACHE", "sqlite://")
     if not (cache is None or isinstance(cache, str)):
-        raise ValueError(f"a cluster cannot share {_LOCAL_ONLY[0]}: give a cache URL "
-                         "(memcached://host:port, shared by every worker) or None")
+        raise ValueError(
+            f"a cluster cannot share {_LOCAL_ONLY[0]}: give a cache URL "
+            "(memcached://host:port, shared by every worker) or None"
+        )
     if reg.cache is not None:
         settings["cache_ttl"] = {"*": reg.cache.ttl, **reg.cache.host_ttl}
     settings["budget"] = None  # the call's deadline goes with each task
@@ -397,7 +407,11 @@ def _credentials(reg: Reader, wanted: Sequence[Wanted]) -> dict[str, Credential]
 
 
 def read_on_cluster(
-    reg: Reader, wanted: Sequence[Wanted], client: Any, *, as_dask: bool = False,
+    reg: Reader,
+    wanted: Sequence[Wanted],
+    client: Any,
+    *,
+    as_dask: bool = False,
     worker_credentials: str = "send",
 ) -> Any:
     """Read ``wanted`` on ``client``'s cluster: the frame (or dask dataframe) of ``get_repositories``."""
@@ -430,9 +444,19 @@ def read_on_cluster(
     ctx = reg._context()
     deadline = None if reg.budget is None else time.time() + reg.budget
     try:
-        futures = [client.submit(read_task, token, want, deadline, key=f"regdata-read-{token}-{want.order}",
-                                 pure=False, workers=list(split), allow_other_workers=False)
-                   for want in wanted]
+        futures = [
+            client.submit(
+                read_task,
+                token,
+                want,
+                deadline,
+                key=f"regdata-read-{token}-{want.order}",
+                pure=False,
+                workers=list(split),
+                allow_other_workers=False,
+            )
+            for want in wanted
+        ]
         frames = _wait(client, futures, wanted, ctx, reg.progress, distributed, set(split))
         if as_dask:
             import dask
@@ -474,8 +498,13 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _wait(
-    client: Any, futures: list[Any], wanted: Sequence[Wanted], ctx: Context,
-    progress: bool | Callable[[int, int], None] | None, distributed: Any, workers: set[str],
+    client: Any,
+    futures: list[Any],
+    wanted: Sequence[Wanted],
+    ctx: Context,
+    progress: bool | Callable[[int, int], None] | None,
+    distributed: Any,
+    workers: set[str],
 ) -> list[tuple[Any, pd.DataFrame]]:
     """(future or None, frame) per repository, in order: a failed or unfinished one gets its error row."""
     results: dict[int, pd.DataFrame] = {}
@@ -507,13 +536,19 @@ def _wait(
             if now >= next_look:  # the tasks run only where the shares are: none left, none will run
                 next_look = now + 2.0
                 gone = not workers & set(client.ncores())
-            if stop_at is None and (gone or ctx.cancelled
-                                    or (ctx.deadline is not None and now >= ctx.deadline)):
+            if stop_at is None and (
+                gone or ctx.cancelled or (ctx.deadline is not None and now >= ctx.deadline)
+            ):
                 # The tasks mark their own rows timed out at the deadline; wait a little for them.
                 stop_at = now + (GRACE_SECONDS + 1.0 if not (ctx.cancelled or gone) else 0.0)
             if stop_at is not None and now >= stop_at and pending:
-                reason = ("cancelled" if ctx.cancelled else TIMED_OUT if not gone
-                          else "the Dask workers of this call are gone")
+                reason = (
+                    "cancelled"
+                    if ctx.cancelled
+                    else TIMED_OUT
+                    if not gone
+                    else "the Dask workers of this call are gone"
+                )
                 client.cancel(list(pending))
                 for want in pending.values():
                     results[want.order] = _error_frame(want, reason)

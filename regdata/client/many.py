@@ -62,6 +62,7 @@ class Reader(Protocol):
 
     def close(self) -> None: ...
 
+
 __all__ = ["Catalog", "RepositoryLike", "assemble", "repository_rows", "resolve"]
 
 RepositoryLike = str | Repository | Reference
@@ -146,7 +147,10 @@ def error_row(want: Wanted, error: str) -> dict[str, Any]:
 
 
 def repository_rows(
-    reg: Reader, want: Wanted, ctx: Context, progress: Callable[[int, int], None] | None = None,
+    reg: Reader,
+    want: Wanted,
+    ctx: Context,
+    progress: Callable[[int, int], None] | None = None,
     threads: int | None = None,
 ) -> list[dict[str, Any]]:
     """The rows of one repository: its tags scanned, or one row saying why not. Never raises an Exception.
@@ -194,8 +198,9 @@ def assemble(parts: Sequence[tuple[int, list[dict[str, Any]]]]) -> pd.DataFrame:
     if frame.empty:
         return frame
     frame[_ORDER] = orders
-    frame = frame.sort_values([_ORDER, *_SORT], ascending=[True, *_ASCENDING], na_position="last",
-                              kind="stable")
+    frame = frame.sort_values(
+        [_ORDER, *_SORT], ascending=[True, *_ASCENDING], na_position="last", kind="stable"
+    )
     return frame.drop(columns=_ORDER).reset_index(drop=True)
 
 
@@ -238,13 +243,18 @@ def read_many(
     # over. A pool per scan as large as the limit made hundreds of threads, all on one GIL.
     threads = max(SCAN_THREADS_MIN, -(-2 * reg.limits.max_concurrency // size))
     results: dict[int, list[dict[str, Any]]] = {}
-    pools = [ThreadPoolExecutor(max(1, min(size, len(lane))), thread_name_prefix=f"regdata-{host}")
-             for host, lane in lanes.items()]
+    pools = [
+        ThreadPoolExecutor(max(1, min(size, len(lane))), thread_name_prefix=f"regdata-{host}")
+        for host, lane in lanes.items()
+    ]
     try:
         futures = [
-            (want.order, pool.submit(repository_rows, reg, want, ctx, counter.for_repository(want.order),
-                                     threads))
-            for pool, lane in zip(pools, lanes.values(), strict=True) for want in lane
+            (
+                want.order,
+                pool.submit(repository_rows, reg, want, ctx, counter.for_repository(want.order), threads),
+            )
+            for pool, lane in zip(pools, lanes.values(), strict=True)
+            for want in lane
         ]
         for order, future in futures:
             results[order] = future.result()

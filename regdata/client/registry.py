@@ -155,11 +155,22 @@ class Registry:
     ) -> None:
         # What a Dask worker needs to build the same Registry (regdata.client.cluster): no credentials.
         self._settings: dict[str, Any] = {
-            "cache": cache, "cache_ttl": cache_ttl, "concurrency": concurrency,
-            "min_concurrency": min_concurrency, "max_concurrency": max_concurrency, "rps": rps,
-            "quota_floor": quota_floor, "timeout": timeout, "budget": budget, "insecure": tuple(insecure),
-            "verify": verify, "platforms": tuple(platforms) if platforms else None, "labels_win": labels_win,
-            "attestations": attestations, "retry": retry, "request_log_size": request_log_size,
+            "cache": cache,
+            "cache_ttl": cache_ttl,
+            "concurrency": concurrency,
+            "min_concurrency": min_concurrency,
+            "max_concurrency": max_concurrency,
+            "rps": rps,
+            "quota_floor": quota_floor,
+            "timeout": timeout,
+            "budget": budget,
+            "insecure": tuple(insecure),
+            "verify": verify,
+            "platforms": tuple(platforms) if platforms else None,
+            "labels_win": labels_win,
+            "attestations": attestations,
+            "retry": retry,
+            "request_log_size": request_log_size,
             "mirrors": dict(mirrors or {}),
         }
         insecure = self._settings["insecure"]
@@ -203,8 +214,10 @@ class Registry:
         if cache_ttl is None:
             cache_ttl = parse_ttl(os.environ.get("REGDATA_CACHE_TTL", DEFAULT_TTL))
         self.cache = open_cache(cache, ttl=cache_ttl)
-        timeouts = timeout if isinstance(timeout, Timeouts) else (
-            Timeouts() if timeout is None else Timeouts(connect=timeout, read=timeout)
+        timeouts = (
+            timeout
+            if isinstance(timeout, Timeouts)
+            else (Timeouts() if timeout is None else Timeouts(connect=timeout, read=timeout))
         )
         self.factory = real = RemoteFactory(
             credentials=credentials if credentials is not None else Credentials.default(),
@@ -217,8 +230,13 @@ class Registry:
             cert=cert,
             cert_dir=cert_dir,
             certs_d=tuple(certs_d) if certs_d is not None else None,
-            proxies=(Proxies.from_environment() if proxies is None else proxies
-                     if isinstance(proxies, Proxies) else Proxies.from_mapping(proxies)),
+            proxies=(
+                Proxies.from_environment()
+                if proxies is None
+                else proxies
+                if isinstance(proxies, Proxies)
+                else Proxies.from_mapping(proxies)
+            ),
             pool_size=self.limits.max_concurrency,
             mirrors=dict(mirrors or {}),
             limits=self.limits,
@@ -260,8 +278,10 @@ class Registry:
         own = ctx is None
         ctx = self._context() if ctx is None else ctx
         try:
-            options = self.options if not history else dataclasses.replace(
-                self.options, attestations=False, history=True
+            options = (
+                self.options
+                if not history
+                else dataclasses.replace(self.options, attestations=False, history=True)
             )
             with progress_bar(self.progress, str(repo), len(refs)) as report:
                 options = dataclasses.replace(options, progress=report)
@@ -270,8 +290,9 @@ class Registry:
             if own:
                 self._done(ctx)
 
-    def _read(self, repo: Repository, refs: list[Reference], platform: Platform, ctx: Context
-              ) -> list[dict[str, Any]]:
+    def _read(
+        self, repo: Repository, refs: list[Reference], platform: Platform, ctx: Context
+    ) -> list[dict[str, Any]]:
         """The rows of ``refs`` on one platform only, under ``ctx``: what a targeted judgement reads.
 
         An index's other platforms and attestations are not fetched: each is a pull.
@@ -322,8 +343,9 @@ class Registry:
         finally:
             self._done(ctx)
         frame = make_frame(tag_details_rows(repo.registry, repo.repository, pages), TAG_DETAILS)
-        return frame.sort_values(["created", "tag", "digest"], ascending=[False, True, True],
-                                 na_position="last", kind="stable").reset_index(drop=True)
+        return frame.sort_values(
+            ["created", "tag", "digest"], ascending=[False, True, True], na_position="last", kind="stable"
+        ).reset_index(drop=True)
 
     def get_repository(self, repository: str | Repository | Reference) -> pd.DataFrame:
         """Every tag of a repository: one row per tag and platform.
@@ -382,8 +404,9 @@ class Registry:
         if client is not None or as_dask:
             from regdata.client.cluster import read_on_cluster
 
-            return read_on_cluster(self, wanted, client, as_dask=as_dask,
-                                   worker_credentials=worker_credentials)
+            return read_on_cluster(
+                self, wanted, client, as_dask=as_dask, worker_credentials=worker_credentials
+            )
         with _timed():
             ctx = self._context()
             try:
@@ -465,7 +488,11 @@ def _raise_whole(result: ScanResult, ref: Reference, history: bool = False) -> N
     if len(rows) == 1 and isinstance(rows[0].get("exception"), BaseException):
         raise rows[0]["exception"]
     if history and not result.history:
-        failed = [cause for row in rows for cause in (row.get("exception"), row.get("cause"))
-                  if isinstance(cause, BaseException)]
+        failed = [
+            cause
+            for row in rows
+            for cause in (row.get("exception"), row.get("cause"))
+            if isinstance(cause, BaseException)
+        ]
         if failed:
             raise failed[0]

@@ -67,7 +67,12 @@ from regdata.transport.scheme import SchemeProbe
 from regdata.transport.trust import CertSetting, Trust, VerifySetting
 
 __all__ = [
-    "CONFIG_MAX_BYTES", "FetchedManifest", "Remote", "RemoteFactory", "check_manifest", "manifest_digest",
+    "CONFIG_MAX_BYTES",
+    "FetchedManifest",
+    "Remote",
+    "RemoteFactory",
+    "check_manifest",
+    "manifest_digest",
 ]
 
 # ECR returns an error for n > 1000.
@@ -96,8 +101,12 @@ def registry_error(response: Response) -> RegdataError:
     parts = urlsplit(response.url)
     seconds = parse_retry_after(response.headers.get("Retry-After"), time.time())
     if quota_exhausted(response.status, response.headers, response.body):
-        return QuotaExhausted(response.status, f"{parts.netloc}{parts.path}", tuple(details),
-                              detail=detail or "pull quota used up")
+        return QuotaExhausted(
+            response.status,
+            f"{parts.netloc}{parts.path}",
+            tuple(details),
+            detail=detail or "pull quota used up",
+        )
     return error_for_status(
         response.status,
         f"{parts.netloc}{parts.path}",
@@ -145,8 +154,7 @@ class Remote:
         return self.context.cancelled
 
     def _ctx(self, context: Context | None) -> Context:
-        return Context(deadline=context.deadline if context else None,
-                       parent=_join(self.context, context))
+        return Context(deadline=context.deadline if context else None, parent=_join(self.context, context))
 
     # -- addressing ---------------------------------------------------------
 
@@ -174,22 +182,32 @@ class Remote:
         ctx = self._ctx(context)
         return self.transport.send(Request("GET", self.url("/v2/", ctx), "ping", context=ctx)).status
 
-    def tags(self, repo: str | Repository, context: Context | None = None, *,
-             cache_state: str = "none") -> list[str]:
+    def tags(
+        self, repo: str | Repository, context: Context | None = None, *, cache_state: str = "none"
+    ) -> list[str]:
         """Every tag of ``repo`` as the registry lists them, across ``Link`` pages."""
         ctx = self._ctx(context)
         repository = as_repository(repo, self.registry).repository
         return self._paginate(
-            f"/v2/{repository}/tags/list?n={self.page_size}", "tags", "tags",
-            repository, f"repository:{repository}:pull", ctx, cache_state=cache_state,
+            f"/v2/{repository}/tags/list?n={self.page_size}",
+            "tags",
+            "tags",
+            repository,
+            f"repository:{repository}:pull",
+            ctx,
+            cache_state=cache_state,
         )
 
     def catalog(self, context: Context | None = None) -> list[str]:
         """Every repository of the registry, across ``Link`` pages."""
         ctx = self._ctx(context)
         return self._paginate(
-            f"/v2/_catalog?n={self.page_size}", "repositories", "catalog", None,
-            "registry:catalog:*", ctx,
+            f"/v2/_catalog?n={self.page_size}",
+            "repositories",
+            "catalog",
+            None,
+            "registry:catalog:*",
+            ctx,
         )
 
     def tag_pages(self, repo: str | Repository, context: Context | None = None) -> list[dict[str, Any]]:
@@ -197,13 +215,27 @@ class Remote:
         ctx = self._ctx(context)
         repository = as_repository(repo, self.registry).repository
         pages: list[dict[str, Any]] = []
-        self._paginate(f"/v2/{repository}/tags/list?n={self.page_size}", "tags", "tags",
-                       repository, f"repository:{repository}:pull", ctx, pages=pages)
+        self._paginate(
+            f"/v2/{repository}/tags/list?n={self.page_size}",
+            "tags",
+            "tags",
+            repository,
+            f"repository:{repository}:pull",
+            ctx,
+            pages=pages,
+        )
         return pages
 
     def _paginate(
-        self, path: str, field_name: str, kind: str, repository: str | None, scope: str,
-        ctx: Context, cache_state: str = "none", pages: list[dict[str, Any]] | None = None,
+        self,
+        path: str,
+        field_name: str,
+        kind: str,
+        repository: str | None,
+        scope: str,
+        ctx: Context,
+        cache_state: str = "none",
+        pages: list[dict[str, Any]] | None = None,
     ) -> list[str]:
         url = self.url(path, ctx)
         origin = host_key(url)
@@ -212,8 +244,16 @@ class Remote:
         while True:
             seen.add(url)
             response = self._send(
-                Request("GET", url, kind, repository=repository, scope=scope, context=ctx,
-                        headers={"Accept": "application/json"}, cache=cache_state)
+                Request(
+                    "GET",
+                    url,
+                    kind,
+                    repository=repository,
+                    scope=scope,
+                    context=ctx,
+                    headers={"Accept": "application/json"},
+                    cache=cache_state,
+                )
             )
             doc = load_json(response.body, f"{kind} answer")
             page = doc.get(field_name)
@@ -236,8 +276,9 @@ class Remote:
             if len(seen) >= MAX_PAGES:
                 raise MalformedContent(f"{kind} pagination runs past {MAX_PAGES} pages")
 
-    def head(self, ref: str | Reference, context: Context | None = None, *,
-             cache_state: str = "none") -> tuple[str, str | None]:
+    def head(
+        self, ref: str | Reference, context: Context | None = None, *, cache_state: str = "none"
+    ) -> tuple[str, str | None]:
         """HEAD a manifest: its digest and media type, with no body fetched."""
         ref = as_reference(ref, self.registry)
         response = self._head(ref, self._ctx(context), cache_state)
@@ -246,8 +287,9 @@ class Remote:
             raise MalformedContent(f"HEAD {ref}: no Docker-Content-Digest in the answer")
         return digest, response.media_type
 
-    def tag_digest(self, ref: str | Reference, context: Context | None = None, *,
-                   cache_state: str = "none") -> str | None:
+    def tag_digest(
+        self, ref: str | Reference, context: Context | None = None, *, cache_state: str = "none"
+    ) -> str | None:
         """HEAD a manifest: the digest the answer names, or None when it names none."""
         ref = as_reference(ref, self.registry)
         return _digest_header(self._head(ref, self._ctx(context), cache_state))
@@ -255,9 +297,13 @@ class Remote:
     def _head(self, ref: Reference, ctx: Context, cache_state: str) -> Response:
         return self._send(
             Request(
-                "HEAD", self.url(_manifest_path(ref), ctx),
-                "manifest_head", headers={"Accept": ", ".join(ACCEPT_ALL)},
-                repository=ref.repository, scope=f"repository:{ref.repository}:pull", context=ctx,
+                "HEAD",
+                self.url(_manifest_path(ref), ctx),
+                "manifest_head",
+                headers={"Accept": ", ".join(ACCEPT_ALL)},
+                repository=ref.repository,
+                scope=f"repository:{ref.repository}:pull",
+                context=ctx,
                 cache=cache_state,
             )
         )
@@ -269,16 +315,22 @@ class Remote:
             return ref.digest
         return self.head(ref, context)[0]
 
-    def manifest(self, ref: str | Reference, context: Context | None = None, *,
-                 cache_state: str = "none") -> FetchedManifest:
+    def manifest(
+        self, ref: str | Reference, context: Context | None = None, *, cache_state: str = "none"
+    ) -> FetchedManifest:
         """The manifest ``ref`` names (its digest if it has one, else its tag), verified."""
         ref = as_reference(ref, self.registry)
         ctx = self._ctx(context)
         response = self._send(
             Request(
-                "GET", self.url(_manifest_path(ref), ctx), "manifest",
-                headers={"Accept": ", ".join(ACCEPT_ALL)}, repository=ref.repository,
-                scope=f"repository:{ref.repository}:pull", context=ctx, cache=cache_state,
+                "GET",
+                self.url(_manifest_path(ref), ctx),
+                "manifest",
+                headers={"Accept": ", ".join(ACCEPT_ALL)},
+                repository=ref.repository,
+                scope=f"repository:{ref.repository}:pull",
+                context=ctx,
+                cache=cache_state,
             )
         )
         body = response.body
@@ -292,16 +344,28 @@ class Remote:
             digest = manifest_digest(body, media_type)
         return FetchedManifest(digest, media_type, body, manifest)
 
-    def blob(self, repo: str | Repository, digest: str, context: Context | None = None,
-             max_bytes: int = CONFIG_MAX_BYTES, *, cache_state: str = "none") -> bytes:
+    def blob(
+        self,
+        repo: str | Repository,
+        digest: str,
+        context: Context | None = None,
+        max_bytes: int = CONFIG_MAX_BYTES,
+        *,
+        cache_state: str = "none",
+    ) -> bytes:
         """A blob (an image config) by digest, verified."""
         repository = as_repository(repo, self.registry)
         ctx = self._ctx(context)
         response = self._send(
             Request(
-                "GET", self.url(_blob_path(repository, digest), ctx), "blob",
-                repository=repository.repository, scope=f"repository:{repository.repository}:pull",
-                context=ctx, max_bytes=max_bytes, cache=cache_state,
+                "GET",
+                self.url(_blob_path(repository, digest), ctx),
+                "blob",
+                repository=repository.repository,
+                scope=f"repository:{repository.repository}:pull",
+                context=ctx,
+                max_bytes=max_bytes,
+                cache=cache_state,
             )
         )
         verify(response.body, digest, f"blob {digest} of {repository}")
@@ -311,13 +375,15 @@ class Remote:
         """An image config by digest, verified and parsed."""
         return parse_config(self.blob(repo, digest, context))
 
-    def known_manifest(self, ref: str | Reference, hits: list[Callable[[], None]] | None = None
-                       ) -> FetchedManifest | None:
+    def known_manifest(
+        self, ref: str | Reference, hits: list[Callable[[], None]] | None = None
+    ) -> FetchedManifest | None:
         """None: a Remote holds nothing (a :class:`~regdata.cache.remote.CachedRemote` may)."""
         return None
 
-    def known_config(self, repo: str | Repository, digest: str,
-                     hits: list[Callable[[], None]] | None = None) -> ImageConfig | None:
+    def known_config(
+        self, repo: str | Repository, digest: str, hits: list[Callable[[], None]] | None = None
+    ) -> ImageConfig | None:
         """None: a Remote holds nothing (a :class:`~regdata.cache.remote.CachedRemote` may)."""
         return None
 
@@ -401,15 +467,25 @@ class RemoteFactory:
         # A connection per request the limiter may let through, so none waits for a socket.
         self.pool_size = max(self.pool_size, self.limits.max_concurrency)
         insecure = frozenset(h.lower() for h in self.insecure)
-        trust = Trust(verify=self.verify, cert=self.cert, cert_dir=self.cert_dir, certs_d=self.certs_d,
-                      insecure=insecure)
+        trust = Trust(
+            verify=self.verify,
+            cert=self.cert,
+            cert_dir=self.cert_dir,
+            certs_d=self.certs_d,
+            insecure=insecure,
+        )
         self.http = self.http_transport or HTTPTransport(
-            timeouts=self.timeouts, verify=self.verify if isinstance(self.verify, bool | str) else True,
-            insecure_hosts=insecure, pool_size=self.pool_size, trust=trust, proxies=self.proxies,
+            timeouts=self.timeouts,
+            verify=self.verify if isinstance(self.verify, bool | str) else True,
+            insecure_hosts=insecure,
+            pool_size=self.pool_size,
+            trust=trust,
+            proxies=self.proxies,
         )
         self.limiters = Limiters(self.limits, self.log, self.clock)
-        self.base = base_stack(self.http, self.log, self.retry, self.clock, self.limiters,
-                               observe=metrics.observe_request)
+        self.base = base_stack(
+            self.http, self.log, self.retry, self.clock, self.limiters, observe=metrics.observe_request
+        )
 
     def remote(self, registry: str) -> Remote | CachedRemote:
         """The Remote for ``registry`` (a canonical host such as ``docker.io``).
@@ -435,8 +511,13 @@ class RemoteFactory:
             transport = for_host(api, credential, self.base)
             probe = self._probes[host] = SchemeProbe(api, transport, self.log, self.http)
         plain = Remote(
-            registry=host, api_host=api, transport=probe.transport, credential=credential, log=self.log,
-            http=self.http, probe=probe,
+            registry=host,
+            api_host=api,
+            transport=probe.transport,
+            credential=credential,
+            log=self.log,
+            http=self.http,
+            probe=probe,
         )
         return plain if self.cache is None else CachedRemote(plain, self.cache)
 

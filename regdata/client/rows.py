@@ -75,8 +75,11 @@ def error_row(
     row.update(kind=kind, manifest_digest=manifest_digest, error=error)
     if platform is not None:
         row.update(
-            platform=str(platform), os=platform.os, architecture=platform.architecture,
-            variant=platform.variant, os_version=platform.os_version,
+            platform=str(platform),
+            os=platform.os,
+            architecture=platform.architecture,
+            variant=platform.variant,
+            os_version=platform.os_version,
         )
     return row
 
@@ -104,9 +107,7 @@ def image_row(
         config_digest=manifest.config.digest,
         size=manifest.size,
         layers=len(manifest.layers),
-        artifact_type=manifest.artifact_type or (
-            manifest.config.media_type if kind == "artifact" else None
-        ),
+        artifact_type=manifest.artifact_type or (manifest.config.media_type if kind == "artifact" else None),
         annotations=dict(manifest.annotations) or None,
         labels={},
     )

@@ -74,11 +74,13 @@ class RemoteLike(Protocol):
 
     def config(self, repo: Repository, digest: str, context: Context | None = None) -> ImageConfig: ...
 
-    def known_manifest(self, ref: Reference, hits: list[Callable[[], None]] | None = None
-                       ) -> FetchedManifest | None: ...
+    def known_manifest(
+        self, ref: Reference, hits: list[Callable[[], None]] | None = None
+    ) -> FetchedManifest | None: ...
 
-    def known_config(self, repo: Repository, digest: str, hits: list[Callable[[], None]] | None = None
-                     ) -> ImageConfig | None: ...
+    def known_config(
+        self, repo: Repository, digest: str, hits: list[Callable[[], None]] | None = None
+    ) -> ImageConfig | None: ...
 
     def cancel(self) -> None: ...
 
@@ -241,10 +243,18 @@ class _Scan:
             return []
         manifest = top.manifest
         if isinstance(manifest, Index) and len(manifest.manifests) > self.options.max_index_entries:
-            self._emit(key, error_row(
-                ref, tag, f"index lists {len(manifest.manifests)} manifests, over the "
-                f"{self.options.max_index_entries} a scan reads of one index",
-                digest=top.digest, media_type=top.media_type, kind="index"))
+            self._emit(
+                key,
+                error_row(
+                    ref,
+                    tag,
+                    f"index lists {len(manifest.manifests)} manifests, over the "
+                    f"{self.options.max_index_entries} a scan reads of one index",
+                    digest=top.digest,
+                    media_type=top.media_type,
+                    kind="index",
+                ),
+            )
             return []
         if isinstance(manifest, Index):
             tasks: list[_Task] = []
@@ -258,8 +268,17 @@ class _Scan:
                     continue
                 tasks.append(self._platform_task(sub, ref, tag, top, descriptor))
             if not tasks and not manifest.manifests:
-                self._emit(key, error_row(ref, tag, "index lists no manifests", digest=top.digest,
-                                          media_type=top.media_type, kind="index"))
+                self._emit(
+                    key,
+                    error_row(
+                        ref,
+                        tag,
+                        "index lists no manifests",
+                        digest=top.digest,
+                        media_type=top.media_type,
+                        kind="index",
+                    ),
+                )
             return tasks
         self._single(key, ref, tag, top, local)
         return []
@@ -269,8 +288,14 @@ class _Scan:
     ) -> _Task:
         def failed(reason: str) -> dict[str, Any]:
             return error_row(
-                ref, tag, reason, digest=top.digest, media_type=top.media_type,
-                kind="index", platform=descriptor.platform, manifest_digest=descriptor.digest,
+                ref,
+                tag,
+                reason,
+                digest=top.digest,
+                media_type=top.media_type,
+                kind="index",
+                platform=descriptor.platform,
+                manifest_digest=descriptor.digest,
             )
 
         def run(local: bool = False) -> None:
@@ -292,20 +317,41 @@ class _Scan:
             if isinstance(manifest, Schema1Manifest):
                 row = schema1_row(ref, tag, top.digest, manifest, self.options.labels_win)
                 if self._kept(row):
-                    history = (history_rows(ref, tag, row.get("platform"), manifest.config())
-                               if self.options.history else None)
+                    history = (
+                        history_rows(ref, tag, row.get("platform"), manifest.config())
+                        if self.options.history
+                        else None
+                    )
                     self._emit(key, row, history)
                 return
             assert isinstance(manifest, ImageManifest)
             self._image(key, ref, tag, top, top, None, "image", local)
         except Exception as exc:
-            self._emit(key, _with_cause(error_row(ref, tag, describe(exc), digest=top.digest,
-                                                  media_type=top.media_type, manifest_digest=top.digest),
-                                        exc))
+            self._emit(
+                key,
+                _with_cause(
+                    error_row(
+                        ref,
+                        tag,
+                        describe(exc),
+                        digest=top.digest,
+                        media_type=top.media_type,
+                        manifest_digest=top.digest,
+                    ),
+                    exc,
+                ),
+            )
 
     def _image(
-        self, key: Key, ref: Reference, tag: str | None, top: FetchedManifest, child: FetchedManifest,
-        descriptor: Descriptor | None, kind: str, local: bool,
+        self,
+        key: Key,
+        ref: Reference,
+        tag: str | None,
+        top: FetchedManifest,
+        child: FetchedManifest,
+        descriptor: Descriptor | None,
+        kind: str,
+        local: bool,
     ) -> None:
         manifest = child.manifest
         assert isinstance(manifest, ImageManifest)
@@ -316,15 +362,35 @@ class _Scan:
             try:
                 config = self._config(manifest.config.digest, local)
             except Exception as exc:
-                row = image_row(ref, tag, top.digest, top.media_type, kind, child.digest, manifest,
-                                None, descriptor, self.options.labels_win)
+                row = image_row(
+                    ref,
+                    tag,
+                    top.digest,
+                    top.media_type,
+                    kind,
+                    child.digest,
+                    manifest,
+                    None,
+                    descriptor,
+                    self.options.labels_win,
+                )
                 row["error"] = describe(exc)
                 row["cause"] = exc
                 row["size"] = row["layers"] = None
                 self._emit(key, row)
                 return
-        row = image_row(ref, tag, top.digest, top.media_type, kind, child.digest, manifest, config,
-                        descriptor, self.options.labels_win)
+        row = image_row(
+            ref,
+            tag,
+            top.digest,
+            top.media_type,
+            kind,
+            child.digest,
+            manifest,
+            config,
+            descriptor,
+            self.options.labels_win,
+        )
         if not self._kept(row):  # a platform filter keeps no artifact: it has no platform
             return
         history = None
@@ -343,10 +409,21 @@ class _Scan:
     def _attestation_row(
         self, ref: Reference, tag: str | None, top: FetchedManifest, descriptor: Descriptor
     ) -> dict[str, Any]:
-        row = error_row(ref, tag, "", digest=top.digest, media_type=top.media_type, kind="artifact",
-                        manifest_digest=descriptor.digest)
-        row.update(error=None, size=None, artifact_type="attestation-manifest",
-                   annotations=dict(descriptor.annotations))
+        row = error_row(
+            ref,
+            tag,
+            "",
+            digest=top.digest,
+            media_type=top.media_type,
+            kind="artifact",
+            manifest_digest=descriptor.digest,
+        )
+        row.update(
+            error=None,
+            size=None,
+            artifact_type="attestation-manifest",
+            annotations=dict(descriptor.annotations),
+        )
         return row
 
 

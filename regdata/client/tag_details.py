@@ -61,8 +61,11 @@ def _entry_rows(registry: str, repository: str, digest: object, entry: object) -
     base["size"] = _number(entry.get("imageSizeBytes"))
     base["created"] = _millis(entry.get("timeCreatedMs"))
     base["uploaded"] = _millis(entry.get("timeUploadedMs"))
-    for field, column in (("imageSizeBytes", "size"), ("timeCreatedMs", "created"),
-                          ("timeUploadedMs", "uploaded")):
+    for field, column in (
+        ("imageSizeBytes", "size"),
+        ("timeCreatedMs", "created"),
+        ("timeUploadedMs", "uploaded"),
+    ):
         raw = entry.get(field)
         if raw is not None and base[column] is None and raw not in ("0", 0):
             problems.append(f"{field} is not a count")
@@ -77,8 +80,9 @@ def _entry_rows(registry: str, repository: str, digest: object, entry: object) -
     return [{**base, "tag": name} for name in names] or [{**base, "tag": None}]
 
 
-def tag_details_rows(registry: str, repository: str,
-                     pages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def tag_details_rows(
+    registry: str, repository: str, pages: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """The rows of :data:`TAG_DETAILS` for every page of one repository's ``tags/list``."""
     rows: list[dict[str, Any]] = []
     listed: list[str] = []
@@ -89,12 +93,16 @@ def tag_details_rows(registry: str, repository: str,
         if manifest is None:
             continue
         if not isinstance(manifest, Mapping):
-            rows.append({"registry": registry, "repository": repository,
-                         "error": "the manifest map is not an object"})
+            rows.append(
+                {"registry": registry, "repository": repository, "error": "the manifest map is not an object"}
+            )
             continue
         for digest, entry in manifest.items():
             rows += _entry_rows(registry, repository, digest, entry)
     known = {row.get("tag") for row in rows}
-    rows += [{"registry": registry, "repository": repository, "tag": tag}
-             for tag in dict.fromkeys(listed) if tag not in known]
+    rows += [
+        {"registry": registry, "repository": repository, "tag": tag}
+        for tag in dict.fromkeys(listed)
+        if tag not in known
+    ]
     return rows

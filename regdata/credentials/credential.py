@@ -7,7 +7,7 @@ import json
 import threading
 from dataclasses import dataclass, fields
 
-__all__ = ['Credential']
+__all__ = ["Credential"]
 
 
 # The salt of the identity KDF; a new version names new cache keys for every credential.
@@ -19,8 +19,6 @@ _SECRET_FIELDS = ("password", "identity_token", "registry_token")
 
 
 @dataclass(frozen=True, repr=False)
-
-
 class Credential:
     """What one registry host is given: basic auth, an identity token or a registry token.
 
@@ -73,8 +71,13 @@ class Credential:
                 # JSON keeps None apart from "" and a field's end from the next's start.
                 payload = json.dumps([getattr(self, f.name) for f in fields(self)]).encode("utf-8")
                 value = hashlib.scrypt(
-                    payload, salt=_IDENTITY_DOMAIN, n=_IDENTITY_SCRYPT_N, r=8, p=1,
-                    maxmem=64 * 1024 * 1024, dklen=8,
+                    payload,
+                    salt=_IDENTITY_DOMAIN,
+                    n=_IDENTITY_SCRYPT_N,
+                    r=8,
+                    p=1,
+                    maxmem=64 * 1024 * 1024,
+                    dklen=8,
                 ).hex()
                 # Not a field: equality, hashing and repr ignore it; frozen, so set it directly.
                 object.__setattr__(self, "_identity", value)

@@ -19,7 +19,7 @@ from regdata.credentials.dockerconfig import (
 from regdata.credentials.helpers import _helper_get, _helper_list
 from regdata.oci.reference import canonical_host
 
-__all__ = ['Credentials']
+__all__ = ["Credentials"]
 
 logger = logging.getLogger("regdata.credentials")
 
@@ -66,11 +66,7 @@ class Credentials:
             host, _ = _entry_host(key, "mapping")
             if isinstance(value, Credential):
                 credential = value
-            elif (
-                isinstance(value, tuple)
-                and len(value) == 2
-                and all(isinstance(v, str) for v in value)
-            ):
+            elif isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
                 credential = Credential(username=value[0], password=value[1])
             else:
                 raise TypeError(

@@ -18,7 +18,7 @@ from regdata.errors import CredentialsError, printable
 from regdata.oci.manifest import decode_json
 from regdata.oci.reference import canonical_host
 
-__all__ = ['auth_file_paths', 'docker_config_path']
+__all__ = ["auth_file_paths", "docker_config_path"]
 
 logger = logging.getLogger("regdata.credentials")
 
@@ -112,9 +112,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except UnicodeDecodeError:
         raise CredentialsError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
-        raise CredentialsError(
-            f"{path}: cannot be read: {exc.strerror or type(exc).__name__}"
-        ) from None
+        raise CredentialsError(f"{path}: cannot be read: {exc.strerror or type(exc).__name__}") from None
     if not text.strip():
         return {}  # An empty file holds no credentials; failing on it would help nobody.
     try:
@@ -137,8 +135,7 @@ def _check_helper_name(name: object, where: str) -> str:
     # Only a bare name: a path would let a config file pick any program to hand our hosts to.
     if not _HELPER_NAME.match(name):
         raise CredentialsError(
-            f"{where}: invalid credential helper name {_show(name)} "
-            "(only letters, digits, '.', '_' and '-')"
+            f"{where}: invalid credential helper name {_show(name)} (only letters, digits, '.', '_' and '-')"
         )
     return name
 
@@ -158,9 +155,7 @@ def _parse_config(data: Mapping[str, Any], origin: str) -> _Source:
     source = _Source(origin)
     auths = data.get("auths", {})
     if not isinstance(auths, dict):
-        raise CredentialsError(
-            f"{origin}: 'auths' must be a JSON object, not {type(auths).__name__}"
-        )
+        raise CredentialsError(f"{origin}: 'auths' must be a JSON object, not {type(auths).__name__}")
     scoped_hosts: set[str] = set()
     for key, entry in auths.items():
         where = f"{origin}: entry {_show(key)}"
@@ -178,14 +173,10 @@ def _parse_config(data: Mapping[str, Any], origin: str) -> _Source:
 
     helpers = data.get("credHelpers", {})
     if not isinstance(helpers, dict):
-        raise CredentialsError(
-            f"{origin}: 'credHelpers' must be a JSON object, not {type(helpers).__name__}"
-        )
+        raise CredentialsError(f"{origin}: 'credHelpers' must be a JSON object, not {type(helpers).__name__}")
     for key, name in helpers.items():
         host, _ = _entry_host(key, origin)
-        source.helpers.setdefault(
-            host, _check_helper_name(name, f"{origin}: credHelpers {_show(key)}")
-        )
+        source.helpers.setdefault(host, _check_helper_name(name, f"{origin}: credHelpers {_show(key)}"))
 
     store = data.get("credsStore")
     if store is not None and store != "":

@@ -26,18 +26,14 @@ _TOKEN_USERNAME = "<token>"
 def _helper_path(name: str, host: str) -> str:
     program = f"docker-credential-{_check_helper_name(name, f'credential helper for {host}')}"
     # Relative PATH entries would let the working directory choose who gets our secrets.
-    search = os.pathsep.join(
-        p for p in os.environ.get("PATH", "").split(os.pathsep) if os.path.isabs(p)
-    )
+    search = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if os.path.isabs(p))
     found = shutil.which(program, path=search)
     if found is None:
         raise CredentialsError(f"credential helper {program} for {host}: not found on PATH")
     return found
 
 
-def _run_helper(
-    name: str, action: str, stdin: str, host: str, timeout: float
-) -> tuple[int, str, str]:
+def _run_helper(name: str, action: str, stdin: str, host: str, timeout: float) -> tuple[int, str, str]:
     """Run ``docker-credential-<name> <action>``; (exit status, stdout, stderr)."""
     program = _helper_path(name, host)
     label = f"credential helper docker-credential-{name} {action} for {host}"
@@ -52,9 +48,7 @@ def _run_helper(
             start_new_session=True,
         )
     except OSError as exc:
-        raise CredentialsError(
-            f"{label}: cannot run: {exc.strerror or type(exc).__name__}"
-        ) from None
+        raise CredentialsError(f"{label}: cannot run: {exc.strerror or type(exc).__name__}") from None
     try:
         out, err = proc.communicate(stdin.encode("utf-8"), timeout=timeout)
     except subprocess.TimeoutExpired:

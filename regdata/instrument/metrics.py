@@ -64,16 +64,28 @@ class Metrics:
         target = REGISTRY if registry is None else registry
         self.registry = target
         self.fetch = Histogram(
-            "fetch_duration_seconds", "Duration of image metadata reads (whole repositories or images), "
-            "in seconds.", ["success"], namespace=namespace, subsystem="registry", registry=target,
+            "fetch_duration_seconds",
+            "Duration of image metadata reads (whole repositories or images), in seconds.",
+            ["success"],
+            namespace=namespace,
+            subsystem="registry",
+            registry=target,
         )
         self.request = Histogram(
-            "fetch_duration_seconds", "Duration of remote image metadata requests, in seconds.",
-            ["kind", "success"], namespace=namespace, subsystem="client", registry=target,
+            "fetch_duration_seconds",
+            "Duration of remote image metadata requests, in seconds.",
+            ["kind", "success"],
+            namespace=namespace,
+            subsystem="client",
+            registry=target,
         )
         self.memcache = Histogram(
-            "request_duration_seconds", "Duration of memcache requests, in seconds.",
-            ["method", "success"], namespace=namespace, subsystem="memcache", registry=target,
+            "request_duration_seconds",
+            "Duration of memcache requests, in seconds.",
+            ["method", "success"],
+            namespace=namespace,
+            subsystem="memcache",
+            registry=target,
         )
 
     def observe_fetch(self, success: bool, seconds: float) -> None:

@@ -41,8 +41,12 @@ __all__ = [
 # and everything that reads an image's metadata.
 KIND_TAGS = "tags"
 KIND_METADATA = "metadata"
-_SEED_KIND = {"tags": KIND_TAGS, "manifest": KIND_METADATA, "manifest_head": KIND_METADATA,
-              "blob": KIND_METADATA}
+_SEED_KIND = {
+    "tags": KIND_TAGS,
+    "manifest": KIND_METADATA,
+    "manifest_head": KIND_METADATA,
+    "blob": KIND_METADATA,
+}
 
 DEFAULT_CAPACITY = 100_000
 # Limiter decisions come at most one per window of requests: a far smaller ring holds hours of them.
@@ -190,6 +194,7 @@ class RequestLog:
 def _epoch_to_time(rows: list[dict[str, Any]], column: str) -> None:
     # One vectorised conversion: a Timestamp per row costs more than the rest of the frame.
     import pandas as pd
+
     if rows:
         stamps = pd.to_datetime([r[column] for r in rows], unit="s", utc=True)
         for row, stamp in zip(rows, stamps, strict=True):

@@ -54,18 +54,20 @@ def summarize(requests: pd.DataFrame, seed: bool = False) -> pd.DataFrame:
     for (host, kind), group in log.groupby(["host", "group_kind"], sort=True, observed=True):
         sent = int(group["is_http"].sum())
         time_s = float(group["http_time"].sum())
-        rows.append({
-            "host": host,
-            "kind": kind,
-            "requests": sent,
-            "retries": int(group["is_retry"].sum()),
-            "errors": int(group["is_error"].sum()),
-            "cache_hits": int(group["is_hit"].sum()),
-            "time_s": time_s,
-            "mean_s": time_s / sent if sent else np.nan,
-            "wall_s": float(group["end_s"].max() - group["start_s"].min()),
-            "bytes": int(group["http_bytes"].sum()),
-        })
+        rows.append(
+            {
+                "host": host,
+                "kind": kind,
+                "requests": sent,
+                "retries": int(group["is_retry"].sum()),
+                "errors": int(group["is_error"].sum()),
+                "cache_hits": int(group["is_hit"].sum()),
+                "time_s": time_s,
+                "mean_s": time_s / sent if sent else np.nan,
+                "wall_s": float(group["end_s"].max() - group["start_s"].min()),
+                "bytes": int(group["http_bytes"].sum()),
+            }
+        )
     return _frame(rows, categories)
 
 
@@ -115,11 +117,26 @@ def plot_timeline(
     colour = {kind: palette(i % 10) for i, kind in enumerate(REQUEST_KINDS)}
     retry = (log["attempt"].fillna(1) > 1).to_numpy(dtype=bool)
     failed = log["error"].notna().to_numpy(dtype=bool)
-    ax.barh(lanes, width, left=start, height=0.8, color=[colour.get(k, "grey") for k in kinds],
-            edgecolor=["#d62728" if f else "none" for f in failed], linewidth=0.6)
+    ax.barh(
+        lanes,
+        width,
+        left=start,
+        height=0.8,
+        color=[colour.get(k, "grey") for k in kinds],
+        edgecolor=["#d62728" if f else "none" for f in failed],
+        linewidth=0.6,
+    )
     if retry.any():
-        ax.barh(lanes[retry], width[retry], left=start[retry], height=0.8, fill=False,
-                hatch="////", edgecolor="black", linewidth=0)
+        ax.barh(
+            lanes[retry],
+            width[retry],
+            left=start[retry],
+            height=0.8,
+            fill=False,
+            hatch="////",
+            edgecolor="black",
+            linewidth=0,
+        )
     handles: list[Any] = [Patch(color=colour[k], label=k) for k in REQUEST_KINDS if k in set(kinds)]
     if retry.any():
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="////", label="retry"))

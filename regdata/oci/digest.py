@@ -17,8 +17,14 @@ from regdata.errors import DigestMismatch, MalformedContent
 from regdata.oci.jsontext import decode_json
 
 __all__ = [
-    "DIGEST", "HEX_LENGTH", "compute", "cosign_subject", "is_digest", "is_verifiable",
-    "schema1_payload", "verify",
+    "DIGEST",
+    "HEX_LENGTH",
+    "compute",
+    "cosign_subject",
+    "is_digest",
+    "is_verifiable",
+    "schema1_payload",
+    "verify",
 ]
 
 _ALGORITHMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}

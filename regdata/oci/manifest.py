@@ -139,6 +139,7 @@ def time_out_of_range(value: Any) -> str | None:
 
 def _read_time(value: Any) -> tuple[pd.Timestamp | None, str | None]:
     import pandas as pd
+
     if value is None or value == "":
         return None, None
     if not isinstance(value, str):

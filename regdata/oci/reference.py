@@ -92,8 +92,11 @@ def _check_digest(text: str, original: str) -> str:
     algorithm, encoded = match["algorithm"], match["encoded"]
     expected = HEX_LENGTH.get(algorithm)
     if expected is not None and not is_verifiable(text):
-        problem = (f"must have {expected} hex characters, got {len(encoded)}" if len(encoded) != expected
-                   else "must be lower-case hex")
+        problem = (
+            f"must have {expected} hex characters, got {len(encoded)}"
+            if len(encoded) != expected
+            else "must be lower-case hex"
+        )
         raise InvalidReference(original, f"invalid digest {text!r}: {algorithm} digest {problem}")
     return text
 
@@ -195,9 +198,7 @@ def _split(text: str) -> tuple[str, str, str | None, str | None]:
         raise InvalidReference(original, "missing repository name")
 
     first, _, rest = text.partition("/")
-    if rest and (
-        "." in first or ":" in first or first == "localhost" or first.lower() != first
-    ):
+    if rest and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
         domain, path = first, rest
         if not _DOMAIN.match(domain):
             raise InvalidReference(original, f"invalid registry host {domain!r}")
@@ -260,7 +261,7 @@ def short_name(text: str, digest_hex: int = 12) -> str:
     name, at, digest = text.partition("@")
     for prefix in ("docker.io/library/", "docker.io/"):
         if name.startswith(prefix) and name.count("/") <= prefix.count("/") + 1:
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
             break
     if not at:
         return name

@@ -86,8 +86,11 @@ def write_report(
     target.parent.mkdir(parents=True, exist_ok=True)
     frames = list(images.values()) if isinstance(images, Mapping) else [images]
     frames = [f for f in frames if len(f)]
-    all_images = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["registry", "repository", "tag", "platform", "created", "size", "error"])
+    all_images = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["registry", "repository", "tag", "platform", "created", "size", "error"])
+    )
     ordered = _ordered(fleet_freshness)
     stamp = as_now(now)  # printed as UTC: an offset given must be converted, not dropped
     context = {

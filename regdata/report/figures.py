@@ -15,8 +15,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 
-__all__ = ['request_figures']
-
+__all__ = ["request_figures"]
 
 
 def request_figures(requests: pd.DataFrame, cache: Any = None) -> dict[str, Any]:
@@ -41,8 +40,9 @@ def request_figures(requests: pd.DataFrame, cache: Any = None) -> dict[str, Any]
         "seconds": float(sent["duration_s"].sum()),
     }
     if cache is not None:
-        figures.update(hits=cache.hits, misses=cache.misses, cache_errors=cache.errors,
-                       backend=repr(cache.backend))
+        figures.update(
+            hits=cache.hits, misses=cache.misses, cache_errors=cache.errors, backend=repr(cache.backend)
+        )
     return figures
 
 
@@ -70,12 +70,12 @@ def _counts(freshness: pd.DataFrame) -> dict[str, int]:
     return {s: int(counts.get(s, 0)) for s in STATUS_ORDER}
 
 
-
-
-
-
-def _plots(freshness: pd.DataFrame, images: pd.DataFrame, platform: str,
-           repositories: Literal["stale", "all", "none"]) -> list[tuple[str, str, bytes]]:
+def _plots(
+    freshness: pd.DataFrame,
+    images: pd.DataFrame,
+    platform: str,
+    repositories: Literal["stale", "all", "none"],
+) -> list[tuple[str, str, bytes]]:
     """(section, title, PNG) of each plot.  The one place the report draws."""
     from regdata.analysis import plots
 
@@ -94,8 +94,7 @@ def _plots(freshness: pd.DataFrame, images: pd.DataFrame, platform: str,
         if not len(part):
             continue
         name = key.removeprefix("docker.io/").removeprefix("library/")
-        out.append((key, f"{name}: created time per tag",
-                    _png(plots.tag_timeline(part, platform=platform))))
+        out.append((key, f"{name}: created time per tag", _png(plots.tag_timeline(part, platform=platform))))
         out.append((key, f"{name}: size per version", _png(plots.size_over_versions(part))))
     return out
 
@@ -118,10 +117,6 @@ def _sources(freshness: pd.DataFrame) -> list[str]:
         return []
     names = {str(s).split("#")[0].rsplit(":", 1)[0] for s in freshness["source"].dropna()}
     return sorted(n for n in names if n and n != "<text>")
-
-
-
-
 
 
 def _cell(value: Any, time_format: str = "%Y-%m-%d %H:%M") -> str:
@@ -148,9 +143,16 @@ def _short_image(value: Any) -> str:
 
 
 _COLUMNS = (
-    ("status", "status"), ("image", "image"), ("where", "where"), ("deployed", "deployed"),
-    ("deployed_created", "built"), ("candidate", "newest in track"), ("candidate_created", "built"),
-    ("lag_days", "lag (days)"), ("newer_versions", "newer"), ("reason", "why"),
+    ("status", "status"),
+    ("image", "image"),
+    ("where", "where"),
+    ("deployed", "deployed"),
+    ("deployed_created", "built"),
+    ("candidate", "newest in track"),
+    ("candidate_created", "built"),
+    ("lag_days", "lag (days)"),
+    ("newer_versions", "newer"),
+    ("reason", "why"),
 )
 
 
@@ -159,8 +161,9 @@ def _rows(freshness: pd.DataFrame) -> list[dict[Any, Any]]:
     out = []
     for row in records:
         deployed = _cell(row.get("deployed_tag")) or _cell(row.get("tag"))
-        out.append({**row, "where": _where(row), "deployed": deployed,
-                    "candidate": _cell(row.get("candidate_tag"))})
+        out.append(
+            {**row, "where": _where(row), "deployed": deployed, "candidate": _cell(row.get("candidate_tag"))}
+        )
     return out
 
 
@@ -180,30 +183,41 @@ def _request_lines(figures: Mapping[str, Any], run: Mapping[str, Any] | None) ->
         ("time in requests", f"{figures['seconds']:.1f} s (summed over concurrent requests)"),
     ]
     if "hits" in figures:
-        lines.append(("cache", f"{figures['backend']}: {figures['hits']:,} hits, {figures['misses']:,} misses"
-                      + (f", {figures['cache_errors']} backend errors" if figures["cache_errors"] else "")))
+        lines.append(
+            (
+                "cache",
+                f"{figures['backend']}: {figures['hits']:,} hits, {figures['misses']:,} misses"
+                + (f", {figures['cache_errors']} backend errors" if figures["cache_errors"] else ""),
+            )
+        )
     for key, value in (run or {}).items():
         lines.append((str(key), _cell(value)))
     return lines
 
 
-def _error_items(freshness: pd.DataFrame, errors: Mapping[str, str] | None,
-                 images: pd.DataFrame) -> list[tuple[str, str]]:
+def _error_items(
+    freshness: pd.DataFrame, errors: Mapping[str, str] | None, images: pd.DataFrame
+) -> list[tuple[str, str]]:
     items: list[tuple[str, str]] = []
     bad = freshness.loc[freshness["status"].astype("string").isin(["error", "unknown"])]
     for row in bad.astype(object).where(bad.notna(), None).to_dict("records"):
         what = _cell(row.get("image")) or _cell(row.get("source"))
-        items.append((f"{what} ({row['status']}, {_where(row) or _cell(row.get('source'))})",
-                      _cell(row.get("reason"))))
+        items.append(
+            (f"{what} ({row['status']}, {_where(row) or _cell(row.get('source'))})", _cell(row.get("reason")))
+        )
     for key, message in (errors or {}).items():
         if not any(message == text for _, text in items):
             items.append((key, message))
     if len(images) and "error" in images:
         failed = images.loc[images["error"].notna()]
         for row in failed.head(50).to_dict("records"):
-            items.append((f"{row['registry']}/{row['repository']}:{row['tag']}"
-                          + (f" ({row['platform']})" if not pd.isna(row.get("platform")) else ""),
-                          str(row["error"])))
+            items.append(
+                (
+                    f"{row['registry']}/{row['repository']}:{row['tag']}"
+                    + (f" ({row['platform']})" if not pd.isna(row.get("platform")) else ""),
+                    str(row["error"]),
+                )
+            )
         if len(failed) > 50:
             items.append(("…", f"{len(failed) - 50} more image rows with an error"))
     return items

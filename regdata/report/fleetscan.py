@@ -17,10 +17,9 @@ from regdata.errors import RegdataError
 from regdata.oci.reference import Reference
 
 if TYPE_CHECKING:
-
     from regdata.client.registry import Registry
 
-__all__ = ['FleetScan', 'judge_fleet', 'read_fleets', 'scan_fleet']
+__all__ = ["FleetScan", "judge_fleet", "read_fleets", "scan_fleet"]
 
 Progress = Callable[[int, int], None]
 
@@ -108,8 +107,15 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def scan_fleet(registry: Registry, fleet: pd.DataFrame, *, progress: Progress | None = None,
-               full: bool = False, platform: str = DEFAULT_PLATFORM, within: Within = "track") -> FleetScan:
+def scan_fleet(
+    registry: Registry,
+    fleet: pd.DataFrame,
+    *,
+    progress: Progress | None = None,
+    full: bool = False,
+    platform: str = DEFAULT_PLATFORM,
+    within: Within = "track",
+) -> FleetScan:
     """Read what the freshness of a fleet needs, with ``registry``, each repository once.
 
     By default only what the judgement on ``platform`` (and ``within``) needs
@@ -138,8 +144,15 @@ def scan_fleet(registry: Registry, fleet: pd.DataFrame, *, progress: Progress | 
     if not full:
         from regdata.analysis.targeted import read_targeted
 
-        plan = read_targeted(registry, fleet, platform=platform, within=within, skip=set(keys),
-                             errors=scan.errors, progress=progress)
+        plan = read_targeted(
+            registry,
+            fleet,
+            platform=platform,
+            within=within,
+            skip=set(keys),
+            errors=scan.errors,
+            progress=progress,
+        )
         for key, reads in plan.repos.items():
             scan.images[key] = reads.frame()
             scan.tags[key] = reads.counted()
@@ -186,12 +199,12 @@ def scan_fleet(registry: Registry, fleet: pd.DataFrame, *, progress: Progress | 
 
 
 # What a judgement draws from the images; a row that could not be judged keeps none of it.
-_JUDGED = ("candidate_tag", "candidate_created", "newest_tag", "newest_created", "lag_days",
-           "newer_versions")
+_JUDGED = ("candidate_tag", "candidate_created", "newest_tag", "newest_created", "lag_days", "newer_versions")
 
 
-def judge_fleet(scan: FleetScan, *, platform: str | None = None, now: Any = None,
-                within: Within | None = None) -> pd.DataFrame:
+def judge_fleet(
+    scan: FleetScan, *, platform: str | None = None, now: Any = None, within: Within | None = None
+) -> pd.DataFrame:
     """:func:`~regdata.analysis.fleet.fleet_freshness` of a scan; a repository that could not be read
     makes its images ``error`` rows with the reason, rather than ``unknown``, and a row a
     needed read was refused for (``scan.blocked``) is ``unknown`` with why.
@@ -200,11 +213,19 @@ def judge_fleet(scan: FleetScan, *, platform: str | None = None, now: Any = None
     full one); a targeted scan read only what its own need, and refuses others.
     """
     if not scan.full and (platform not in (None, scan.platform) or within not in (None, scan.within)):
-        raise ValueError(f"this scan read what a judgement on {scan.platform} within "
-                         f"{scan.within} needs; scan again, or with full=True")
+        raise ValueError(
+            f"this scan read what a judgement on {scan.platform} within "
+            f"{scan.within} needs; scan again, or with full=True"
+        )
     on = platform or scan.platform or DEFAULT_PLATFORM
-    frame = fleet_freshness(scan.fleet, scan.frames(), now, platform=on,
-                            within=within or scan.within or "track", tags=None if scan.full else scan.tags)
+    frame = fleet_freshness(
+        scan.fleet,
+        scan.frames(),
+        now,
+        platform=on,
+        within=within or scan.within or "track",
+        tags=None if scan.full else scan.tags,
+    )
     if scan.blocked and len(frame):
         frame = frame.copy()
         for position, why in scan.blocked.items():

@@ -16,7 +16,6 @@ from regdata.report.figures import _COLUMNS, _cell, _short_image, _summary_line
 __all__ = []
 
 
-
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;margin:24px auto;
 max-width:1280px;padding:0 20px}
@@ -74,8 +73,11 @@ def _table_html(rows: list[dict[str, Any]], max_lag: float) -> str:
                     cells.append('<td class="num"></td>')
                 else:
                     width = 0 if max_lag <= 0 else max(2, round(80 * float(value) / max_lag))
-                    bar = (f'<span class="bar" style="width:{width}px"></span>'
-                           if row["status"] == "behind" else "")
+                    bar = (
+                        f'<span class="bar" style="width:{width}px"></span>'
+                        if row["status"] == "behind"
+                        else ""
+                    )
                     cells.append(f'<td class="num"><span class="lag">{bar}{float(value):.1f}</span></td>')
             elif column == "newer_versions":
                 cells.append(f'<td class="num">{html.escape(_cell(value))}</td>')
@@ -86,8 +88,9 @@ def _table_html(rows: list[dict[str, Any]], max_lag: float) -> str:
                 cells.append(f'<td class="image" title="{html.escape(_cell(value))}">{short}</td>')
             elif column in ("deployed_created", "candidate_created"):
                 stamp = _cell(value)
-                cells.append(f'<td class="date" title="{html.escape(stamp)} UTC">'
-                             f"{html.escape(stamp[:10])}</td>")
+                cells.append(
+                    f'<td class="date" title="{html.escape(stamp)} UTC">{html.escape(stamp[:10])}</td>'
+                )
             elif column in ("deployed", "candidate"):
                 cells.append(f'<td class="tag">{html.escape(_cell(value))}</td>')
             elif column == "reason":
@@ -101,44 +104,54 @@ def _table_html(rows: list[dict[str, Any]], max_lag: float) -> str:
 def _html(context: Mapping[str, Any]) -> str:
     counts: Mapping[str, int] = context["counts"]
     rows: list[dict[str, Any]] = context["rows"]
-    lags = [float(r["lag_days"]) for r in rows
-            if r.get("lag_days") is not None and not pd.isna(r["lag_days"])]
+    lags = [
+        float(r["lag_days"]) for r in rows if r.get("lag_days") is not None and not pd.isna(r["lag_days"])
+    ]
     max_lag = max(lags, default=0.0)
     stale = [r for r in rows if r.get("status") == "behind"]
     title = html.escape(context["title"])
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{title}</title><style>{_CSS}</style></head><body>",
         f"<h1>{title}</h1>",
         f'<p class="meta">{html.escape(_summary_line(counts, len(rows)))} · judged on '
         f"{html.escape(context['platform'])} images by their created time · generated "
         f"{html.escape(context['generated'])}"
-        + (f" · from {html.escape(', '.join(context['sources']))}" if context["sources"] else "") + "</p>",
+        + (f" · from {html.escape(', '.join(context['sources']))}" if context["sources"] else "")
+        + "</p>",
         '<div class="cards">',
     ]
     for status in STATUS_ORDER:
-        parts.append(f'<div class="card" style="background:{STATUS_COLOURS[status]}"><b>{counts[status]}</b>'
-                     f"{html.escape(status)}</div>")
+        parts.append(
+            f'<div class="card" style="background:{STATUS_COLOURS[status]}"><b>{counts[status]}</b>'
+            f"{html.escape(status)}</div>"
+        )
     parts.append("</div>")
     parts.append("<h2>Stale images</h2>")
     if stale:
-        worst = max((r for r in stale if r.get("lag_days") is not None), key=lambda r: r["lag_days"],
-                    default=None)
+        worst = max(
+            (r for r in stale if r.get("lag_days") is not None), key=lambda r: r["lag_days"], default=None
+        )
         if worst is not None:
             name = html.escape(_short_image(worst.get("image")))
-            parts.append(f"<p>{len(stale)} of {len(rows)} images run behind the newest version of their "
-                         f"track; the worst, <code>{name}</code>, by {float(worst['lag_days']):.1f} days."
-                         "</p>")
+            parts.append(
+                f"<p>{len(stale)} of {len(rows)} images run behind the newest version of their "
+                f"track; the worst, <code>{name}</code>, by {float(worst['lag_days']):.1f} days."
+                "</p>"
+            )
         parts.append(_table_html(stale, max_lag))
     else:
         parts.append('<p class="ok">No deployed image is behind the newest version of its track.</p>')
     plots: list[tuple[str, str, bytes]] = context["plots"]
     for section, caption, png in plots:
         if section == "fleet":
-            parts.append(f"<figure>{_img(png, caption)}<figcaption>{html.escape(caption)}: bars are days "
-                         "behind the newest version of the same track; colour is the status."
-                         "</figcaption></figure>")
+            parts.append(
+                f"<figure>{_img(png, caption)}<figcaption>{html.escape(caption)}: bars are days "
+                "behind the newest version of the same track; colour is the status."
+                "</figcaption></figure>"
+            )
     parts.append("<h2>All deployed images</h2>")
     parts.append(_table_html(rows, max_lag))
     parts.append("<h2>Errors</h2>")
@@ -154,8 +167,10 @@ def _html(context: Mapping[str, Any]) -> str:
     stale_repos = {f"{r.get('registry')}/{r.get('repository')}" for r in stale}
     if repo_plots:
         parts.append("<h2>Repositories</h2>")
-        parts.append("<p>When each tag's image was built, and its size per version "
-                     f"({html.escape(context['platform'])}); stale repositories open.</p>")
+        parts.append(
+            "<p>When each tag's image was built, and its size per version "
+            f"({html.escape(context['platform'])}); stale repositories open.</p>"
+        )
         current = None
         for section, caption, png in repo_plots:
             if section != current:
@@ -165,8 +180,9 @@ def _html(context: Mapping[str, Any]) -> str:
                 opened = " open" if section in stale_repos else ""
                 parts.append(f"<details{opened}><summary>{html.escape(section)}</summary>")
                 current = section
-            parts.append(f"<figure>{_img(png, caption)}<figcaption>{html.escape(caption)}</figcaption>"
-                         "</figure>")
+            parts.append(
+                f"<figure>{_img(png, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
         if current is not None:
             parts.append("</details>")
     parts.append("<h2>Requests and cache</h2>")

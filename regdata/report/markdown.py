@@ -11,7 +11,6 @@ from regdata.report.figures import _COLUMNS, _cell, _short_image, _summary_line
 __all__ = []
 
 
-
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -40,9 +39,13 @@ def _markdown(context: Mapping[str, Any], target: Path) -> str:
     stale = [r for r in rows if r.get("status") == "behind"]
     files = target.with_name(target.stem + "_files")
     files.mkdir(exist_ok=True)
-    out = [f"# {context['title']}", "",
-           f"{_summary_line(counts, len(rows))}. Judged on {context['platform']} images by their "
-           f"created time; generated {context['generated']}.", ""]
+    out = [
+        f"# {context['title']}",
+        "",
+        f"{_summary_line(counts, len(rows))}. Judged on {context['platform']} images by their "
+        f"created time; generated {context['generated']}.",
+        "",
+    ]
     out += ["## Stale images", ""]
     out += [_table_md(stale) if stale else "No deployed image is behind the newest version of its track.", ""]
     plots: list[tuple[str, str, bytes]] = context["plots"]

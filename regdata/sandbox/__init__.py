@@ -132,8 +132,9 @@ class Sandbox:
     here: ``Registry(mirrors=sandbox.mirrors)``.
     """
 
-    def __init__(self, root: Path, port: int, process: subprocess.Popen[bytes],
-                 data: DemoData | None = None) -> None:
+    def __init__(
+        self, root: Path, port: int, process: subprocess.Popen[bytes], data: DemoData | None = None
+    ) -> None:
         self.root = root
         self.port = port
         self.process = process
@@ -197,8 +198,13 @@ class Sandbox:
         setpriv = shutil.which("setpriv")
         prefix = [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
         with open(root / "registry.log", "ab") as log:
-            return subprocess.Popen([*prefix, exe, "serve", str(path)], stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, close_fds=True)
+            return subprocess.Popen(
+                [*prefix, exe, "serve", str(path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                close_fds=True,
+            )
 
     @staticmethod
     def _wait(process: subprocess.Popen[bytes], port: int, timeout: float) -> str | None:
@@ -209,7 +215,8 @@ class Sandbox:
             while time.monotonic() < deadline:
                 if process.poll() is not None:
                     return f"it exited with code {process.returncode}" + (
-                        " (address already in use)" if _listening(port) else "")
+                        " (address already in use)" if _listening(port) else ""
+                    )
                 try:
                     session.get(f"http://127.0.0.1:{port}/v2/", timeout=1.0)
                     return None
@@ -306,8 +313,16 @@ class Sandbox:
         tag; each is pushed by digest.  ``progress(done, total)`` is called as
         tags finish.
         """
-        return fill(self.data, self.port, images, as_of=as_of, pins=pins, small=small,
-                    concurrency=concurrency, progress=progress)
+        return fill(
+            self.data,
+            self.port,
+            images,
+            as_of=as_of,
+            pins=pins,
+            small=small,
+            concurrency=concurrency,
+            progress=progress,
+        )
 
     def versions(self, image: str, tag: str) -> pd.DataFrame:
         """The states of a tag over time, with the digest each has here (see :class:`DemoData`)."""

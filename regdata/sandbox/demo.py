@@ -58,9 +58,14 @@ class DemoResult:
 
 
 _TABLE = (
-    ("status", "status", 7), ("image", "image", 38), ("deployed_tag", "deployed", 15),
-    ("deployed_created", "built", 10), ("candidate_tag", "newest", 15), ("lag_days", "lag d", 7),
-    ("newer_versions", "newer", 5), ("reason", "why", 0),
+    ("status", "status", 7),
+    ("image", "image", 38),
+    ("deployed_tag", "deployed", 15),
+    ("deployed_created", "built", 10),
+    ("candidate_tag", "newest", 15),
+    ("lag_days", "lag d", 7),
+    ("newer_versions", "newer", 5),
+    ("reason", "why", 0),
 )
 
 
@@ -78,15 +83,21 @@ def freshness_table(freshness: pd.DataFrame, width: int | None = None) -> str:
     fixed = sum(w + 2 for _, _, w in _TABLE if w)
     reason_width = max(width - fixed, 20)
     widths = [w or reason_width for _, _, w in _TABLE]
-    cells = [[_fit(_cell(row.get(col), "%Y-%m-%d").replace("\n", " "), w)
-              for (col, _, _), w in zip(_TABLE, widths, strict=True)]
-             for row in rows]
+    cells = [
+        [
+            _fit(_cell(row.get(col), "%Y-%m-%d").replace("\n", " "), w)
+            for (col, _, _), w in zip(_TABLE, widths, strict=True)
+        ]
+        for row in rows
+    ]
     used = [max([len(label), *(len(r[i]) for r in cells)]) for i, (_, label, _) in enumerate(_TABLE)]
     numeric = {"lag_days", "newer_versions"}
 
     def line(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if col in numeric else v.ljust(w)
-                 for (col, _, _), v, w in zip(_TABLE, values, used, strict=True)]
+        parts = [
+            v.rjust(w) if col in numeric else v.ljust(w)
+            for (col, _, _), v, w in zip(_TABLE, values, used, strict=True)
+        ]
         return "  ".join(parts).rstrip()
 
     return "\n".join([line([label for _, label, _ in _TABLE]), *(line(r) for r in cells)])
@@ -158,8 +169,10 @@ def run_demo(
         port = last_port
     with Sandbox.start(port=port, root=root, data=data) as sandbox:
         moved = isinstance(last_port, int) and last_port != sandbox.port
-        say(f"sandbox   Distribution registry at {sandbox.host}, serving as docker.io "
-            f"(storage {sandbox.root / 'storage'})")
+        say(
+            f"sandbox   Distribution registry at {sandbox.host}, serving as docker.io "
+            f"(storage {sandbox.root / 'storage'})"
+        )
         t0 = time.perf_counter()
         fill = sandbox.fill(small=small, pins=pins, concurrency=concurrency or 8, progress=bar("filling"))
         seconds = {"fill": time.perf_counter() - t0}
@@ -171,48 +184,75 @@ def run_demo(
             freshness = judge_fleet(scan, platform=platform, now=now)
             seconds["scan"] = time.perf_counter() - t0
             rows = sum(len(f) for f in scan.images.values())
-            say(f"scan      {len(scan.images) + len(scan.errors)} repositories, {rows} image rows, "
-                f"{_seconds(seconds['scan'])}, {scan.pull_summary()}")
+            say(
+                f"scan      {len(scan.images) + len(scan.errors)} repositories, {rows} image rows, "
+                f"{_seconds(seconds['scan'])}, {scan.pull_summary()}"
+            )
             say()
             say(freshness_table(freshness))
             say()
             requests = registry.requests
             figures = request_figures(requests, registry.cache)
             t0 = time.perf_counter()
-            run_figures = {"sandbox fill": str(fill), "scan": _seconds(seconds["scan"]),
-                           "pulls": scan.pull_summary()}
-            report = write_report(freshness, scan.images, requests, out, errors=scan.errors,
-                                  cache=registry.cache, run=run_figures, platform=platform, now=now,
-                                  title="Fleet freshness (regdata demo)")
+            run_figures = {
+                "sandbox fill": str(fill),
+                "scan": _seconds(seconds["scan"]),
+                "pulls": scan.pull_summary(),
+            }
+            report = write_report(
+                freshness,
+                scan.images,
+                requests,
+                out,
+                errors=scan.errors,
+                cache=registry.cache,
+                run=run_figures,
+                platform=platform,
+                now=now,
+                title="Fleet freshness (regdata demo)",
+            )
             seconds["report"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - started
     counts = freshness["status"].astype("string").value_counts()
-    summary = ", ".join(f"{int(counts[s])} {s}" for s in ("behind", "current", "unknown", "error")
-                        if s in counts)
+    summary = ", ".join(
+        f"{int(counts[s])} {s}" for s in ("behind", "current", "unknown", "error") if s in counts
+    )
     say(f"report    {_show(report)} ({summary})")
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(figures["by_kind"].items(), key=lambda kv: -kv[1]))
-    say(f"requests  {figures['sent']:,} sent ({kinds or 'none'}), {figures['cached']:,} answered by the "
-        f"cache, {figures['bytes'] / 1e6:.1f} MB")
+    say(
+        f"requests  {figures['sent']:,} sent ({kinds or 'none'}), {figures['cached']:,} answered by the "
+        f"cache, {figures['bytes'] / 1e6:.1f} MB"
+    )
     say(f"cache     SQLite {_show(cache_path)}: {figures['hits']:,} hits, {figures['misses']:,} misses")
-    this = {"seconds": {k: round(v, 2) for k, v in seconds.items()},
-            "manifest_gets": figures["manifest_gets"], "sent": figures["sent"], "cached": figures["cached"],
-            "small": small}
+    this = {
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "manifest_gets": figures["manifest_gets"],
+        "sent": figures["sent"],
+        "cached": figures["cached"],
+        "small": small,
+    }
     first = runs.get("first")
     if first is not None and first.get("small") != small:
         first = None  # a run of the other subset is no yardstick
     if first is None:
-        say(f"first run: {_seconds(seconds['total'])} (fill {_seconds(seconds['fill'])}, scan "
+        say(
+            f"first run: {_seconds(seconds['total'])} (fill {_seconds(seconds['fill'])}, scan "
             f"{_seconds(seconds['scan'])}, report {_seconds(seconds['report'])}). Run it again: the sandbox "
-            "is kept and the SQLite cache answers what does not change.")
+            "is kept and the SQLite cache answers what does not change."
+        )
         runs["first"] = this
     else:
-        say(f"second run: {figures['manifest_gets']} manifest GETs (first run: {first['manifest_gets']}), "
+        say(
+            f"second run: {figures['manifest_gets']} manifest GETs (first run: {first['manifest_gets']}), "
             f"{figures['sent']:,} requests sent (first run: {first['sent']:,}); scan "
             f"{_seconds(seconds['scan'])} vs {_seconds(first['seconds']['scan'])}, total "
-            f"{_seconds(seconds['total'])} vs {_seconds(first['seconds']['total'])}")
+            f"{_seconds(seconds['total'])} vs {_seconds(first['seconds']['total'])}"
+        )
     if moved and first is not None:
-        say(f"(the sandbox is on port {sandbox.port}, not {last_port} as last time: to the cache it is "
-            "another registry)")
+        say(
+            f"(the sandbox is on port {sandbox.port}, not {last_port} as last time: to the cache it is "
+            "another registry)"
+        )
     runs["last"] = this
     runs["port"] = sandbox.port
     # The figures are a courtesy: a read-only cache directory must not fail the demo.
@@ -228,4 +268,4 @@ def _show(path: Path) -> str:
     except ValueError:
         home = str(Path.home())
         text = str(path)
-        return "~" + text[len(home):] if text.startswith(home + os.sep) else text
+        return "~" + text[len(home) :] if text.startswith(home + os.sep) else text

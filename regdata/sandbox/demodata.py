@@ -145,9 +145,16 @@ class DemoData:
             if created is None or seen is None:
                 continue  # a version the data cannot date cannot be rebuilt
             key = (row["image"], row["tag"])
-            out.setdefault(key, []).append(TagVersion(
-                row["image"], row["tag"], seen, row["index_digest"], created, row["index_digest"] in recorded,
-            ))
+            out.setdefault(key, []).append(
+                TagVersion(
+                    row["image"],
+                    row["tag"],
+                    seen,
+                    row["index_digest"],
+                    created,
+                    row["index_digest"] in recorded,
+                )
+            )
         for image, entry in self.doc["images"].items():
             for group in ("tags", "recent"):
                 for tag, digest in entry.get(group, {}).items():
@@ -187,8 +194,9 @@ class DemoData:
         """
         import pandas as pd
 
-        frame = pd.DataFrame(self._timeline, columns=["image", "tag", "seen_at", "index_digest",
-                                                      "newest_created"])
+        frame = pd.DataFrame(
+            self._timeline, columns=["image", "tag", "seen_at", "index_digest", "newest_created"]
+        )
         for column in ("seen_at", "newest_created"):
             frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
         return frame
@@ -198,12 +206,20 @@ class DemoData:
         import pandas as pd
 
         rows = [
-            {"image": v.image, "tag": v.tag, "seen_at": v.seen_at, "hub_digest": v.hub_digest,
-             "created": v.created, "recorded": v.recorded, "digest": self.build(v).digest}
+            {
+                "image": v.image,
+                "tag": v.tag,
+                "seen_at": v.seen_at,
+                "hub_digest": v.hub_digest,
+                "created": v.created,
+                "recorded": v.recorded,
+                "digest": self.build(v).digest,
+            }
             for v in self.versions(image, tag)
         ]
-        frame = pd.DataFrame(rows, columns=["image", "tag", "seen_at", "hub_digest", "created", "recorded",
-                                            "digest"])
+        frame = pd.DataFrame(
+            rows, columns=["image", "tag", "seen_at", "hub_digest", "created", "recorded", "digest"]
+        )
         for column in ("seen_at", "created"):
             frame[column] = pd.to_datetime(frame[column], utc=True)
         return frame
@@ -244,7 +260,7 @@ class DemoData:
             return self._index(hub_digest)
         versions, i = self._canonical(hub_digest)
         version = versions[i]
-        later = [v for v in versions[i + 1:] if v.recorded]
+        later = [v for v in versions[i + 1 :] if v.recorded]
         earlier = [v for v in versions[:i] if v.recorded]
         template = later[0] if later else earlier[-1]
         # A run of versions with one created time is one build re-pushed: each lists more

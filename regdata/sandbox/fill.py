@@ -40,8 +40,10 @@ class FillReport:
     def __str__(self) -> str:
         if not self.pushed:
             return f"{self.tags} tags already there ({self.requests} HEADs, {self.seconds:.1f} s)"
-        return (f"{self.pushed} of {self.tags} tags pushed ({self.blobs} blobs, {self.manifests} manifests, "
-                f"{self.requests} requests, {self.seconds:.1f} s)")
+        return (
+            f"{self.pushed} of {self.tags} tags pushed ({self.blobs} blobs, {self.manifests} manifests, "
+            f"{self.requests} requests, {self.seconds:.1f} s)"
+        )
 
 
 def fill(
@@ -60,7 +62,8 @@ def fill(
     started = time.perf_counter()
     jobs = [
         _Job(image, tag, version, True)
-        for image, tags in data.selection(images, small=small).items() for tag in tags
+        for image, tags in data.selection(images, small=small).items()
+        for tag in tags
         if (version := data.version_at(image, tag, as_of)) is not None
     ]
     report = FillReport()
@@ -123,8 +126,13 @@ class _Fill:
     one blob or manifest, and many tags share content: hence the phases.
     """
 
-    def __init__(self, data: DemoData, pusher: Pusher, pool: ThreadPoolExecutor,
-                 progress: Callable[[int, int], None] | None) -> None:
+    def __init__(
+        self,
+        data: DemoData,
+        pusher: Pusher,
+        pool: ThreadPoolExecutor,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
         self.data = data
         self.pusher = pusher
         self.pool = pool
@@ -161,7 +169,7 @@ class _Fill:
             return built, None, True
         if current is not None:
             versions = self.data.versions(job.image, job.tag)
-            later = versions[versions.index(job.version) + 1:]
+            later = versions[versions.index(job.version) + 1 :]
             if any(self.data.digest_of(v) == current for v in later):
                 return built, None, False  # tags move forward only: push by digest
         return built, job.tag, False
@@ -173,8 +181,9 @@ class _Fill:
     def run(self, jobs: list[_Job], report: FillReport) -> None:
         pusher = self.pusher
         repos = sorted({job.repo for job in jobs})
-        self.fresh = {repo for repo, tags in zip(repos, self._each(pusher.tags, repos), strict=True)
-                      if not tags}
+        self.fresh = {
+            repo for repo, tags in zip(repos, self._each(pusher.tags, repos), strict=True) if not tags
+        }
         decisions = self._each(self._decide, jobs)
         tops: dict[tuple[str, str], tuple[Built, list[str]]] = {}
         for job, (built, tag, done) in zip(jobs, decisions, strict=True):
@@ -184,15 +193,17 @@ class _Fill:
             if tag is not None and tag not in entry[1]:
                 entry[1].append(tag)
         top_keys = list(tops)
-        missing_tops = {k for k, gone in zip(top_keys, self._each(self._missing, top_keys), strict=True)
-                        if gone}
+        missing_tops = {
+            k for k, gone in zip(top_keys, self._each(self._missing, top_keys), strict=True) if gone
+        }
         children: dict[tuple[str, str], Manifest] = {}
         for key in missing_tops:
             for child in tops[key][0].children:
                 children.setdefault((key[0], child.digest), child)
         child_keys = list(children)
-        missing_children = [k for k, gone in zip(child_keys, self._each(self._missing, child_keys),
-                                                 strict=True) if gone]
+        missing_children = [
+            k for k, gone in zip(child_keys, self._each(self._missing, child_keys), strict=True) if gone
+        ]
         blobs: dict[tuple[str, str], Blob] = {}
         for repo, digest in missing_children:
             for blob in children[(repo, digest)].blobs:
@@ -213,7 +224,8 @@ class _Fill:
 
         self._each(put_top, top_keys)
         report.pushed = sum(
-            1 for job, (built, tag, done) in zip(jobs, decisions, strict=True)
+            1
+            for job, (built, tag, done) in zip(jobs, decisions, strict=True)
             if not done and (tag is not None or (job.repo, built.digest) in missing_tops)
         )
         report.unchanged = report.tags - report.pushed

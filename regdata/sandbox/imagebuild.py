@@ -279,11 +279,16 @@ class ImageBuilder:
                     continue
                 att = self.attestation(record, last_image.digest)
                 children.append(att)
-                descriptors.append({
-                    **att.descriptor(), "platform": {"architecture": "unknown", "os": "unknown"},
-                    "annotations": {"vnd.docker.reference.digest": last_image.digest,
-                                    "vnd.docker.reference.type": "attestation-manifest"},
-                })
+                descriptors.append(
+                    {
+                        **att.descriptor(),
+                        "platform": {"architecture": "unknown", "os": "unknown"},
+                        "annotations": {
+                            "vnd.docker.reference.digest": last_image.digest,
+                            "vnd.docker.reference.type": "attestation-manifest",
+                        },
+                    }
+                )
                 continue
             keep_last = real in keep
             if not keep_last:
@@ -347,8 +352,14 @@ class ImageBuilder:
         diff_ids: list[str] = []
         for i, (digest, size, mime) in enumerate(layers):
             if mime == DOCKER_FOREIGN:
-                descriptors.append({"mediaType": mime, "size": size, "digest": digest,
-                                    "urls": [FOREIGN_URL.format(digest=digest)]})
+                descriptors.append(
+                    {
+                        "mediaType": mime,
+                        "size": size,
+                        "digest": digest,
+                        "urls": [FOREIGN_URL.format(digest=digest)],
+                    }
+                )
                 diff_ids.append(digest)
                 continue
             seed = f"{digest}@{reseed}" if i in changed else digest
@@ -359,10 +370,15 @@ class ImageBuilder:
             descriptors.append({"mediaType": mime, "size": size, "digest": blob.digest})
             diff_ids.append(diff_id)
         config = _platform(record)
-        inner = {name: value for name, value in (
-            ("Cmd", json_list(record.get("cmd"))), ("Entrypoint", json_list(record.get("entrypoint"))),
-            ("Shell", json_list(record.get("shell"))),
-        ) if value is not None}
+        inner = {
+            name: value
+            for name, value in (
+                ("Cmd", json_list(record.get("cmd"))),
+                ("Entrypoint", json_list(record.get("entrypoint"))),
+                ("Shell", json_list(record.get("shell"))),
+            )
+            if value is not None
+        }
         config["config"] = inner
         created = [t for t in (parse_time(h.get("created")) for h in config_history) if t is not None]
         if created:
@@ -377,8 +393,11 @@ class ImageBuilder:
         manifest = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST if oci else DOCKER_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG if oci else DOCKER_CONFIG, "size": len(config_bytes),
-                       "digest": config_blob.digest},
+            "config": {
+                "mediaType": OCI_CONFIG if oci else DOCKER_CONFIG,
+                "size": len(config_bytes),
+                "digest": config_blob.digest,
+            },
             "layers": descriptors,
         }
         body = _dumps(manifest)
@@ -392,21 +411,39 @@ class ImageBuilder:
         descriptors: list[dict[str, Any]] = []
         for i, (digest, size, _mime) in enumerate(record["layers"]):
             predicate = _PREDICATES[i % len(_PREDICATES)]
-            statement = _dumps({
-                "_type": "https://in-toto.io/Statement/v0.1", "predicateType": predicate,
-                "subject": [{"name": "_", "digest": {"sha256": image_digest.split(":", 1)[1]}}],
-                "predicate": {"regdata-stand-in-for": digest},
-            })
+            statement = _dumps(
+                {
+                    "_type": "https://in-toto.io/Statement/v0.1",
+                    "predicateType": predicate,
+                    "subject": [{"name": "_", "digest": {"sha256": image_digest.split(":", 1)[1]}}],
+                    "predicate": {"regdata-stand-in-for": digest},
+                }
+            )
             blob = Blob(_sha256(statement), statement)
             blobs.append(blob)
-            descriptors.append({"mediaType": IN_TOTO, "size": size, "digest": blob.digest,
-                                "annotations": {"in-toto.io/predicate-type": predicate}})
-        config = _dumps({"architecture": "unknown", "os": "unknown", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": [b.digest for b in blobs]}})
+            descriptors.append(
+                {
+                    "mediaType": IN_TOTO,
+                    "size": size,
+                    "digest": blob.digest,
+                    "annotations": {"in-toto.io/predicate-type": predicate},
+                }
+            )
+        config = _dumps(
+            {
+                "architecture": "unknown",
+                "os": "unknown",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": [b.digest for b in blobs]},
+            }
+        )
         config_blob = Blob(_sha256(config), config)
-        body = _dumps({
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": config_blob.digest},
-            "layers": descriptors,
-        })
+        body = _dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": config_blob.digest},
+                "layers": descriptors,
+            }
+        )
         return Manifest(_sha256(body), OCI_MANIFEST, body, (*blobs, config_blob))

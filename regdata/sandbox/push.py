@@ -45,8 +45,9 @@ class Client:
                 self._connections.append(conn)
         return conn
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         """(status, headers with lower-case names, body)."""
         with self._lock:
             self.count += 1
@@ -105,7 +106,8 @@ class Pusher:
     def manifest_digest(self, repo: str, reference: str) -> str | None:
         """The digest ``reference`` (a tag or digest) has, None when absent."""
         status, headers, body = self.http.request(
-            "HEAD", f"/v2/{repo}/manifests/{reference}", headers={"Accept": _ACCEPT})
+            "HEAD", f"/v2/{repo}/manifests/{reference}", headers={"Accept": _ACCEPT}
+        )
         if status == 404:
             return None
         _check(status, body, f"HEAD {repo}:{reference}", 200)
@@ -121,16 +123,18 @@ class Pusher:
         _check(status, body, f"upload of {blob.digest} to {repo}", 202)
         location = urlsplit(urljoin(f"http://127.0.0.1:{self.http.port}/", headers["location"]))
         query = (location.query + "&" if location.query else "") + urlencode({"digest": blob.digest})
-        status, _, body = self.http.request("PUT", f"{location.path}?{query}", blob.data,
-                                            {"Content-Type": "application/octet-stream"})
+        status, _, body = self.http.request(
+            "PUT", f"{location.path}?{query}", blob.data, {"Content-Type": "application/octet-stream"}
+        )
         _check(status, body, f"upload of {blob.digest} to {repo}", 201)
         with self._lock:
             self.blobs += 1
 
     def put(self, repo: str, reference: str, manifest: Manifest) -> None:
         """PUT ``manifest`` under ``reference`` (a tag, or its digest)."""
-        status, _, body = self.http.request("PUT", f"/v2/{repo}/manifests/{reference}", manifest.body,
-                                            {"Content-Type": manifest.media_type})
+        status, _, body = self.http.request(
+            "PUT", f"/v2/{repo}/manifests/{reference}", manifest.body, {"Content-Type": manifest.media_type}
+        )
         _check(status, body, f"PUT {repo}:{reference}", 201)
         with self._lock:
             self.manifests += 1

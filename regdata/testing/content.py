@@ -105,9 +105,7 @@ class Content:
             yield from child.walk()
 
 
-def _layer_descriptors(
-    sizes: Sequence[int], media_type: str, seed: str
-) -> tuple[dict[str, Any], ...]:
+def _layer_descriptors(sizes: Sequence[int], media_type: str, seed: str) -> tuple[dict[str, Any], ...]:
     layers = []
     for i, size in enumerate(sizes):
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
@@ -207,8 +205,11 @@ def image(
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST if oci else DOCKER_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG if oci else DOCKER_CONFIG, "size": len(config_bytes),
-                   "digest": _sha256(config_bytes)},
+        "config": {
+            "mediaType": OCI_CONFIG if oci else DOCKER_CONFIG,
+            "size": len(config_bytes),
+            "digest": _sha256(config_bytes),
+        },
         "layers": list(descriptors),
     }
     if annotations:
@@ -216,34 +217,57 @@ def image(
     body = _manifest_json(manifest)
     declared = _platform_doc(doc if not isinstance(config, bytes | bytearray) else {}, parsed)
     return Content(
-        kind="image", media_type=manifest["mediaType"], body=body, digest=_sha256(body),
-        config=config_bytes, config_digest=_sha256(config_bytes), platform=str(parsed),
-        layers=descriptors, declared_platform=declared,
+        kind="image",
+        media_type=manifest["mediaType"],
+        body=body,
+        digest=_sha256(body),
+        config=config_bytes,
+        config_digest=_sha256(config_bytes),
+        platform=str(parsed),
+        layers=descriptors,
+        declared_platform=declared,
     )
 
 
 def _attestation(subject: Content) -> Content:
-    statement = _config_json({
-        "_type": "https://in-toto.io/Statement/v0.1",
-        "predicateType": "https://spdx.dev/Document",
-        "subject": [{"name": "mock", "digest": {"sha256": subject.digest.split(":", 1)[1]}}],
-        "predicate": {},
-    })
-    config_bytes = _config_json({
-        "architecture": "unknown", "os": "unknown", "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [_sha256(statement)]},
-    })
-    layer = {"mediaType": IN_TOTO, "digest": _sha256(statement), "size": len(statement),
-             "annotations": {"in-toto.io/predicate-type": "https://spdx.dev/Document"}}
-    body = _manifest_json({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": _sha256(config_bytes), "size": len(config_bytes)},
-        "layers": [layer],
-    })
+    statement = _config_json(
+        {
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "predicateType": "https://spdx.dev/Document",
+            "subject": [{"name": "mock", "digest": {"sha256": subject.digest.split(":", 1)[1]}}],
+            "predicate": {},
+        }
+    )
+    config_bytes = _config_json(
+        {
+            "architecture": "unknown",
+            "os": "unknown",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [_sha256(statement)]},
+        }
+    )
+    layer = {
+        "mediaType": IN_TOTO,
+        "digest": _sha256(statement),
+        "size": len(statement),
+        "annotations": {"in-toto.io/predicate-type": "https://spdx.dev/Document"},
+    }
+    body = _manifest_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": _sha256(config_bytes), "size": len(config_bytes)},
+            "layers": [layer],
+        }
+    )
     return Content(
-        kind="attestation", media_type=OCI_MANIFEST, body=body, digest=_sha256(body),
-        config=config_bytes, config_digest=_sha256(config_bytes), layers=(layer,),
+        kind="attestation",
+        media_type=OCI_MANIFEST,
+        body=body,
+        digest=_sha256(body),
+        config=config_bytes,
+        config_digest=_sha256(config_bytes),
+        layers=(layer,),
         declared_platform={"architecture": "unknown", "os": "unknown"},
     )
 
@@ -289,13 +313,17 @@ def index(
                 proof = _attestation(child)
                 entries.append(_attestation_descriptor(proof, child))
                 children.append(proof)
-    doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX if oci else DOCKER_LIST,
-                           "manifests": entries}
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX if oci else DOCKER_LIST,
+        "manifests": entries,
+    }
     if annotations:
         doc["annotations"] = dict(annotations)
     body = _manifest_json(doc)
-    return Content(kind="index", media_type=doc["mediaType"], body=body, digest=_sha256(body),
-                   children=tuple(children))
+    return Content(
+        kind="index", media_type=doc["mediaType"], body=body, digest=_sha256(body), children=tuple(children)
+    )
 
 
 def artifact(
@@ -326,14 +354,24 @@ def artifact(
     doc["config"] = {"mediaType": config_media_type, "digest": _sha256(config), "size": len(config)}
     doc["layers"] = list(descriptors)
     if subject is not None:
-        doc["subject"] = {"mediaType": subject.media_type, "digest": subject.digest,
-                          "size": len(subject.body)}
+        doc["subject"] = {
+            "mediaType": subject.media_type,
+            "digest": subject.digest,
+            "size": len(subject.body),
+        }
     if annotations:
         doc["annotations"] = dict(annotations)
     body = _manifest_json(doc)
-    return Content(kind="artifact", media_type=OCI_MANIFEST, body=body, digest=_sha256(body),
-                   config=config, config_digest=_sha256(config), layers=descriptors,
-                   children=() if subject is None else (subject,))
+    return Content(
+        kind="artifact",
+        media_type=OCI_MANIFEST,
+        body=body,
+        digest=_sha256(body),
+        config=config,
+        config_digest=_sha256(config),
+        layers=descriptors,
+        children=() if subject is None else (subject,),
+    )
 
 
 def schema1(
@@ -390,23 +428,41 @@ def schema1(
     }
     payload = _manifest_json(doc)
     if not signed:
-        return Content(kind="schema1", media_type=SCHEMA1, body=payload, digest=_sha256(payload),
-                       platform=f"{os}/{architecture}")
+        return Content(
+            kind="schema1",
+            media_type=SCHEMA1,
+            body=payload,
+            digest=_sha256(payload),
+            platform=f"{os}/{architecture}",
+        )
     # libtrust's layout: the payload up to its final "\n}", the signatures, then that tail.
     cut = payload.rindex(b"\n}")
-    protected = _b64url(_config_json({
-        "formatLength": cut, "formatTail": _b64url(payload[cut:]), "time": "2016-05-01T00:00:00Z",
-    }))
+    protected = _b64url(
+        _config_json(
+            {
+                "formatLength": cut,
+                "formatTail": _b64url(payload[cut:]),
+                "time": "2016-05-01T00:00:00Z",
+            }
+        )
+    )
     signature = {
-        "header": {"jwk": {"crv": "P-256", "kid": "MOCK:MOCK", "kty": "EC", "x": "AA", "y": "AA"},
-                   "alg": "ES256"},
+        "header": {
+            "jwk": {"crv": "P-256", "kid": "MOCK:MOCK", "kty": "EC", "x": "AA", "y": "AA"},
+            "alg": "ES256",
+        },
         "signature": _b64url(b"not a real signature"),
         "protected": protected,
     }
     signatures = b',\n   "signatures": ' + json.dumps([signature], indent=3).encode()
     body = payload[:cut] + signatures + payload[cut:]
-    return Content(kind="schema1", media_type=SCHEMA1_SIGNED, body=body, digest=_sha256(payload),
-                   platform=f"{os}/{architecture}")
+    return Content(
+        kind="schema1",
+        media_type=SCHEMA1_SIGNED,
+        body=body,
+        digest=_sha256(payload),
+        platform=f"{os}/{architecture}",
+    )
 
 
 def raw(body: bytes | str, media_type: str = DOCKER_MANIFEST) -> Content:
@@ -419,4 +475,3 @@ def raw(body: bytes | str, media_type: str = DOCKER_MANIFEST) -> Content:
     """
     data = body.encode() if isinstance(body, str) else bytes(body)
     return Content(kind="raw", media_type=media_type, body=data, digest=_sha256(data))
-

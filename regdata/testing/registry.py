@@ -119,8 +119,14 @@ class MockRegistry:
             if ref.tag is not None and ref.digest is None:
                 repo.listed.add(ref.tag)
 
-    def fail(self, reference: str, error: Exception | int = 404, *, times: int | None = None,
-             retry_after: float | None = None) -> None:
+    def fail(
+        self,
+        reference: str,
+        error: Exception | int = 404,
+        *,
+        times: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         """Make requests for ``reference`` fail, like a registry answering with an error.
 
         ``reference`` names what fails: a repository (its tag list), a tag
@@ -165,9 +171,11 @@ class MockRegistry:
         ``options`` are RemoteFactory's own; credentials default to none.
         """
         options.setdefault("credentials", Credentials.none())
-        return RemoteFactory(log=log if log is not None else RequestLog(),
-                             http_transport=self.transport(insecure=options.get("insecure", frozenset())),
-                             **options)
+        return RemoteFactory(
+            log=log if log is not None else RequestLog(),
+            http_transport=self.transport(insecure=options.get("insecure", frozenset())),
+            **options,
+        )
 
     def registry(self, **options: Any) -> Registry:
         """A :class:`~regdata.Registry` over this mock; ``options`` are Registry's own.
@@ -178,5 +186,4 @@ class MockRegistry:
         options.setdefault("cache", None)
         options.setdefault("credentials", Credentials.none())
         options.setdefault("proxies", {})
-        return Registry(transport=self.transport(insecure=frozenset(options.get("insecure", ()))),
-                        **options)
+        return Registry(transport=self.transport(insecure=frozenset(options.get("insecure", ()))), **options)

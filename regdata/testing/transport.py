@@ -87,8 +87,9 @@ class MockTransport(HTTPTransport):
             raise MalformedContent(
                 f"{where}: body of {len(body)} bytes is over the {request.max_bytes}-byte cap"
             )
-        return Response(status=status, headers=HTTPHeaderDict(headers), body=body, url=request.url,
-                        request=request)
+        return Response(
+            status=status, headers=HTTPHeaderDict(headers), body=body, url=request.url, request=request
+        )
 
 
 def _error(status: int, code: tuple[str, str] | None, retry_after: float | None = None) -> Answer:
@@ -193,15 +194,18 @@ def _manifest_headers(content: Content | None) -> dict[str, str]:
     return {"Content-Type": content.media_type, "Docker-Content-Digest": content.digest}
 
 
-def _faulted(fault: Fault, request: Request, where: str, kind: str, content: Content | None,
-             blob: bytes | None) -> Answer | None:
+def _faulted(
+    fault: Fault, request: Request, where: str, kind: str, content: Content | None, blob: bytes | None
+) -> Answer | None:
     """What a fault makes of the answer; None when it only delayed it."""
     if fault.delay > 0:
         request.context.sleep(fault.delay)
     if fault.drop:
         # What urllib3 reports for a server that closed the connection without answering.
-        raise TransportError(f"connection failed for {where}: ('Connection aborted.', "
-                             "RemoteDisconnected('Remote end closed connection without response'))")
+        raise TransportError(
+            f"connection failed for {where}: ('Connection aborted.', "
+            "RemoteDisconnected('Remote end closed connection without response'))"
+        )
     error: Any = fault.error
     if isinstance(error, OSError):
         raise TransportError(f"connection failed for {where}: {error}")

@@ -202,9 +202,7 @@ class AuthTransport:
                 self.tokens.put(key, value, seconds)
             return value
 
-    def _fetch_token(
-        self, challenge: Challenge, scope: str | None, request: Request
-    ) -> tuple[str, float]:
+    def _fetch_token(self, challenge: Challenge, scope: str | None, request: Request) -> tuple[str, float]:
         realm = challenge.realm
         if not realm:
             raise MalformedContent(f"{self.host}: bearer challenge without a realm")
@@ -228,8 +226,13 @@ class AuthTransport:
             if scopes:
                 form["scope"] = " ".join(scopes)
             token_request = Request(
-                "POST", realm, "token", data=form, max_bytes=TOKEN_MAX_BYTES,
-                repository=request.repository, context=request.context,
+                "POST",
+                realm,
+                "token",
+                data=form,
+                max_bytes=TOKEN_MAX_BYTES,
+                repository=request.repository,
+                context=request.context,
             )  # the HTTP layer form-encodes ``data`` and says so
         else:
             pairs = list(query.items()) + [("scope", s) for s in scopes]
@@ -240,13 +243,19 @@ class AuthTransport:
             if self.credential.username and self.credential.password:
                 headers["Authorization"] = _basic(self.credential)
             token_request = Request(
-                "GET", url, "token", headers=headers, max_bytes=TOKEN_MAX_BYTES,
-                repository=request.repository, context=request.context,
+                "GET",
+                url,
+                "token",
+                headers=headers,
+                max_bytes=TOKEN_MAX_BYTES,
+                repository=request.repository,
+                context=request.context,
             )
         response = self.token_transport.send(token_request)
         if not response.ok:
             raise error_for_status(
-                response.status, f"token endpoint {parts.scheme}://{parts.netloc}{parts.path}",
+                response.status,
+                f"token endpoint {parts.scheme}://{parts.netloc}{parts.path}",
                 detail="token request refused",
             )
         doc = load_json(response.body, "token answer", quote=False)  # its first bytes may be the token

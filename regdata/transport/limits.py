@@ -131,11 +131,14 @@ class Limits:
             raise ValueError(f"rps must be positive, got {self.rps}")
         if self.burst < 1:
             raise ValueError(f"burst must be at least 1, got {self.burst}")
-        if self.quota_floor != "auto" and self.quota_floor is not None and (
-            not isinstance(self.quota_floor, int) or self.quota_floor < 0
+        if (
+            self.quota_floor != "auto"
+            and self.quota_floor is not None
+            and (not isinstance(self.quota_floor, int) or self.quota_floor < 0)
         ):
-            raise ValueError(f"quota_floor must be 'auto', None or a number not negative, "
-                             f"got {self.quota_floor!r}")
+            raise ValueError(
+                f"quota_floor must be 'auto', None or a number not negative, got {self.quota_floor!r}"
+            )
         if self.latency_tolerance < 1:
             raise ValueError(f"latency_tolerance must be at least 1, got {self.latency_tolerance}")
 
@@ -299,9 +302,7 @@ class HostLimiter:
                 if left - 1 < floor:
                     rate = self._rate
                     what = rate.describe(max(left, 0)) if rate is not None else f"{max(left, 0)} left"
-                    raise QuotaFloorReached(
-                        f"pull quota: {what} at {self.host}, and {floor} are kept"
-                    )
+                    raise QuotaFloorReached(f"pull quota: {what} at {self.host}, and {floor} are kept")
             if take and ticket is not None:
                 self._sent += 1
                 ticket.seq = self._sent
@@ -340,8 +341,9 @@ class HostLimiter:
         if parsed is None:
             return
         limit, remaining, window, reset = parsed
-        self._rate = RateLimit(self.host, limit, remaining, window, reset,
-                               datetime.fromtimestamp(self.clock.wall(), UTC))
+        self._rate = RateLimit(
+            self.host, limit, remaining, window, reset, datetime.fromtimestamp(self.clock.wall(), UTC)
+        )
         if remaining is None or ticket.seq < self._quota_seq:
             return  # an answer overtaken by a fresher one: what it says is stale
         # The registry counted `remaining` when it served this request.  It may count after
@@ -383,8 +385,14 @@ class HostLimiter:
             self._slow_start = False
             if not self._holding:
                 self._holding = True
-                self._event("hold", self._limit, self._limit, median, baseline,
-                            "latency rose: the registry is queueing")
+                self._event(
+                    "hold",
+                    self._limit,
+                    self._limit,
+                    median,
+                    baseline,
+                    "latency rose: the registry is queueing",
+                )
             return
         self._holding = False
         if self._limit >= self.limits.max_concurrency:
@@ -393,17 +401,29 @@ class HostLimiter:
         grown = before * 2 if self._slow_start else before + 1
         self._limit = min(self.limits.max_concurrency, grown)
         self._cond.notify_all()
-        self._event("grow", before, self._limit, median, baseline,
-                    "slow start: latency holds" if self._slow_start else "latency holds")
+        self._event(
+            "grow",
+            before,
+            self._limit,
+            median,
+            baseline,
+            "slow start: latency holds" if self._slow_start else "latency holds",
+        )
 
     def _event(
-        self, event: str, before: int | None, after: int, latency: float | None = None,
-        baseline: float | None = None, reason: str | None = None,
+        self,
+        event: str,
+        before: int | None,
+        after: int,
+        latency: float | None = None,
+        baseline: float | None = None,
+        reason: str | None = None,
     ) -> None:
         log.debug("%s: concurrency %s -> %s (%s)", self.host, before, after, reason)
         if self._on_event is not None:
-            self._on_event(LimiterEvent(self.clock.wall(), self.host, event, before, after,
-                                        latency, baseline, reason))
+            self._on_event(
+                LimiterEvent(self.clock.wall(), self.host, event, before, after, latency, baseline, reason)
+            )
 
 
 # ---------------------------------------------------------------------------- every host

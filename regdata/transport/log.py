@@ -34,8 +34,12 @@ def is_pull(request: Request, response: Response) -> bool:
 
     HEADs, tag lists and blobs are not pulls; nor is an answer refused (4xx, 5xx).
     """
-    return (request.method == "GET" and request.kind == "manifest" and response.status < 400
-            and announces_quota(response.headers))
+    return (
+        request.method == "GET"
+        and request.kind == "manifest"
+        and response.status < 400
+        and announces_quota(response.headers)
+    )
 
 
 class ConcurrencySource(Protocol):
@@ -70,8 +74,17 @@ class LogTransport:
             self._write(request, host, started, clock, None, None, str(exc), concurrency)
             raise
         error = None if response.ok or response.status in REDIRECTS else f"HTTP {response.status}"
-        self._write(request, host, started, clock, response.status, len(response.body), error,
-                    concurrency, is_pull(request, response))
+        self._write(
+            request,
+            host,
+            started,
+            clock,
+            response.status,
+            len(response.body),
+            error,
+            concurrency,
+            is_pull(request, response),
+        )
         return response
 
     def _write(

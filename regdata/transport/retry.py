@@ -34,7 +34,12 @@ from regdata.errors import BudgetExceeded, RegdataError, TransportError
 from regdata.transport.base import Request, Response, Transport, host_key
 
 __all__ = [
-    "Clock", "HostBackoff", "RetryPolicy", "RetryTransport", "parse_retry_after", "quota_exhausted",
+    "Clock",
+    "HostBackoff",
+    "RetryPolicy",
+    "RetryTransport",
+    "parse_retry_after",
+    "quota_exhausted",
 ]
 
 # go-containerregistry's retryable statuses (pkg/v1/remote/options.go).
@@ -269,8 +274,12 @@ class RetryTransport:
                     return response
                 asked = parse_retry_after(response.headers.get("Retry-After"), self.clock.wall())
                 if asked is not None and asked > self.policy.max_retry_after:
-                    log.debug("%s: Retry-After %.0f s is over the %.0f s cap; giving up",
-                              _where(request), asked, self.policy.max_retry_after)
+                    log.debug(
+                        "%s: Retry-After %.0f s is over the %.0f s cap; giving up",
+                        _where(request),
+                        asked,
+                        self.policy.max_retry_after,
+                    )
                     return response  # an absurd wait: give up now rather than hang
                 delay = (
                     asked

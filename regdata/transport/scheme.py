@@ -82,8 +82,9 @@ class SchemeProbe:
             except TLSError as exc:
                 if exc.verify_failed or exc.client_certificate:  # a TLS server: an error, never plain
                     raise
-                logger.info("%s does not speak TLS (%s): using plain HTTP", self.api_host,
-                            printable(str(exc), 200))
+                logger.info(
+                    "%s does not speak TLS (%s): using plain HTTP", self.api_host, printable(str(exc), 200)
+                )
                 return "http"
             except TransportError as exc:
                 # A timeout or a reset says nothing about TLS (nor a CA file that will not load).
@@ -96,9 +97,16 @@ class SchemeProbe:
             failed = not (response.ok or response.status == 401)
             self.log.record(
                 RequestRecord(
-                    started=started, host=self.api_host, repository=None, kind="ping", method="GET",
-                    status=response.status, duration_s=time.perf_counter() - clock,
-                    bytes=len(response.body), attempt=1, cache="none",
+                    started=started,
+                    host=self.api_host,
+                    repository=None,
+                    kind="ping",
+                    method="GET",
+                    status=response.status,
+                    duration_s=time.perf_counter() - clock,
+                    bytes=len(response.body),
+                    attempt=1,
+                    cache="none",
                     error=f"HTTP {response.status}" if failed else None,
                     proxy=self.http.proxy_for(request.url),
                 )
