@@ -163,8 +163,7 @@ def _hub_tag(repo: str, snapshot: str, image: str, tag: str) -> Callable[[Builde
     def push(builder: Builder) -> Pushed:
         plan = hub_tag(image, tag, snapshot=snapshot)
         pushed: list[Pushed | None] = [
-            builder.push_image(repo, entry.spec) if entry.spec is not None else None
-            for entry in plan.entries
+            builder.push_image(repo, entry.spec) if entry.spec is not None else None for entry in plan.entries
         ]
         if not plan.is_index:
             first = next(p for p in pushed if p is not None)
@@ -181,10 +180,14 @@ def _hub_tag(repo: str, snapshot: str, image: str, tag: str) -> Callable[[Builde
             assert target is not None
             seeds = [str(layer["digest"]) for layer in entry.record["layers"]] or [entry.real_digest]
             att = builder.push_artifact(repo, attestation_spec(target.digest, seeds))
-            entries.append(att.descriptor({
-                "vnd.docker.reference.digest": target.digest,
-                "vnd.docker.reference.type": "attestation-manifest",
-            }))
+            entries.append(
+                att.descriptor(
+                    {
+                        "vnd.docker.reference.digest": target.digest,
+                        "vnd.docker.reference.type": "attestation-manifest",
+                    }
+                )
+            )
         media_type = str(plan.record["index_mime"])
         body = json.dumps(
             {"schemaVersion": 2, "mediaType": media_type, "manifests": entries}, separators=(",", ":")
@@ -215,8 +218,12 @@ def fill_main(url: str, tags: int, repo: str = MAIN_REPO, workers: int = 4) -> D
     indexes = {p.digest for p in pushed if "index" in p.media_type or "list" in p.media_type}
     ci_tags = builds * CI_TAGS_PER_BUILD
     return Dataset(
-        repo=repo, tags=ci_tags + hub, ci_tags=ci_tags, hub_tags=hub,
-        distinct_top_manifests=len(tops), indexes=len(indexes),
+        repo=repo,
+        tags=ci_tags + hub,
+        ci_tags=ci_tags,
+        hub_tags=hub,
+        distinct_top_manifests=len(tops),
+        indexes=len(indexes),
         fill_seconds=round(time.perf_counter() - started, 2),
     )
 
@@ -245,7 +252,11 @@ def fill_scale(url: str, tags: int, workers: int = 8) -> Dataset:
     repo = scale_repo(tags)
     pushed = _parallel(url, list(_scale_images(repo, tags)), workers)
     return Dataset(
-        repo=repo, tags=sum(len(p.tags) for p in pushed), ci_tags=0, hub_tags=0,
-        distinct_top_manifests=len({p.digest for p in pushed}), indexes=0,
+        repo=repo,
+        tags=sum(len(p.tags) for p in pushed),
+        ci_tags=0,
+        hub_tags=0,
+        distinct_top_manifests=len({p.digest for p in pushed}),
+        indexes=0,
         fill_seconds=round(time.perf_counter() - started, 2),
     )

@@ -36,14 +36,16 @@ from .outcome import Outcome, is_attestation, is_index
 
 __all__ = ["ACCEPT", "floor_scan"]
 
-ACCEPT = ", ".join([
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-    "application/vnd.docker.distribution.manifest.v1+json",
-])
+ACCEPT = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        "application/vnd.docker.distribution.manifest.v1+json",
+    ]
+)
 _CONFIG_TYPES = ("application/vnd.docker.container.image.v1+json", "application/vnd.oci.image.config.v1+json")
 TIMEOUT = (10.0, 30.0)
 
@@ -75,7 +77,7 @@ def _urllib3_get(base: str, threads: int) -> tuple[Get, Callable[[], None]]:
     timeout = urllib3.Timeout(connect=TIMEOUT[0], read=TIMEOUT[1])
 
     def get(url: str, headers: dict[str, str]) -> tuple[bytes, Any]:
-        r = pool.urlopen("GET", url[len(base):], headers=headers, timeout=timeout, redirect=False)
+        r = pool.urlopen("GET", url[len(base) :], headers=headers, timeout=timeout, redirect=False)
         if r.status >= 400:
             raise requests.HTTPError(f"HTTP {r.status} for {url}")
         return r.data, r.headers
@@ -97,8 +99,9 @@ def _tags(get: Get, base: str, repo: str, deadline: float) -> list[str]:
     return tags
 
 
-def floor_scan(base: str, repo: str, threads: int = 8, limit: float = 900.0,
-               client: str = "requests") -> Outcome:
+def floor_scan(
+    base: str, repo: str, threads: int = 8, limit: float = 900.0, client: str = "requests"
+) -> Outcome:
     """Every tag of ``base``/``repo`` (``base`` = ``http://host:port``) the bare way."""
     deadline = time.monotonic() + limit
     get, close = _urllib3_get(base, threads) if client == "urllib3" else _requests_get(threads)
@@ -121,8 +124,11 @@ def floor_scan(base: str, repo: str, threads: int = 8, limit: float = 900.0,
 
     def follow(doc: dict[str, Any]) -> list[Callable[[], list[Any]]]:
         if is_index(doc):
-            return [child_task(e["digest"]) for e in doc.get("manifests", [])
-                    if not is_attestation(e) and once(e["digest"])]
+            return [
+                child_task(e["digest"])
+                for e in doc.get("manifests", [])
+                if not is_attestation(e) and once(e["digest"])
+            ]
         config = doc.get("config") or {}
         if config.get("mediaType") in _CONFIG_TYPES and once(config["digest"]):
             return [config_task(config["digest"])]
@@ -137,18 +143,21 @@ def floor_scan(base: str, repo: str, threads: int = 8, limit: float = 900.0,
                 return []
             top_of[tag] = (digest, doc)
             return follow(doc)
+
         return run
 
     def child_task(digest: str) -> Callable[[], list[Any]]:
         def run() -> list[Any]:
             manifests[digest] = get_manifest(digest)[1]
             return follow(manifests[digest])
+
         return run
 
     def config_task(digest: str) -> Callable[[], list[Any]]:
         def run() -> list[Any]:
             get(f"{base}/v2/{repo}/blobs/{digest}", {})
             return []
+
         return run
 
     # Completed futures come back through a queue: O(1) per task, where wait() over
@@ -187,7 +196,10 @@ def _outcome(
 ) -> Outcome:
     rows: list[tuple[str, str]] = []
     for tag, (_, doc) in top_of.items():
-        images = [manifests[e["digest"]] for e in doc.get("manifests", []) if not is_attestation(e)] \
-            if is_index(doc) else [doc]
+        images = (
+            [manifests[e["digest"]] for e in doc.get("manifests", []) if not is_attestation(e)]
+            if is_index(doc)
+            else [doc]
+        )
         rows += [(tag, m["config"]["digest"]) for m in images if "config" in m]
     return Outcome(rows=rows, tops={t: d for t, (d, _) in top_of.items()}, errors=errors, tags=len(tags))

@@ -30,10 +30,20 @@ from pathlib import Path
 
 __all__ = ["LatencyProxy", "serve", "start_latency_proxy"]
 
-_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer", b"upgrade"}
+_HOP = {
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"transfer-encoding",
+    b"te",
+    b"trailer",
+    b"upgrade",
+}
 MAX_HEADER = 64 * 1024
-_BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                b"Connection: close\r\n\r\n400 Bad Request")
+_BAD_REQUEST = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Connection: close\r\n\r\n400 Bad Request"
+)
 MAX_BODY = 64 * 1024 * 1024
 
 
@@ -129,12 +139,17 @@ class LatencyProxy:
         self.in_flight = self.max_in_flight = self.served = 0
 
     def _stats(self, first: bytes) -> bytes:
-        body = json.dumps({"in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
-                           "served": self.served}).encode()
+        body = json.dumps(
+            {"in_flight": self.in_flight, "max_in_flight": self.max_in_flight, "served": self.served}
+        ).encode()
         if b"reset=1" in first:
             self.max_in_flight, self.served = self.in_flight, 0
-        return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                + str(len(body)).encode() + b"\r\n\r\n" + body)
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one client connection, request after request (keep-alive)."""
@@ -283,8 +298,22 @@ def start_latency_proxy(upstream: str, delay: float, kind: str = "asyncio") -> P
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.latency", "--upstream", upstream, "--delay", str(delay), "--kind", kind],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root, env=env,
+        [
+            sys.executable,
+            "-m",
+            "bench.latency",
+            "--upstream",
+            upstream,
+            "--delay",
+            str(delay),
+            "--kind",
+            kind,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env=env,
     )
     assert process.stdout is not None
     line = process.stdout.readline().strip()

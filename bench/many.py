@@ -56,8 +56,12 @@ def fill(url: str, repos: int, tags: int, workers: int = 8) -> list[str]:
     names = [f"{PREFIX}/r{r:04d}" for r in range(repos)]
     for r, name in enumerate(names):
         for i in range(max(1, tags // 2)):
-            spec = ImageSpec(layers=(layer,), labels={"repo": str(r), "release": str(i)}, cmd=("/app",),
-                             created=f"2026-0{1 + i % 9}-{1 + r % 28:02d}T00:00:00Z")
+            spec = ImageSpec(
+                layers=(layer,),
+                labels={"repo": str(r), "release": str(i)},
+                cmd=("/app",),
+                created=f"2026-0{1 + i % 9}-{1 + r % 28:02d}T00:00:00Z",
+            )
             if r % 10 == 0 and i == 0:
                 jobs.append(partial(_multi, name, spec))
             else:
@@ -71,8 +75,9 @@ def _image(repo: str, spec: ImageSpec, tags: list[str], builder: Builder) -> Pus
 
 
 def _multi(repo: str, spec: ImageSpec, builder: Builder) -> Pushed:
-    return builder.push_multiarch(repo, ["linux/amd64", "linux/arm64/v8"], tags=["v1.0.0", "build-000"],
-                                  spec=spec)
+    return builder.push_multiarch(
+        repo, ["linux/amd64", "linux/arm64/v8"], tags=["v1.0.0", "build-000"], spec=spec
+    )
 
 
 def _proxy_stats(host: str, reset: bool = False) -> dict[str, int]:
@@ -125,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or RESULTS / ("many-smoke.json" if args.smoke else "many.json")
     import distributed
 
-    from regdata.limits import DEFAULT_MAX_CONCURRENCY
+    from regdata.transport.limits import DEFAULT_MAX_CONCURRENCY
 
     registry = start_registry(extra_config=ACCESS_LOG_CONFIG)
     memcached = start_memcached()
@@ -133,15 +138,26 @@ def main(argv: list[str] | None = None) -> None:
     proxy = start_latency_proxy(registry.host, args.delay)
     env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     cluster = client = None
-    report: dict[str, Any] = {"repos": args.repos, "tags_per_repo": args.tags, "limit": DEFAULT_MAX_CONCURRENCY,
-                              "runs": [], "load_before": os.getloadavg()}
+    report: dict[str, Any] = {
+        "repos": args.repos,
+        "tags_per_repo": args.tags,
+        "limit": DEFAULT_MAX_CONCURRENCY,
+        "runs": [],
+        "load_before": os.getloadavg(),
+    }
     try:
         started = time.perf_counter()
         names = fill(registry.url, args.repos, args.tags)
         report["fill_seconds"] = round(time.perf_counter() - started, 1)
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=16, processes=True,
-                                           host="127.0.0.1", dashboard_address="127.0.0.1:0", env=env,
-                                           silence_logs=40)
+        cluster = distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=16,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            env=env,
+            silence_logs=40,
+        )
         client = distributed.Client(cluster)
         run_cluster(client, [f"{registry.host}/{n}" for n in names[:2]])  # the workers import regdata
         hosts = {"loopback": registry.host, "wan": proxy.host}
@@ -166,11 +182,19 @@ def main(argv: list[str] | None = None) -> None:
                     if reference is None:
                         reference = frame
                     same = frame.equals(reference)
-                    entry = {"network": network, "contender": name, "round": round_,
-                             "seconds": round(seconds, 3), "requests": counts.total,
-                             "rows": len(frame), "errors": int(frame["error"].notna().sum()), "same_rows": same,
-                             "max_in_flight": (_proxy_stats(proxy.host)["max_in_flight"]
-                                               if network == "wan" else None)}
+                    entry = {
+                        "network": network,
+                        "contender": name,
+                        "round": round_,
+                        "seconds": round(seconds, 3),
+                        "requests": counts.total,
+                        "rows": len(frame),
+                        "errors": int(frame["error"].notna().sum()),
+                        "same_rows": same,
+                        "max_in_flight": (
+                            _proxy_stats(proxy.host)["max_in_flight"] if network == "wan" else None
+                        ),
+                    }
                     report["runs"].append(entry)
                     print(json.dumps(entry), file=sys.stderr)
         # Generous timeouts: on a shared, loaded machine memcached answers late, and a late
@@ -183,10 +207,18 @@ def main(argv: list[str] | None = None) -> None:
             frame = run_cluster(client, full, cache=cache)
             seconds = time.perf_counter() - t0
             counts = log.since(mark)
-            entry = {"network": "loopback", "contender": f"cluster, memcached, run {run_number}", "round": 0,
-                     "seconds": round(seconds, 3), "requests": counts.total, "by_kind": counts.by_kind,
-                     "rows": len(frame), "errors": int(frame["error"].notna().sum()), "same_rows": None,
-                     "max_in_flight": None}
+            entry = {
+                "network": "loopback",
+                "contender": f"cluster, memcached, run {run_number}",
+                "round": 0,
+                "seconds": round(seconds, 3),
+                "requests": counts.total,
+                "by_kind": counts.by_kind,
+                "rows": len(frame),
+                "errors": int(frame["error"].notna().sum()),
+                "same_rows": None,
+                "max_in_flight": None,
+            }
             report["runs"].append(entry)
             print(json.dumps(entry), file=sys.stderr)
     finally:
@@ -215,32 +247,57 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
 
     def target(name: str, value: float | None, op: str, limit: float) -> None:
         met = None if value is None else (value >= limit if op == ">=" else value <= limit)
-        found.append({"name": name, "value": None if value is None else round(value, 2), "op": op,
-                      "limit": limit, "met": met})
+        found.append(
+            {
+                "name": name,
+                "value": None if value is None else round(value, 2),
+                "op": op,
+                "limit": limit,
+                "met": met,
+            }
+        )
 
     loop, one = _median(report, "wan", "loop"), _median(report, "wan", "one process")
     target("+30 ms: loop / get_repositories in one process", loop / one if loop and one else None, ">=", 5.0)
     one_l, cluster_l = _median(report, "loopback", "one process"), _median(report, "loopback", "cluster")
-    target("loopback: one process / 2-worker cluster", one_l / cluster_l if one_l and cluster_l else None,
-           ">=", 1.0)
-    inflight = [r["max_in_flight"] for r in report["runs"]
-                if r["contender"] == "cluster" and r["max_in_flight"] is not None]
-    target("+30 ms: cluster's most requests in flight at the proxy", max(inflight) if inflight else None,
-           "<=", report["limit"])
+    target(
+        "loopback: one process / 2-worker cluster",
+        one_l / cluster_l if one_l and cluster_l else None,
+        ">=",
+        1.0,
+    )
+    inflight = [
+        r["max_in_flight"]
+        for r in report["runs"]
+        if r["contender"] == "cluster" and r["max_in_flight"] is not None
+    ]
+    target(
+        "+30 ms: cluster's most requests in flight at the proxy",
+        max(inflight) if inflight else None,
+        "<=",
+        report["limit"],
+    )
     second = [r["requests"] for r in report["runs"] if r["contender"] == "cluster, memcached, run 2"]
     target("second cluster run on memcached: requests", second[0] if second else None, "<=", 0)
-    target("every frame equal to the loop's (1 = yes)",
-           float(all(r["same_rows"] for r in report["runs"] if r["same_rows"] is not None)), ">=", 1.0)
+    target(
+        "every frame equal to the loop's (1 = yes)",
+        float(all(r["same_rows"] for r in report["runs"] if r["same_rows"] is not None)),
+        ">=",
+        1.0,
+    )
     return found
 
 
 def markdown(report: dict[str, Any], delay: float) -> str:
     """The table and the targets, as bench/README.md shows them."""
     label = {"loopback": "loopback", "wan": f"+{round(delay * 1000)} ms"}
-    lines = [f"{report['repos']} repositories of about {report['tags_per_repo']} tags "
-             f"(filled in {report['fill_seconds']} s); host limit {report['limit']}", "",
-             "| network | contender | runs | median s | min s | requests | rows | max in flight | same rows |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{report['repos']} repositories of about {report['tags_per_repo']} tags "
+        f"(filled in {report['fill_seconds']} s); host limit {report['limit']}",
+        "",
+        "| network | contender | runs | median s | min s | requests | rows | max in flight | same rows |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in report["runs"]:
         seen.setdefault((run["network"], run["contender"]), []).append(run)
@@ -248,9 +305,11 @@ def markdown(report: dict[str, Any], delay: float) -> str:
         secs = pd.Series([r["seconds"] for r in runs])
         inflight = [r["max_in_flight"] for r in runs if r["max_in_flight"] is not None]
         same = {r["same_rows"] for r in runs}
-        lines.append(f"| {label[network]} | {contender} | {len(runs)} | {secs.median():.2f} | {secs.min():.2f} | "
-                     f"{runs[-1]['requests']} | {runs[-1]['rows']} | {max(inflight) if inflight else '-'} | "
-                     f"{'-' if same == {None} else 'yes' if all(same) else 'NO'} |")
+        lines.append(
+            f"| {label[network]} | {contender} | {len(runs)} | {secs.median():.2f} | {secs.min():.2f} | "
+            f"{runs[-1]['requests']} | {runs[-1]['rows']} | {max(inflight) if inflight else '-'} | "
+            f"{'-' if same == {None} else 'yes' if all(same) else 'NO'} |"
+        )
     lines += ["", "Targets:", ""]
     for t in report["targets"]:
         state = "not measured" if t["met"] is None else "met" if t["met"] else "MISSED"

@@ -63,8 +63,15 @@ def dxf_scan(host: str, repo: str, limit: float = 1800.0) -> Outcome:
             text, response = dxf.get_manifest_and_response(tag)
             tops[tag] = response.headers["Docker-Content-Digest"]
             doc = json.loads(text)
-            images = [json.loads(dxf.get_manifest_and_response(e["digest"])[0])
-                      for e in doc["manifests"] if not is_attestation(e)] if is_index(doc) else [doc]
+            images = (
+                [
+                    json.loads(dxf.get_manifest_and_response(e["digest"])[0])
+                    for e in doc["manifests"]
+                    if not is_attestation(e)
+                ]
+                if is_index(doc)
+                else [doc]
+            )
             for image in images:
                 chunks: Any = dxf.pull_blob(image["config"]["digest"])
                 config = json.loads(b"".join(chunks))
@@ -88,8 +95,15 @@ def oras_scan(host: str, repo: str, limit: float = 1800.0) -> Outcome:
         for tag in tags:
             deadline.check()
             doc = registry.get_manifest(registry.get_container(f"{host}/{repo}:{tag}"))
-            images = [registry.get_manifest(registry.get_container(f"{host}/{repo}@{e['digest']}"))
-                      for e in doc["manifests"] if not is_attestation(e)] if is_index(doc) else [doc]
+            images = (
+                [
+                    registry.get_manifest(registry.get_container(f"{host}/{repo}@{e['digest']}"))
+                    for e in doc["manifests"]
+                    if not is_attestation(e)
+                ]
+                if is_index(doc)
+                else [doc]
+            )
             for image in images:
                 blob = registry.get_blob(registry.get_container(f"{host}/{repo}"), image["config"]["digest"])
                 blob.raise_for_status()
@@ -118,15 +132,27 @@ class _SkopeoHome:
     def env(self) -> dict[str, str]:
         keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR")}
         return {
-            **keep, "HOME": str(self.home), "XDG_RUNTIME_DIR": str(self.home),
+            **keep,
+            "HOME": str(self.home),
+            "XDG_RUNTIME_DIR": str(self.home),
             "XDG_CONFIG_HOME": str(self.home / ".config"),
             "CONTAINERS_REGISTRIES_CONF": str(self.registries_conf),
-            "REGISTRY_AUTH_FILE": str(self.authfile), "NO_PROXY": "*",
+            "REGISTRY_AUTH_FILE": str(self.authfile),
+            "NO_PROXY": "*",
         }
 
     def run(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        cmd = [SKOPEO_BIN, "--registries-conf", str(self.registries_conf), "--policy", str(self.policy), *args]
-        return subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False)
+        cmd = [
+            SKOPEO_BIN,
+            "--registries-conf",
+            str(self.registries_conf),
+            "--policy",
+            str(self.policy),
+            *args,
+        ]
+        return subprocess.run(
+            cmd, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
 
     def close(self) -> None:
         shutil.rmtree(self.home, ignore_errors=True)

@@ -39,12 +39,23 @@ ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "bench" / "results" / "profiles"
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<path>[^()]*):(?P<line>\d+)\)$")
 _LIBS = (
-    ("/requests/", "requests"), ("/urllib3/", "urllib3"), ("/http/client.py", "http.client"),
-    ("/email/", "http.client (email headers)"), ("/socket.py", "socket"), ("/ssl.py", "ssl"),
-    ("/json/", "json"), ("/pandas/", "pandas"), ("/numpy/", "numpy"),
-    ("/concurrent/futures/", "concurrent.futures"), ("/threading.py", "threading"),
-    ("/queue.py", "queue"), ("/hashlib.py", "hashlib"), ("/dataclasses.py", "dataclasses"),
-    ("/urllib/parse.py", "urllib.parse"), ("/re/", "re"), ("/logging/", "logging"),
+    ("/requests/", "requests"),
+    ("/urllib3/", "urllib3"),
+    ("/http/client.py", "http.client"),
+    ("/email/", "http.client (email headers)"),
+    ("/socket.py", "socket"),
+    ("/ssl.py", "ssl"),
+    ("/json/", "json"),
+    ("/pandas/", "pandas"),
+    ("/numpy/", "numpy"),
+    ("/concurrent/futures/", "concurrent.futures"),
+    ("/threading.py", "threading"),
+    ("/queue.py", "queue"),
+    ("/hashlib.py", "hashlib"),
+    ("/dataclasses.py", "dataclasses"),
+    ("/urllib/parse.py", "urllib.parse"),
+    ("/re/", "re"),
+    ("/logging/", "logging"),
 )
 
 
@@ -91,7 +102,9 @@ def summarize(raw: str, top: int = 15) -> dict[str, Any]:
         total += count
         frames = _frames(stack)
         by_lib[_library(frames[-1][1]) if frames else "(none)"] += count
-        ours = next((f"{_library(p)}.{f}" for f, p in reversed(frames) if "/regdata/" in p), "(outside regdata)")
+        ours = next(
+            (f"{_library(p)}.{f}" for f, p in reversed(frames) if "/regdata/" in p), "(outside regdata)"
+        )
         by_ours[ours] += count
         for name in {f"{_library(p)}.{f}" for f, p in frames if "/regdata/" in p}:
             inclusive[name] += count
@@ -99,20 +112,43 @@ def summarize(raw: str, top: int = 15) -> dict[str, Any]:
     def table(counter: Counter[str]) -> list[list[Any]]:
         return [[name, round(100 * n / total, 1)] for name, n in counter.most_common(top)] if total else []
 
-    return {"samples": total, "by_library_pct": table(by_lib), "by_regdata_function_pct": table(by_ours),
-            "inclusive_regdata_function_pct": table(inclusive)}
+    return {
+        "samples": total,
+        "by_library_pct": table(by_lib),
+        "by_regdata_function_pct": table(by_ours),
+        "inclusive_regdata_function_pct": table(inclusive),
+    }
 
 
-def profile_scan(host: str, repo: str, name: str, rate: int = 250, cache: str | None = None) -> dict[str, Any]:
+def profile_scan(
+    host: str, repo: str, name: str, rate: int = 250, cache: str | None = None
+) -> dict[str, Any]:
     """Run bench.worker under ``py-spy record --gil`` and summarize; raw stacks saved under PROFILES."""
     spy = shutil.which("py-spy")
     if spy is None:
         return {"error": "py-spy is not installed (pip install py-spy)"}
     PROFILES.mkdir(parents=True, exist_ok=True)
     raw_path = PROFILES / f"{name}.txt"
-    cmd = [spy, "record", "--gil", "--full-filenames", "--format", "raw", "--rate", str(rate),
-           "--output", str(raw_path),
-           "--", sys.executable, "-m", "bench.worker", "--host", host, "--repo", repo]
+    cmd = [
+        spy,
+        "record",
+        "--gil",
+        "--full-filenames",
+        "--format",
+        "raw",
+        "--rate",
+        str(rate),
+        "--output",
+        str(raw_path),
+        "--",
+        sys.executable,
+        "-m",
+        "bench.worker",
+        "--host",
+        host,
+        "--repo",
+        repo,
+    ]
     if cache:
         cmd += ["--cache", cache]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False)
@@ -120,8 +156,11 @@ def profile_scan(host: str, repo: str, name: str, rate: int = 250, cache: str | 
         return {"error": f"py-spy failed: {done.stderr.strip()[-500:]}"}
     # py-spy writes its own lines to stdout too: the worker's is the JSON one.
     scan = json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{")))
-    return {"raw": str(raw_path.relative_to(ROOT)), "scan_seconds_under_profiler": round(scan["seconds"], 3),
-            **summarize(raw_path.read_text())}
+    return {
+        "raw": str(raw_path.relative_to(ROOT)),
+        "scan_seconds_under_profiler": round(scan["seconds"], 3),
+        **summarize(raw_path.read_text()),
+    }
 
 
 def profile_misses(cfg: Config, bed: Bed, repo: str, targets: list[Target]) -> dict[str, Any]:

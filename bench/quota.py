@@ -2,7 +2,7 @@
 
 Two parts, each with its baseline in the same run:
 
-- **pulls**: the demo fleet (``regdata/data/fleet/``) judged through a Docker-Hub-like
+- **pulls**: the demo fleet (``regdata/sandbox/data/fleet/``) judged through a Docker-Hub-like
   stand-in (tests/support/hubproxy.py: it counts manifest GETs as pulls, as
   Docker Hub does) in front of the demo's sandbox registry: the full scan
   (``full=True``) and the targeted one on a cold SQLite cache, then the
@@ -30,10 +30,10 @@ from typing import Any
 import pandas as pd
 
 from regdata import Credentials, Registry
-from regdata.demo import FLEET_FILES
-from regdata.demodata import data_dir, load_data
 from regdata.report import judge_fleet, read_fleets, scan_fleet
 from regdata.sandbox import Sandbox
+from regdata.sandbox.demo import FLEET_FILES
+from regdata.sandbox.demodata import data_dir, load_data
 from tests.support.hubproxy import Throttle, start_hub
 from tests.support.proxy import start_proxy
 from tests.support.registry_server import start_registry
@@ -45,8 +45,18 @@ __all__ = ["main"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NOW = "2018-01-27T12:00:00Z"
-AGREE = ["status", "reason", "deployed_tag", "deployed_created", "candidate_tag", "candidate_created",
-         "lag_days", "newer_versions", "tag_moved", "repush"]
+AGREE = [
+    "status",
+    "reason",
+    "deployed_tag",
+    "deployed_created",
+    "candidate_tag",
+    "candidate_created",
+    "lag_days",
+    "newer_versions",
+    "tag_moved",
+    "repush",
+]
 
 
 def say(text: str) -> None:
@@ -63,8 +73,13 @@ def _kinds(frame: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in keys.value_counts().sort_index().items()}
 
 
-def _judge(host: str, fleet: pd.DataFrame, cache: str | None, ttl: float, full: bool,
-           ) -> tuple[pd.DataFrame, dict[str, Any]]:
+def _judge(
+    host: str,
+    fleet: pd.DataFrame,
+    cache: str | None,
+    ttl: float,
+    full: bool,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     reg = Registry(cache=cache, cache_ttl=ttl, credentials=Credentials.none(), mirrors={"docker.io": host})
     with reg:
         started = time.perf_counter()
@@ -74,10 +89,15 @@ def _judge(host: str, fleet: pd.DataFrame, cache: str | None, ttl: float, full: 
         sent = _sent(reg)
         manifest_gets = int(((sent["kind"] == "manifest") & (sent["method"] == "GET")).sum())
         figures = {
-            "seconds": round(seconds, 3), "requests": len(sent), "by_kind": _kinds(sent),
-            "pulls": int(reg.requests["pull"].sum()), "manifest_gets": manifest_gets,
-            "image_rows": sum(len(f) for f in scan.images.values()) + sum(len(f) for f in scan.pinned.values()),
-            "estimated_pulls": scan.estimated_pulls, "summary": scan.pull_summary(),
+            "seconds": round(seconds, 3),
+            "requests": len(sent),
+            "by_kind": _kinds(sent),
+            "pulls": int(reg.requests["pull"].sum()),
+            "manifest_gets": manifest_gets,
+            "image_rows": sum(len(f) for f in scan.images.values())
+            + sum(len(f) for f in scan.pinned.values()),
+            "estimated_pulls": scan.estimated_pulls,
+            "summary": scan.pull_summary(),
             "statuses": {str(k): int(v) for k, v in frame["status"].astype("string").value_counts().items()},
         }
     return frame, figures
@@ -121,9 +141,13 @@ def pulls_part(tmp: Path) -> dict[str, Any]:
                 say(f"targeted at a limit of {limit}, cold")
                 frame, figures = _judge(hub.host, fleet, None, 300, False)
             reasons = frame["reason"].fillna("")
-            figures.update(hub_pulls=quota.pulls, hub_refused=quota.refused, left=quota.remaining,
-                           unknown_for_quota=int(reasons.str.startswith("pull quota").sum()),
-                           rows=len(frame))
+            figures.update(
+                hub_pulls=quota.pulls,
+                hub_refused=quota.refused,
+                left=quota.remaining,
+                unknown_for_quota=int(reasons.str.startswith("pull quota").sum()),
+                rows=len(frame),
+            )
             out[f"limit_{limit}"] = figures
     cold = out["runs"]["targeted_cold"]
     out["pulls_per_deployed_image"] = round(cold["hub_pulls"] / deployed, 2)
@@ -142,8 +166,11 @@ def _throttled_scan(host: str, repo: str) -> dict[str, Any]:
         log = reg.requests
         errors = frame["error"].dropna().astype("string")
         return {
-            "seconds": round(seconds, 2), "rows": len(frame), "error_rows": len(errors),
-            "errors": sorted({e[:80] for e in errors})[:5], "requests": len(log),
+            "seconds": round(seconds, 2),
+            "rows": len(frame),
+            "error_rows": len(errors),
+            "errors": sorted({e[:80] for e in errors})[:5],
+            "requests": len(log),
             "throttled_429": int((log["status"] == 429).sum()),
             "dropped": int((log["status"].isna() & log["error"].notna()).sum()),
             "waits_s": round(held, 2),
@@ -184,17 +211,36 @@ def targets(report: dict[str, Any]) -> list[str]:
     pulls = report.get("pulls")
     if pulls:
         runs = pulls["runs"]
-        check("manifest GETs per deployed image, cold, targeted", pulls["pulls_per_deployed_image"],
-              pulls["pulls_per_deployed_image"] <= 4, "<= 4; the full scan's: "
-              f"{pulls['full_pulls_per_deployed_image']}")
-        check("second run within the TTL: requests", runs["targeted_within_ttl"]["requests"],
-              runs["targeted_within_ttl"]["requests"] <= 1, "0, less the missing repository's 404")
-        check("after the TTL: manifest GETs", runs["targeted_after_ttl"]["manifest_gets"],
-              runs["targeted_after_ttl"]["manifest_gets"] == 0, "0")
-        check("targeted judgement equals the full one", pulls["targeted_equals_full"],
-              pulls["targeted_equals_full"], "True")
-        check("limit 10: pulls refused by the stand-in", pulls["limit_10"]["hub_refused"],
-              pulls["limit_10"]["hub_refused"] == 0, "0")
+        check(
+            "manifest GETs per deployed image, cold, targeted",
+            pulls["pulls_per_deployed_image"],
+            pulls["pulls_per_deployed_image"] <= 4,
+            f"<= 4; the full scan's: {pulls['full_pulls_per_deployed_image']}",
+        )
+        check(
+            "second run within the TTL: requests",
+            runs["targeted_within_ttl"]["requests"],
+            runs["targeted_within_ttl"]["requests"] == 0,
+            "0",
+        )
+        check(
+            "after the TTL: manifest GETs",
+            runs["targeted_after_ttl"]["manifest_gets"],
+            runs["targeted_after_ttl"]["manifest_gets"] == 0,
+            "0",
+        )
+        check(
+            "targeted judgement equals the full one",
+            pulls["targeted_equals_full"],
+            pulls["targeted_equals_full"],
+            "True",
+        )
+        check(
+            "limit 10: pulls refused by the stand-in",
+            pulls["limit_10"]["hub_refused"],
+            pulls["limit_10"]["hub_refused"] == 0,
+            "0",
+        )
     throttled = report.get("throttled")
     if throttled:
         run = throttled["throttled"]

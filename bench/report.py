@@ -71,11 +71,14 @@ def _kinds(by_kind: dict[str, int] | None) -> str:
     return " ".join(f"{short.get(k, k)}:{v}" for k, v in by_kind.items())
 
 
-def _rows(results: Iterable[Result], floor_of: Callable[[str], float | None],
-          delay_ms: int) -> list[list[str]]:
+def _rows(
+    results: Iterable[Result], floor_of: Callable[[str], float | None], delay_ms: int
+) -> list[list[str]]:
     rows = []
     for r in results:
-        label = NETWORK_LABEL[r.network].format(delay_ms=delay_ms) if r.network in NETWORK_LABEL else r.network
+        label = (
+            NETWORK_LABEL[r.network].format(delay_ms=delay_ms) if r.network in NETWORK_LABEL else r.network
+        )
         if r.skipped:
             rows.append([label, r.contender, "-", "-", "-", "-", "-", "-", "-", f"skipped: {r.skipped}"])
             continue
@@ -85,16 +88,35 @@ def _rows(results: Iterable[Result], floor_of: Callable[[str], float | None],
         ratio = None if floor is None or r.median is None else r.median / floor
         cpu = middle.cpu.get("client", 0.0) + middle.cpu.get("children", 0.0)
         agree = {True: "yes", False: f"NO: {r.disagreement}", None: "-"}[r.agrees]
-        rows.append([
-            label, r.contender, str(len(r.samples)), _fmt(r.median),
-            _fmt(min(s.seconds for s in r.samples)), str(middle.requests.total),
-            _kinds(middle.requests.by_kind), _fmt(cpu), _fmt(ratio), agree,
-        ])
+        rows.append(
+            [
+                label,
+                r.contender,
+                str(len(r.samples)),
+                _fmt(r.median),
+                _fmt(min(s.seconds for s in r.samples)),
+                str(middle.requests.total),
+                _kinds(middle.requests.by_kind),
+                _fmt(cpu),
+                _fmt(ratio),
+                agree,
+            ]
+        )
     return rows
 
 
-HEADER = ["network", "contender", "runs", "median s", "min s", "requests", "by kind", "client CPU s",
-          "x floor", "same rows"]
+HEADER = [
+    "network",
+    "contender",
+    "runs",
+    "median s",
+    "min s",
+    "requests",
+    "by kind",
+    "client CPU s",
+    "x floor",
+    "same rows",
+]
 
 
 def format_table(results: list[Result], floor_of: Callable[[str], float | None], delay_ms: int) -> str:
@@ -103,8 +125,10 @@ def format_table(results: list[Result], floor_of: Callable[[str], float | None],
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER) - 1)]
     lines = []
     for row in rows:
-        cells = [cell.ljust(width) if i < 2 or i == 6 else cell.rjust(width)
-                 for i, (cell, width) in enumerate(zip(row, widths, strict=False))]
+        cells = [
+            cell.ljust(width) if i < 2 or i == 6 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=False))
+        ]
         lines.append("  ".join(cells) + "  " + row[-1])
     return "\n".join(lines)
 
@@ -144,22 +168,31 @@ def figures_markdown(report: dict[str, Any]) -> str:
     for w in report["warm"]:
         warm, cold = w["warm"], w["cold"]
         label = NETWORK_LABEL[w["network"]].format(delay_ms=ms)
-        out.append(f"| {w['name'].replace('_', ' ')} | {label} | {_fmt(warm['median_s'], 3)} | "
-                   f"{warm['requests']}{' (' + _kinds(warm['requests_by_kind']) + ')' if warm['requests'] else ''} | "
-                   f"{_fmt(cold['median_s'])} s, {cold['requests']} requests |")
+        out.append(
+            f"| {w['name'].replace('_', ' ')} | {label} | {_fmt(warm['median_s'], 3)} | "
+            f"{warm['requests']}{' (' + _kinds(warm['requests_by_kind']) + ')' if warm['requests'] else ''} | "
+            f"{_fmt(cold['median_s'])} s, {cold['requests']} requests |"
+        )
     if report.get("scale"):
-        out += ["", "| scale (loopback) | regdata s | regdata ms/tag | peak RSS MB | floor s | floor ms/tag |",
-                "|---|---|---|---|---|---|"]
+        out += [
+            "",
+            "| scale (loopback) | regdata s | regdata ms/tag | peak RSS MB | floor s | floor ms/tag |",
+            "|---|---|---|---|---|---|",
+        ]
         for size, by in report["scale"].items():
-            out.append(f"| {size} tags | {_fmt(by['regdata']['median_s'])} | "
-                       f"{_fmt((by['regdata_s_per_tag'] or 0) * 1000, 3)} | {by['regdata_peak_rss_mb']} | "
-                       f"{_fmt(by['floor']['median_s'])} | {_fmt((by['floor_s_per_tag'] or 0) * 1000, 3)} |")
+            out.append(
+                f"| {size} tags | {_fmt(by['regdata']['median_s'])} | "
+                f"{_fmt((by['regdata_s_per_tag'] or 0) * 1000, 3)} | {by['regdata_peak_rss_mb']} | "
+                f"{_fmt(by['floor']['median_s'])} | {_fmt((by['floor_s_per_tag'] or 0) * 1000, 3)} |"
+            )
     out += ["", "Targets:", ""]
     for t in report["targets"]:
         state = {True: "met", False: "**missed**", None: "not measured"}[t["met"]]
         value = "-" if t["value"] is None else _num(t["value"])
         note = f" ({t['note']})" if t.get("note") else ""
-        out.append(f"- {state}: {t['name']}: {value}{t['unit']} (target {t['op']} {_num(t['limit'])}{t['unit']}){note}")
+        out.append(
+            f"- {state}: {t['name']}: {value}{t['unit']} (target {t['op']} {_num(t['limit'])}{t['unit']}){note}"
+        )
     return "\n".join(out)
 
 

@@ -87,9 +87,19 @@ class Config:
     @classmethod
     def smoke_config(cls) -> Config:
         """Everything, tiny: 12 tags, scale 8 vs 24 tags, one run each."""
-        return cls(tags=12, scale=24, scale_base=8, repeats=1, peer_repeats=1, warm_repeats=1,
-                   scale_repeats=1, ttl_short=0.5,
-                   out=RESULTS / "smoke.json", smoke=True, limit=600.0)
+        return cls(
+            tags=12,
+            scale=24,
+            scale_base=8,
+            repeats=1,
+            peer_repeats=1,
+            warm_repeats=1,
+            scale_repeats=1,
+            ttl_short=0.5,
+            out=RESULTS / "smoke.json",
+            smoke=True,
+            limit=600.0,
+        )
 
 
 # --------------------------------------------------------------------------- the test bed
@@ -100,15 +110,28 @@ def isolate(home: Path) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / ".docker").mkdir(exist_ok=True)
     (home / ".docker" / "config.json").write_text('{"auths": {}}\n')
-    os.environ.update({
-        "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker"),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_RUNTIME_DIR": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "NO_PROXY": "*",
-    })
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
-                 "REGDATA_CACHE", "REGDATA_CACHE_TTL",
-                 # Distribution reads REGISTRY_* as configuration: REGISTRY_AUTH_FILE would be auth.file.
-                 "REGISTRY_AUTH_FILE"):
+    os.environ.update(
+        {
+            "HOME": str(home),
+            "DOCKER_CONFIG": str(home / ".docker"),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_RUNTIME_DIR": str(home),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "NO_PROXY": "*",
+        }
+    )
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "REGDATA_CACHE",
+        "REGDATA_CACHE_TTL",
+        # Distribution reads REGISTRY_* as configuration: REGISTRY_AUTH_FILE would be auth.file.
+        "REGISTRY_AUTH_FILE",
+    ):
         os.environ.pop(name, None)
 
 
@@ -130,7 +153,9 @@ class Bed:
 
     def pids(self, network: str) -> dict[str, int | None]:
         """The processes whose CPU a run on ``network`` costs, besides our own."""
-        pids: dict[str, int | None] = {"registry": self.registry.process.pid if self.registry.process else None}
+        pids: dict[str, int | None] = {
+            "registry": self.registry.process.pid if self.registry.process else None
+        }
         if network == "wan" and self.proxy is not None:
             pids["proxy"] = self.proxy.process.pid
         return pids
@@ -151,8 +176,13 @@ Runner = Callable[[], tuple[Outcome, dict[str, Any]]]
 
 
 def _scan_extra(run: ScanRun) -> dict[str, Any]:
-    return {"seconds": run.seconds, "logged": run.logged, "cache_hits": run.cache_hits,
-            "max_in_flight": run.max_in_flight, "limiter": run.limiter}
+    return {
+        "seconds": run.seconds,
+        "logged": run.logged,
+        "cache_hits": run.cache_hits,
+        "max_in_flight": run.max_in_flight,
+        "limiter": run.limiter,
+    }
 
 
 def _runner(name: str, host: str, repo: str) -> Runner:
@@ -163,6 +193,7 @@ def _runner(name: str, host: str, repo: str) -> Runner:
     if name == "floor-urllib3":
         return lambda: (floor_scan(f"http://{host}", repo, 8, client="urllib3"), {})
     if name == "regdata":
+
         def run() -> tuple[Outcome, dict[str, Any]]:
             done, reg = regdata_scan(host, repo, cache=None)
             # Timed like the floor, whose time ends after its session is closed.
@@ -170,6 +201,7 @@ def _runner(name: str, host: str, repo: str) -> Runner:
             reg.close()
             done.seconds += time.perf_counter() - started
             return done.outcome, _scan_extra(done)
+
         return run
     peer = PEERS[name]
     return lambda: (peer(host, repo, 1800.0), {})
@@ -177,6 +209,7 @@ def _runner(name: str, host: str, repo: str) -> Runner:
 
 def _worker(host: str, repo: str, cache: str | None = None, ttl: float | None = None) -> Runner:
     """A regdata scan in a fresh process (bench/worker.py)."""
+
     def run() -> tuple[Outcome, dict[str, Any]]:
         cmd = [sys.executable, "-m", "bench.worker", "--host", host, "--repo", repo]
         if cache:
@@ -187,9 +220,14 @@ def _worker(host: str, repo: str, cache: str | None = None, ttl: float | None = 
         if done.returncode != 0:
             raise RuntimeError(f"bench.worker failed: {done.stderr.strip()[-2000:]}")
         doc = json.loads(done.stdout.strip().splitlines()[-1])
-        outcome = Outcome(rows=[tuple(r) for r in doc.pop("rows")], tops=doc.pop("tops"),
-                          errors=doc.pop("errors"), tags=doc.pop("tags"))
+        outcome = Outcome(
+            rows=[tuple(r) for r in doc.pop("rows")],
+            tops=doc.pop("tops"),
+            errors=doc.pop("errors"),
+            tags=doc.pop("tags"),
+        )
         return outcome, doc
+
     return run
 
 
@@ -262,12 +300,18 @@ class WarmResult:
 
     def as_dict(self) -> dict[str, Any]:
         """For the JSON report."""
-        return {"network": self.network, "name": self.name, "cold": self.cold.as_dict(),
-                "warm": self.warm.as_dict(), **self.notes}
+        return {
+            "network": self.network,
+            "name": self.name,
+            "cold": self.cold.as_dict(),
+            "warm": self.warm.as_dict(),
+            **self.notes,
+        }
 
 
-def warm_runs(bed: Bed, cfg: Config, network: str, repo: str, tmp: Path, clock: Clock,
-              reference: Outcome | None) -> list[WarmResult]:
+def warm_runs(
+    bed: Bed, cfg: Config, network: str, repo: str, tmp: Path, clock: Clock, reference: Outcome | None
+) -> list[WarmResult]:
     """Within the TTL, after the TTL, and a second process on memcached."""
     host, pids = bed.host(network), bed.pids(network)
     out = []
@@ -288,8 +332,9 @@ def warm_runs(bed: Bed, cfg: Config, network: str, repo: str, tmp: Path, clock: 
                 cache = f"sqlite:///{tmp}/{network}-{kind}-{n}.sqlite"
                 ttl = cfg.ttl_short if kind == "after_ttl" else None
 
-            def fill_cache(cache: str = cache, ttl: float | None = ttl,
-                           holder: dict[str, Any] = holder) -> tuple[Outcome, dict[str, Any]]:
+            def fill_cache(
+                cache: str = cache, ttl: float | None = ttl, holder: dict[str, Any] = holder
+            ) -> tuple[Outcome, dict[str, Any]]:
                 options = {} if ttl is None else {"cache_ttl": ttl}
                 done, holder["reg"] = regdata_scan(host, repo, cache=cache, **options)
                 holder["ended"] = time.monotonic()
@@ -353,8 +398,10 @@ def scale_runs(bed: Bed, cfg: Config, clock: Clock) -> ScaleResult:
     host, pids = bed.host("loopback"), bed.pids("loopback")
     for size in (cfg.scale_base, cfg.scale):
         repo = fill.scale_repo(size)
-        by = {"floor": Result("loopback", f"floor ({size} tags)"),
-              "regdata": Result("loopback", f"regdata, fresh process ({size} tags)")}
+        by = {
+            "floor": Result("loopback", f"floor ({size} tags)"),
+            "regdata": Result("loopback", f"regdata, fresh process ({size} tags)"),
+        }
         # The small size is over in a second, so noise moves it most: it gets the runs of the cold table.
         runs = cfg.scale_repeats if size == cfg.scale else max(cfg.scale_repeats, cfg.repeats)
         for n in range(runs):
@@ -373,9 +420,11 @@ def scale_runs(bed: Bed, cfg: Config, clock: Clock) -> ScaleResult:
 # --------------------------------------------------------------------------- targets
 
 
-def targets(cfg: Config, cold: dict[str, list[Result]], warm: list[WarmResult],
-            scale: ScaleResult | None) -> list[Target]:
+def targets(
+    cfg: Config, cold: dict[str, list[Result]], warm: list[WarmResult], scale: ScaleResult | None
+) -> list[Target]:
     """The issue's targets, from this run's figures."""
+
     def median(network: str, who: str) -> float | None:
         for r in cold.get(network, []):
             if r.contender == who:
@@ -387,14 +436,34 @@ def targets(cfg: Config, cold: dict[str, list[Result]], warm: list[WarmResult],
 
     ms = round(cfg.delay * 1000)
     out = [
-        Target(f"+{ms} ms, cold: regdata / floor (8 threads)", ratio(median("wan", "regdata"),
-               median("wan", "floor")), 0.5, "<=", "x"),
-        Target(f"+{ms} ms, cold: python-dxf / regdata", ratio(median("wan", "python-dxf"),
-               median("wan", "regdata")), 15.0, ">=", "x"),
-        Target(f"+{ms} ms, cold: oras-py / regdata", ratio(median("wan", "oras-py"),
-               median("wan", "regdata")), 15.0, ">=", "x"),
-        Target("loopback, cold: regdata / floor (8 threads)", ratio(median("loopback", "regdata"),
-               median("loopback", "floor")), 1.0, "<=", "x"),
+        Target(
+            f"+{ms} ms, cold: regdata / floor (8 threads)",
+            ratio(median("wan", "regdata"), median("wan", "floor")),
+            0.5,
+            "<=",
+            "x",
+        ),
+        Target(
+            f"+{ms} ms, cold: python-dxf / regdata",
+            ratio(median("wan", "python-dxf"), median("wan", "regdata")),
+            15.0,
+            ">=",
+            "x",
+        ),
+        Target(
+            f"+{ms} ms, cold: oras-py / regdata",
+            ratio(median("wan", "oras-py"), median("wan", "regdata")),
+            15.0,
+            ">=",
+            "x",
+        ),
+        Target(
+            "loopback, cold: regdata / floor (8 threads)",
+            ratio(median("loopback", "regdata"), median("loopback", "floor")),
+            1.0,
+            "<=",
+            "x",
+        ),
     ]
     proxied = {r.contender: r for r in cold.get("wan", [])}
     if "floor-32" in proxied and proxied["floor-32"].samples:
@@ -402,31 +471,72 @@ def targets(cfg: Config, cold: dict[str, list[Result]], warm: list[WarmResult],
         assert middle is not None
         share = middle.cpu.get("proxy", 0.0) / middle.seconds
         speedup = ratio(median("wan", "floor"), median("wan", "floor-32"))
-        out.append(Target(f"+{ms} ms: the proxy's CPU at 32 threads, share of one core", share, 0.5, "<=",
-                          note="" if speedup is None else f"floor 32 vs 8 threads: {speedup:.1f}x faster"))
+        out.append(
+            Target(
+                f"+{ms} ms: the proxy's CPU at 32 threads, share of one core",
+                share,
+                0.5,
+                "<=",
+                note="" if speedup is None else f"floor 32 vs 8 threads: {speedup:.1f}x faster",
+            )
+        )
     for w in warm:
         label = NETWORK_LABEL[w.network].format(delay_ms=ms)
         middle = w.warm.median_sample()
         if w.name == "within_ttl":
-            out.append(Target(f"{label}, within TTL: HTTP requests", None if middle is None else
-                              middle.requests.total, 0, "<="))
-            out.append(Target(f"{label}, within TTL: time / cold (cache=None)", ratio(
-                w.warm.median, median(w.network, "regdata")), 0.05, "<=", "x"))
+            out.append(
+                Target(
+                    f"{label}, within TTL: HTTP requests",
+                    None if middle is None else middle.requests.total,
+                    0,
+                    "<=",
+                )
+            )
+            out.append(
+                Target(
+                    f"{label}, within TTL: time / cold (cache=None)",
+                    ratio(w.warm.median, median(w.network, "regdata")),
+                    0.05,
+                    "<=",
+                    "x",
+                )
+            )
         elif w.name == "after_ttl":
-            out.append(Target(f"{label}, after TTL: manifest GETs", None if middle is None else
-                              middle.requests.manifest_gets, 0, "<=",
-                              note="" if middle is None else f"requests: {middle.requests.by_kind}"))
+            out.append(
+                Target(
+                    f"{label}, after TTL: manifest GETs",
+                    None if middle is None else middle.requests.manifest_gets,
+                    0,
+                    "<=",
+                    note="" if middle is None else f"requests: {middle.requests.by_kind}",
+                )
+            )
         else:
-            out.append(Target(f"{label}, second process on memcached: manifest GETs", None if middle is None
-                              else middle.requests.manifest_gets, 0, "<=",
-                              note="" if middle is None else f"requests: {middle.requests.by_kind}"))
+            out.append(
+                Target(
+                    f"{label}, second process on memcached: manifest GETs",
+                    None if middle is None else middle.requests.manifest_gets,
+                    0,
+                    "<=",
+                    note="" if middle is None else f"requests: {middle.requests.by_kind}",
+                )
+            )
     if scale is not None:
         big, base = cfg.scale, cfg.scale_base
-        out.append(Target(f"{big} tags: peak RSS of the whole process", scale.peak_rss_mb(big), 250.0, "<=", " MB"))
+        out.append(
+            Target(f"{big} tags: peak RSS of the whole process", scale.peak_rss_mb(big), 250.0, "<=", " MB")
+        )
         floor_ratio = ratio(scale.per_tag(big, "floor"), scale.per_tag(base, "floor"))
-        out.append(Target(f"{big} tags: time per tag / {base}-tag run", ratio(scale.per_tag(big, "regdata"),
-                          scale.per_tag(base, "regdata")), 1.2, "<=", "x",
-                          note="" if floor_ratio is None else f"the floor's: {floor_ratio:.2f}x"))
+        out.append(
+            Target(
+                f"{big} tags: time per tag / {base}-tag run",
+                ratio(scale.per_tag(big, "regdata"), scale.per_tag(base, "regdata")),
+                1.2,
+                "<=",
+                "x",
+                note="" if floor_ratio is None else f"the floor's: {floor_ratio:.2f}x",
+            )
+        )
     return out
 
 
@@ -445,7 +555,10 @@ def _meta(cfg: Config) -> dict[str, Any]:
 
     registry_version = subprocess.run(
         [shutil.which("docker-registry") or "/usr/bin/docker-registry", "--version"],
-        capture_output=True, text=True, timeout=10, check=False,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
     ).stdout.strip()
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -493,8 +606,9 @@ def run(cfg: Config) -> dict[str, Any]:
                 cold[network] = cold_runs(bed, cfg, network, dataset.repo, clock)
             for network in cfg.networks if cfg.warm else ():
                 ours = next((r for r in cold[network] if r.contender == "regdata" and r.samples), None)
-                warm += warm_runs(bed, cfg, network, dataset.repo, tmp, clock,
-                                  ours.samples[0].outcome if ours else None)
+                warm += warm_runs(
+                    bed, cfg, network, dataset.repo, tmp, clock, ours.samples[0].outcome if ours else None
+                )
             scale = scale_runs(bed, cfg, clock) if cfg.scale else None
             found = targets(cfg, cold, warm, scale)
             if cfg.profile:
@@ -512,8 +626,14 @@ def run(cfg: Config) -> dict[str, Any]:
     return report
 
 
-def _printed(cfg: Config, cold: dict[str, list[Result]], warm: list[WarmResult], scale: ScaleResult | None,
-             found: list[Target], report: dict[str, Any]) -> dict[str, str]:
+def _printed(
+    cfg: Config,
+    cold: dict[str, list[Result]],
+    warm: list[WarmResult],
+    scale: ScaleResult | None,
+    found: list[Target],
+    report: dict[str, Any],
+) -> dict[str, str]:
     medians = {n: next((r.median for r in rs if r.contender == "floor"), None) for n, rs in cold.items()}
     ms = round(cfg.delay * 1000)
     all_cold = [r for rs in cold.values() for r in rs]
@@ -524,34 +644,48 @@ def _printed(cfg: Config, cold: dict[str, list[Result]], warm: list[WarmResult],
             continue
         for r in rs:
             if r.contender in PEERS and r.median and ours.median:
-                lines.append(f"  {NETWORK_LABEL[network].format(delay_ms=ms)}: regdata is "
-                             f"{r.median / ours.median:.1f}x faster than {r.contender}")
+                lines.append(
+                    f"  {NETWORK_LABEL[network].format(delay_ms=ms)}: regdata is "
+                    f"{r.median / ours.median:.1f}x faster than {r.contender}"
+                )
         middle = ours.median_sample()
         if middle and middle.extra.get("limiter"):
-            lines.append(f"  {network}: regdata's limiter: {middle.extra['limiter']}, "
-                         f"most in flight {middle.extra.get('max_in_flight')}")
+            lines.append(
+                f"  {network}: regdata's limiter: {middle.extra['limiter']}, "
+                f"most in flight {middle.extra.get('max_in_flight')}"
+            )
     lines.append("")
     for w in warm:
         middle, cold_mid = w.warm.median_sample(), w.cold.median_sample()
         if middle is None or cold_mid is None:
             continue
-        lines.append(f"  {NETWORK_LABEL[w.network].format(delay_ms=ms):9} {w.name:26} "
-                     f"{middle.seconds:7.3f}s  requests {middle.requests.total:5} {middle.requests.by_kind}"
-                     f"  (filling cold: {cold_mid.seconds:.2f}s, {cold_mid.requests.total} requests)"
-                     + ("" if w.warm.agrees is not False else f"  ROWS DIFFER: {w.warm.disagreement}"))
+        lines.append(
+            f"  {NETWORK_LABEL[w.network].format(delay_ms=ms):9} {w.name:26} "
+            f"{middle.seconds:7.3f}s  requests {middle.requests.total:5} {middle.requests.by_kind}"
+            f"  (filling cold: {cold_mid.seconds:.2f}s, {cold_mid.requests.total} requests)"
+            + ("" if w.warm.agrees is not False else f"  ROWS DIFFER: {w.warm.disagreement}")
+        )
     if scale is not None:
         lines.append("")
         for size, by in scale.sizes.items():
             per = scale.per_tag(size, "regdata")
             per_floor = scale.per_tag(size, "floor")
-            lines.append(f"  scale {size:6} tags: regdata {by['regdata'].median or 0:.2f}s "
-                         f"({(per or 0) * 1000:.3f} ms/tag, peak RSS {scale.peak_rss_mb(size)} MB), floor "
-                         f"{by['floor'].median or 0:.2f}s ({(per_floor or 0) * 1000:.3f} ms/tag)"
-                         + ("" if by["regdata"].agrees is not False else
-                            f"  ROWS DIFFER: {by['regdata'].disagreement}"))
+            lines.append(
+                f"  scale {size:6} tags: regdata {by['regdata'].median or 0:.2f}s "
+                f"({(per or 0) * 1000:.3f} ms/tag, peak RSS {scale.peak_rss_mb(size)} MB), floor "
+                f"{by['floor'].median or 0:.2f}s ({(per_floor or 0) * 1000:.3f} ms/tag)"
+                + (
+                    ""
+                    if by["regdata"].agrees is not False
+                    else f"  ROWS DIFFER: {by['regdata'].disagreement}"
+                )
+            )
     text = "\n".join(lines)
-    return {"table": text, "targets": format_targets(found),
-            "markdown": markdown_table(all_cold, medians.get, ms)}
+    return {
+        "table": text,
+        "targets": format_targets(found),
+        "markdown": markdown_table(all_cold, medians.get, ms),
+    }
 
 
 def parse(argv: list[str] | None) -> Config:
@@ -576,8 +710,19 @@ def parse(argv: list[str] | None) -> Config:
     args = parser.parse_args(argv)
     cfg = Config.smoke_config() if args.smoke else Config()
     changes: dict[str, Any] = {}
-    for name in ("tags", "scale", "scale_base", "repeats", "peer_repeats", "warm_repeats", "scale_repeats",
-                 "delay", "proxy_kind", "limit", "out"):
+    for name in (
+        "tags",
+        "scale",
+        "scale_base",
+        "repeats",
+        "peer_repeats",
+        "warm_repeats",
+        "scale_repeats",
+        "delay",
+        "proxy_kind",
+        "limit",
+        "out",
+    ):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value
@@ -606,9 +751,11 @@ def main(argv: list[str] | None = None) -> int:
     report = run(cfg)
     printed = report.pop("_print")
     report["meta"]["seconds"] = round(time.monotonic() - started, 1)
-    print(f"\nregdata benchmark: {report['dataset']['tags']} tags in {report['dataset']['repo']} "
-          f"({report['dataset']['ci_tags']} CI, {report['dataset']['hub_tags']} Docker Hub), "
-          f"median of runs; {report['meta']['cpus']} CPUs, load {report['meta']['load_average_at_start']}")
+    print(
+        f"\nregdata benchmark: {report['dataset']['tags']} tags in {report['dataset']['repo']} "
+        f"({report['dataset']['ci_tags']} CI, {report['dataset']['hub_tags']} Docker Hub), "
+        f"median of runs; {report['meta']['cpus']} CPUs, load {report['meta']['load_average_at_start']}"
+    )
     print(printed["table"])
     print("\ntargets:")
     print(printed["targets"])
@@ -617,7 +764,6 @@ def main(argv: list[str] | None = None) -> int:
     cfg.out.write_text(json.dumps(report, indent=1, sort_keys=False, default=str) + "\n")
     print(f"\nwrote {cfg.out} ({report['meta']['seconds']}s)")
     return 0
-
 
 
 if __name__ == "__main__":

@@ -62,7 +62,9 @@ def run(runs: int) -> dict[str, Any]:
     try:
         builder = Builder(server.url)
         for i in range(TAGS):
-            builder.push_image(REPO, ImageSpec(created=f"2024-01-{i % 28 + 1:02d}T00:00:00Z"), tags=[f"1.{i}"])
+            builder.push_image(
+                REPO, ImageSpec(created=f"2024-01-{i % 28 + 1:02d}T00:00:00Z"), tags=[f"1.{i}"]
+            )
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGDATA_")}
         env["XDG_CACHE_HOME"] = str(work / "cache")  # the default SQLite cache, this run's own
         target = f"{server.host}/{REPO}"

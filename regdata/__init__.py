@@ -16,61 +16,63 @@ __version__ = "0.1.0"
 # What each public name is imported from.  They load on first use (PEP 562), so
 # that `regdata --version` or `regdata tags` does not pay for pandas and matplotlib.
 _EXPORTS = {
-    "BudgetExceeded": ".errors",
-    "Cache": ".cache",
-    "Cancelled": ".errors",
-    "ContentError": ".errors",
-    "Context": ".context",
-    "Credential": ".credentials",
-    "Credentials": ".credentials",
-    "CredentialsError": ".errors",
-    "Denied": ".errors",
-    "DigestMismatch": ".errors",
-    "InsecureRequest": ".errors",
-    "InvalidReference": ".errors",
-    "Limits": ".limits",
-    "MalformedContent": ".errors",
-    "NotFound": ".errors",
-    "Proxies": ".transport.proxy",
-    "QuotaExhausted": ".errors",
-    "QuotaFloorReached": ".errors",
-    "RateLimit": ".limits",
-    "Reference": ".reference",
-    "RegdataError": ".errors",
-    "Registry": ".registry",
-    "RegistryError": ".errors",
-    "Remote": ".remote",
-    "RemoteFactory": ".remote",
-    "Repository": ".reference",
-    "RequestLog": ".requestlog",
-    "RequestTimeout": ".errors",
-    "RetryPolicy": ".transport",
-    "SandboxError": ".errors",
-    "ServerError": ".errors",
-    "TLSError": ".errors",
-    "Timeouts": ".transport",
-    "TooManyRequests": ".errors",
-    "TransportError": ".errors",
-    "Unauthorized": ".errors",
-    "UnsupportedMediaType": ".errors",
-    "cadence_summary": ".freshness",
-    "classify_changes": ".freshness",
-    "diff_snapshots": ".snapshots",
-    "fleet_freshness": ".fleet",
-    "load_snapshot": ".snapshots",
-    "newest_per_track": ".freshness",
-    "open_cache": ".cache.open",
-    "parse_reference": ".reference",
-    "parse_repository": ".reference",
-    "parse_version": ".versions",
-    "read_fleet": ".fleet",
-    "release_cadence": ".freshness",
-    "repush_share": ".freshness",
-    "save_snapshot": ".snapshots",
-    "shared_digests": ".freshness",
-    "sort_tags": ".versions",
-    "tag_ages": ".freshness",
-    "version_frame": ".versions",
+    "BudgetExceeded": "regdata.errors",
+    "Cache": "regdata.cache",
+    "Cancelled": "regdata.errors",
+    "ContentError": "regdata.errors",
+    "Credential": "regdata.credentials",
+    "Credentials": "regdata.credentials",
+    "CredentialsError": "regdata.errors",
+    "Denied": "regdata.errors",
+    "DigestMismatch": "regdata.errors",
+    "InsecureRequest": "regdata.errors",
+    "InvalidReference": "regdata.errors",
+    "MalformedContent": "regdata.errors",
+    "MockRegistry": "regdata.testing",
+    "NotFound": "regdata.errors",
+    "Proxies": "regdata.transport.proxy",
+    "QuotaExhausted": "regdata.errors",
+    "QuotaFloorReached": "regdata.errors",
+    "RateLimit": "regdata.transport.ratelimit",
+    "Reference": "regdata.oci.reference",
+    "RegdataError": "regdata.errors",
+    "Registry": "regdata.client.registry",
+    "RegistryError": "regdata.errors",
+    "Remote": "regdata.client.remote",
+    "Repository": "regdata.oci.reference",
+    "RequestTimeout": "regdata.errors",
+    "RetryPolicy": "regdata.transport",
+    "Sandbox": "regdata.sandbox",
+    "SandboxError": "regdata.sandbox.errors",
+    "ServerError": "regdata.errors",
+    "TLSError": "regdata.errors",
+    "Timeouts": "regdata.transport",
+    "TooManyRequests": "regdata.errors",
+    "TransportError": "regdata.errors",
+    "Unauthorized": "regdata.errors",
+    "UnsupportedMediaType": "regdata.errors",
+    "cadence_summary": "regdata.analysis.freshness",
+    "classify_changes": "regdata.analysis.freshness",
+    "diff_snapshots": "regdata.analysis.snapshots",
+    "fleet_freshness": "regdata.analysis.fleet",
+    "judge_fleet": "regdata.report",
+    "load_snapshot": "regdata.analysis.snapshots",
+    "newest_per_track": "regdata.analysis.freshness",
+    "open_cache": "regdata.cache.open",
+    "parse_reference": "regdata.oci.reference",
+    "parse_repository": "regdata.oci.reference",
+    "parse_version": "regdata.analysis.versions",
+    "read_fleet": "regdata.analysis.fleet",
+    "read_fleets": "regdata.report",
+    "release_cadence": "regdata.analysis.freshness",
+    "repush_share": "regdata.analysis.freshness",
+    "save_snapshot": "regdata.analysis.snapshots",
+    "scan_fleet": "regdata.report",
+    "shared_digests": "regdata.analysis.freshness",
+    "sort_tags": "regdata.analysis.versions",
+    "tag_ages": "regdata.analysis.freshness",
+    "version_frame": "regdata.analysis.versions",
+    "write_report": "regdata.report",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -92,11 +94,32 @@ def __dir__() -> list[str]:
 
 # For type checkers and readers: the same names, imported eagerly.
 if TYPE_CHECKING:
-    from .cache import Cache as Cache
-    from .cache.open import open_cache as open_cache
-    from .context import Context as Context
-    from .credentials import Credential as Credential, Credentials as Credentials
-    from .errors import (
+    from regdata.analysis.fleet import fleet_freshness as fleet_freshness, read_fleet as read_fleet
+    from regdata.analysis.freshness import (
+        cadence_summary as cadence_summary,
+        classify_changes as classify_changes,
+        newest_per_track as newest_per_track,
+        release_cadence as release_cadence,
+        repush_share as repush_share,
+        shared_digests as shared_digests,
+        tag_ages as tag_ages,
+    )
+    from regdata.analysis.snapshots import (
+        diff_snapshots as diff_snapshots,
+        load_snapshot as load_snapshot,
+        save_snapshot as save_snapshot,
+    )
+    from regdata.analysis.versions import (
+        parse_version as parse_version,
+        sort_tags as sort_tags,
+        version_frame as version_frame,
+    )
+    from regdata.cache import Cache as Cache
+    from regdata.cache.open import open_cache as open_cache
+    from regdata.client.registry import Registry as Registry
+    from regdata.client.remote import Remote as Remote
+    from regdata.credentials import Credential as Credential, Credentials as Credentials
+    from regdata.errors import (
         BudgetExceeded as BudgetExceeded,
         Cancelled as Cancelled,
         ContentError as ContentError,
@@ -112,7 +135,6 @@ if TYPE_CHECKING:
         RegdataError as RegdataError,
         RegistryError as RegistryError,
         RequestTimeout as RequestTimeout,
-        SandboxError as SandboxError,
         ServerError as ServerError,
         TLSError as TLSError,
         TooManyRequests as TooManyRequests,
@@ -120,35 +142,21 @@ if TYPE_CHECKING:
         Unauthorized as Unauthorized,
         UnsupportedMediaType as UnsupportedMediaType,
     )
-    from .fleet import fleet_freshness as fleet_freshness, read_fleet as read_fleet
-    from .freshness import (
-        cadence_summary as cadence_summary,
-        classify_changes as classify_changes,
-        newest_per_track as newest_per_track,
-        release_cadence as release_cadence,
-        repush_share as repush_share,
-        shared_digests as shared_digests,
-        tag_ages as tag_ages,
-    )
-    from .limits import Limits as Limits, RateLimit as RateLimit
-    from .reference import (
+    from regdata.oci.reference import (
         Reference as Reference,
         Repository as Repository,
         parse_reference as parse_reference,
         parse_repository as parse_repository,
     )
-    from .registry import Registry as Registry
-    from .remote import Remote as Remote, RemoteFactory as RemoteFactory
-    from .requestlog import RequestLog as RequestLog
-    from .snapshots import (
-        diff_snapshots as diff_snapshots,
-        load_snapshot as load_snapshot,
-        save_snapshot as save_snapshot,
+    from regdata.report import (
+        judge_fleet as judge_fleet,
+        read_fleets as read_fleets,
+        scan_fleet as scan_fleet,
+        write_report as write_report,
     )
-    from .transport import RetryPolicy as RetryPolicy, Timeouts as Timeouts
-    from .transport.proxy import Proxies as Proxies
-    from .versions import (
-        parse_version as parse_version,
-        sort_tags as sort_tags,
-        version_frame as version_frame,
-    )
+    from regdata.sandbox import Sandbox as Sandbox
+    from regdata.sandbox.errors import SandboxError as SandboxError
+    from regdata.testing import MockRegistry as MockRegistry
+    from regdata.transport import RetryPolicy as RetryPolicy, Timeouts as Timeouts
+    from regdata.transport.proxy import Proxies as Proxies
+    from regdata.transport.ratelimit import RateLimit as RateLimit

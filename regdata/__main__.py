@@ -1,5 +1,5 @@
 """``python -m regdata``: the ``regdata`` command."""
 
-from .cli import main
+from regdata.cli import main
 
 raise SystemExit(main())

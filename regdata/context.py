@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .errors import BudgetExceeded, Cancelled
+from regdata.errors import BudgetExceeded, Cancelled
 
 __all__ = ["Context"]
 

@@ -17,7 +17,6 @@ retrying the same request may help (``temporary``)::
     │   ├── TooManyRequests       429
     │   │   └── QuotaExhausted    429 for a pull quota used up: no retry helps until it resets
     │   └── ServerError           5xx
-    ├── SandboxError              the sandbox registry cannot start or be filled
     ├── ContentError              the answer arrived but cannot be used
     │   ├── DigestMismatch        the body does not hash to its digest
     │   ├── MalformedContent      bad JSON, wrong field types, too large, bad pagination
@@ -50,7 +49,6 @@ __all__ = [
     "RegdataError",
     "RegistryError",
     "RequestTimeout",
-    "SandboxError",
     "ServerError",
     "TLSError",
     "TooManyRequests",
@@ -184,10 +182,6 @@ class ServerError(RegistryError):
     def __init__(self, status: int, url: str, *args: object, **kwargs: object) -> None:
         super().__init__(status, url, *args, **kwargs)  # type: ignore[arg-type]
         self.temporary = status in (502, 503, 504)
-
-
-class SandboxError(RegdataError):
-    """The sandbox registry cannot start, or its data cannot be read or pushed."""
 
 
 class ContentError(RegdataError):

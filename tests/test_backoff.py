@@ -80,8 +80,12 @@ def make(
     return transport, script, clock
 
 
-def get(path: str = "/v2/r/manifests/t", host: str = "127.0.0.1:5000", method: str = "GET",
-        context: Context | None = None) -> Request:
+def get(
+    path: str = "/v2/r/manifests/t",
+    host: str = "127.0.0.1:5000",
+    method: str = "GET",
+    context: Context | None = None,
+) -> Request:
     return Request(method, f"http://{host}{path}", "manifest", context=context or Context())
 
 
@@ -108,8 +112,15 @@ def test_jitter_stays_within_its_bounds() -> None:
 
 def test_jittered_waits_through_the_transport() -> None:
     draws = iter([0.0, 0.5, 0.99])
-    transport, _, clock = make([502, 502, 502, 200], rand=lambda: next(draws), initial=1.0, factor=2.0,
-                               maximum=10.0, jitter=0.5, attempts=5)
+    transport, _, clock = make(
+        [502, 502, 502, 200],
+        rand=lambda: next(draws),
+        initial=1.0,
+        factor=2.0,
+        maximum=10.0,
+        jitter=0.5,
+        attempts=5,
+    )
     transport.send(get())
     assert clock.sleeps == pytest.approx([1.0, 2.0 * 0.75, 4.0 * (1 - 0.5 * 0.99)])
 
@@ -147,11 +158,17 @@ def test_retry_after_waits_are_not_attempts_but_the_time_bounds_them() -> None:
     assert transport.send(get()).status == 503 and len(script.sent) == 2
 
 
-@pytest.mark.parametrize("headers, body", [
-    ({"RateLimit-Limit": "100;w=21600", "RateLimit-Remaining": "0;w=21600"}, b""),
-    ({}, b'{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit. '
-         b'You may increase the limit by authenticating and upgrading"}]}'),
-])
+@pytest.mark.parametrize(
+    "headers, body",
+    [
+        ({"RateLimit-Limit": "100;w=21600", "RateLimit-Remaining": "0;w=21600"}, b""),
+        (
+            {},
+            b'{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit. '
+            b'You may increase the limit by authenticating and upgrading"}]}',
+        ),
+    ],
+)
 def test_a_used_up_pull_quota_is_not_retried(headers: dict[str, str], body: bytes) -> None:
     transport, script, clock = make([(429, headers), 200], initial=0.1)
     script.body = body
@@ -178,13 +195,23 @@ def test_retry_after_as_an_http_date() -> None:
     assert clock.sleeps == pytest.approx([5.0])
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("120", 120.0), (" 7 ", 7.0), ("0", 0.0), ("1.5", 1.5),
-    ("Tue, 14 Nov 2023 22:13:30 GMT", 10.0),  # WALL0 is 22:13:20
-    ("Tue, 14 Nov 2023 22:00:00 GMT", 0.0),  # in the past: no wait, never a negative one
-    ("-5", None), ("soon", None), ("", None), (None, None), ("1e3", None),
-    ("Tue, 14 Nov 2023 22:13:30", None),  # no zone: not an HTTP date
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        ("1.5", 1.5),
+        ("Tue, 14 Nov 2023 22:13:30 GMT", 10.0),  # WALL0 is 22:13:20
+        ("Tue, 14 Nov 2023 22:00:00 GMT", 0.0),  # in the past: no wait, never a negative one
+        ("-5", None),
+        ("soon", None),
+        ("", None),
+        (None, None),
+        ("1e3", None),
+        ("Tue, 14 Nov 2023 22:13:30", None),  # no zone: not an HTTP date
+    ],
+)
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, WALL0) == expected
 
@@ -282,8 +309,9 @@ def test_a_429_holds_every_request_to_that_host_and_only_that_host() -> None:
 
 
 def test_the_host_recovers_a_step_at_each_success() -> None:
-    transport, _, clock = make([503, 503, 503, 200, 200, 503, 200, 200], initial=0.1, factor=2.0,
-                               maximum=100.0, attempts=10)
+    transport, _, clock = make(
+        [503, 503, 503, 200, 200, 503, 200, 200], initial=0.1, factor=2.0, maximum=100.0, attempts=10
+    )
     state = transport.host("http://127.0.0.1:5000/")
     transport.send(get())
     assert clock.sleeps == pytest.approx([0.1, 0.2, 0.4])
@@ -315,10 +343,17 @@ def test_a_long_hold_never_stretches_a_request_past_its_total() -> None:
     assert clock.sleeps == [3.0]
 
 
-@pytest.mark.parametrize("bad", [
-    {"attempts": 0}, {"initial": -1.0}, {"initial": 5.0, "maximum": 1.0}, {"factor": 0.5},
-    {"jitter": 1.5}, {"total": 0.0},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"attempts": 0},
+        {"initial": -1.0},
+        {"initial": 5.0, "maximum": 1.0},
+        {"factor": 0.5},
+        {"jitter": 1.5},
+        {"total": 0.0},
+    ],
+)
 def test_policy_rejects_nonsense(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**bad)  # type: ignore[arg-type]

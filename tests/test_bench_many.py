@@ -22,13 +22,26 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_bench_many_smoke(tmp_path: Path) -> None:
     out = tmp_path / "many.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-m", "bench.many", "--smoke", "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.many", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     report = json.loads(out.read_text())
     contenders = {(r["network"], r["contender"]) for r in report["runs"]}
-    assert {("loopback", "loop"), ("loopback", "one process"), ("loopback", "cluster"),
-            ("wan", "loop"), ("wan", "one process"), ("wan", "cluster")} <= contenders
+    assert {
+        ("loopback", "loop"),
+        ("loopback", "one process"),
+        ("loopback", "cluster"),
+        ("wan", "loop"),
+        ("wan", "one process"),
+        ("wan", "cluster"),
+    } <= contenders
     assert all(r["same_rows"] for r in report["runs"] if r["same_rows"] is not None)
     targets = {t["name"]: t for t in report["targets"]}
     assert targets["second cluster run on memcached: requests"]["value"] == 0

@@ -24,7 +24,11 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str
     out = tmp_path_factory.mktemp("bench") / "smoke.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     assert done.returncode == 0, f"bench --smoke failed:\n{done.stderr[-4000:]}"
     return json.loads(out.read_text()), done.stdout
@@ -32,7 +36,9 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str
 
 def test_report_has_every_section(smoke: tuple[dict[str, Any], str]) -> None:
     report, _ = smoke
-    assert {"meta", "dataset", "scale_datasets", "cold", "warm", "scale", "targets", "markdown"} <= set(report)
+    assert {"meta", "dataset", "scale_datasets", "cold", "warm", "scale", "targets", "markdown"} <= set(
+        report
+    )
     assert report["meta"]["command"] == "python -m bench.run --smoke"
     assert report["dataset"]["tags"] == 12
     assert report["dataset"]["ci_tags"] > 0 and report["dataset"]["hub_tags"] > 0

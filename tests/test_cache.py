@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from regdata.cache.backends import Backend, MemoryBackend
 from regdata.cache.backends.memcached import MemcachedBackend
 from regdata.cache.backends.sqlite import SQLiteBackend
 from regdata.cache.open import open_cache, parse_ttl
-from regdata.errors import RegistryError
+from regdata.cache.remote import CachedRemote
+from regdata.errors import NotFound, RegistryError
 from tests.support.builder import Builder, ImageSpec, Schema1Spec, helm_chart_spec
 from tests.support.proxy import Seen, start_proxy
 from tests.support.registry_server import MemcachedServer, RegistryServer
@@ -63,8 +65,14 @@ def push_every_kind(builder: Builder, repo: str) -> None:
     """Five tags, each of another kind: Docker, OCI, an index with attestations, an artifact, schema1."""
     builder.push_image(repo, ImageSpec(format="docker", labels={"v": "1"}), tags=["docker", "same"])
     builder.push_image(repo, ImageSpec(format="oci", created="2024-03-01T00:00:00Z"), tags=["oci"])
-    builder.push_multiarch(repo, ["linux/amd64", "linux/arm64/v8"], tags=["multi"], format="oci",
-                           attest=True, spec=ImageSpec(created="2024-05-01T00:00:00Z"))
+    builder.push_multiarch(
+        repo,
+        ["linux/amd64", "linux/arm64/v8"],
+        tags=["multi"],
+        format="oci",
+        attest=True,
+        spec=ImageSpec(created="2024-05-01T00:00:00Z"),
+    )
     builder.push_artifact(repo, helm_chart_spec(), tags=["chart"])
     builder.push_schema1(repo, "old", Schema1Spec())
 
@@ -97,8 +105,9 @@ def backend_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 # --------------------------------------------------------------------------- the acceptance
 
 
-def test_warm_scan_within_ttl_makes_no_request(backend_factory: Any, registry: RegistryServer,
-                                              builder: Builder, repo_name: str) -> None:
+def test_warm_scan_within_ttl_makes_no_request(
+    backend_factory: Any, registry: RegistryServer, builder: Builder, repo_name: str
+) -> None:
     push_every_kind(builder, repo_name)
     repo = f"{registry.host}/{repo_name}"
     uncached, _ = scan(client(None), repo)
@@ -136,8 +145,9 @@ class CountingBackend(MemoryBackend):
         return super().get(key)
 
 
-def test_warm_scan_reads_this_processs_memory_not_the_backend(registry: RegistryServer, builder: Builder,
-                                                              repo_name: str) -> None:
+def test_warm_scan_reads_this_processs_memory_not_the_backend(
+    registry: RegistryServer, builder: Builder, repo_name: str
+) -> None:
     """What this process checked once is kept parsed: a warm scan reads no backend and hands no
     task to a thread (each is answered at once); with ``memory=0`` every read goes to the backend."""
     push_every_kind(builder, repo_name)
@@ -174,8 +184,9 @@ def test_warm_scan_reads_this_processs_memory_not_the_backend(registry: Registry
     assert tight_counts == {} and 0 < small.stats()["memory_bytes"] <= 20_000
 
 
-def test_a_task_half_answered_from_memory_logs_each_hit_once(registry: RegistryServer, builder: Builder,
-                                                              repo_name: str) -> None:
+def test_a_task_half_answered_from_memory_logs_each_hit_once(
+    registry: RegistryServer, builder: Builder, repo_name: str
+) -> None:
     """Manifests in memory but configs not: the task goes to a worker, and the hits its quick
     try found are not logged twice."""
     push_every_kind(builder, repo_name)
@@ -200,8 +211,9 @@ def test_a_task_half_answered_from_memory_logs_each_hit_once(registry: RegistryS
     assert cache.hits - before == sum(hits(from_store).values())
 
 
-def test_a_tag_list_handed_out_is_the_callers_to_change(registry: RegistryServer, builder: Builder,
-                                                         repo_name: str) -> None:
+def test_a_tag_list_handed_out_is_the_callers_to_change(
+    registry: RegistryServer, builder: Builder, repo_name: str
+) -> None:
     builder.push_image(repo_name, ImageSpec(labels={"n": "1"}), tags=["a", "b"])
     repo = f"{registry.host}/{repo_name}"
     reg = client(Cache(MemoryBackend(), ttl=300))
@@ -211,8 +223,9 @@ def test_a_tag_list_handed_out_is_the_callers_to_change(registry: RegistryServer
     assert sorted(reg.get_repository(repo)["tag"]) == ["a", "b"]
 
 
-def test_after_ttl_one_tag_list_and_heads_only(backend_factory: Any, registry: RegistryServer,
-                                               builder: Builder, repo_name: str) -> None:
+def test_after_ttl_one_tag_list_and_heads_only(
+    backend_factory: Any, registry: RegistryServer, builder: Builder, repo_name: str
+) -> None:
     push_every_kind(builder, repo_name)
     repo = f"{registry.host}/{repo_name}"
     clock = Ticker(1_000_000.0)
@@ -230,8 +243,9 @@ def test_after_ttl_one_tag_list_and_heads_only(backend_factory: Any, registry: R
     assert scan(reg, repo)[1] == {("tags", "GET"): 1, ("manifest_head", "HEAD"): TAGS}
 
 
-def test_changed_tag_is_fetched_again(backend_factory: Any, registry: RegistryServer,
-                                      builder: Builder, repo_name: str) -> None:
+def test_changed_tag_is_fetched_again(
+    backend_factory: Any, registry: RegistryServer, builder: Builder, repo_name: str
+) -> None:
     builder.push_image(repo_name, ImageSpec(labels={"build": "1"}), tags=["moving"])
     builder.push_image(repo_name, ImageSpec(labels={"build": "fixed"}), tags=["fixed"])
     repo = f"{registry.host}/{repo_name}"
@@ -252,8 +266,12 @@ def test_changed_tag_is_fetched_again(backend_factory: Any, registry: RegistrySe
     assert dict(after.set_index("tag").loc["moving", "labels"]) == {"build": "2"}
     assert set(after["tag"]) == {"moving", "fixed", "added"}
     # The tag list, a HEAD per known tag, and only the new manifests and configs.
-    assert after_counts == {("tags", "GET"): 1, ("manifest_head", "HEAD"): 2,
-                            ("manifest", "GET"): 2, ("blob", "GET"): 2}
+    assert after_counts == {
+        ("tags", "GET"): 1,
+        ("manifest_head", "HEAD"): 2,
+        ("manifest", "GET"): 2,
+        ("blob", "GET"): 2,
+    }
     pd.testing.assert_frame_equal(after, scan(client(None), repo)[0])
 
 
@@ -273,16 +291,24 @@ SECOND_PROCESS = textwrap.dedent("""
 """)
 
 
-def test_second_process_makes_no_manifest_get(memcached: MemcachedServer, registry: RegistryServer,
-                                               builder: Builder, repo_name: str) -> None:
+def test_second_process_makes_no_manifest_get(
+    memcached: MemcachedServer, registry: RegistryServer, builder: Builder, repo_name: str
+) -> None:
     push_every_kind(builder, repo_name)
     repo = f"{registry.host}/{repo_name}"
     first = client(f"memcached://{memcached.host}")
     frame, first_counts = scan(first, repo)
     assert first_counts[("manifest", "GET")] == TAGS + 2
     env = {**os.environ, "PYTHONPATH": str(ROOT), "REGDATA_CACHE": "none"}
-    done = subprocess.run([sys.executable, "-c", SECOND_PROCESS, f"memcached://{memcached.host}", repo],
-                          capture_output=True, text=True, timeout=120, env=env, cwd=ROOT, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", SECOND_PROCESS, f"memcached://{memcached.host}", repo],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     second = json.loads(done.stdout)
     assert second["manifest_gets"] == 0
@@ -295,9 +321,14 @@ def test_second_process_makes_no_manifest_get(memcached: MemcachedServer, regist
 
 
 @pytest.mark.parametrize("fault", ["killed", "restarted", "paused"])
-def test_memcached_failing_mid_scan(fault: str, server_factory: Any, registry: RegistryServer,
-                                    builder: Builder, repo_name: str,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_memcached_failing_mid_scan(
+    fault: str,
+    server_factory: Any,
+    registry: RegistryServer,
+    builder: Builder,
+    repo_name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     for i in range(12):
         builder.push_image(repo_name, ImageSpec(labels={"n": str(i)}), tags=[f"t{i}"])
     mc = server_factory.memcached()
@@ -348,8 +379,13 @@ def test_memcached_failing_mid_scan(fault: str, server_factory: Any, registry: R
         proxy.stop()
 
 
-def test_memcached_down_from_the_start(server_factory: Any, registry: RegistryServer, builder: Builder,
-                                       repo_name: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_memcached_down_from_the_start(
+    server_factory: Any,
+    registry: RegistryServer,
+    builder: Builder,
+    repo_name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     builder.push_image(repo_name, ImageSpec(), tags=["a", "b"])
     mc = server_factory.memcached()
     mc.kill()
@@ -361,8 +397,13 @@ def test_memcached_down_from_the_start(server_factory: Any, registry: RegistrySe
     assert cache.errors > 0 and len([r for r in caplog.records if r.name == "regdata.cache"]) == 1
 
 
-def test_sqlite_unwritable_scans_uncached(tmp_path: Path, registry: RegistryServer, builder: Builder,
-                                          repo_name: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_sqlite_unwritable_scans_uncached(
+    tmp_path: Path,
+    registry: RegistryServer,
+    builder: Builder,
+    repo_name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     builder.push_image(repo_name, ImageSpec(), tags=["a", "b"])
     (tmp_path / "not-a-dir").write_text("")
     repo = f"{registry.host}/{repo_name}"
@@ -378,8 +419,9 @@ def test_sqlite_unwritable_scans_uncached(tmp_path: Path, registry: RegistryServ
     assert len([r for r in caplog.records if r.name == "regdata.cache"]) == 2
 
 
-def test_corrupt_and_foreign_entries_are_misses_and_overwritten(registry: RegistryServer, builder: Builder,
-                                                                repo_name: str) -> None:
+def test_corrupt_and_foreign_entries_are_misses_and_overwritten(
+    registry: RegistryServer, builder: Builder, repo_name: str
+) -> None:
     builder.push_image(repo_name, ImageSpec(labels={"x": "1"}), tags=["a"])
     builder.push_image(repo_name, ImageSpec(labels={"x": "2"}), tags=["b"])
     builder.push_image(repo_name, ImageSpec(labels={"x": "3"}), tags=["c"])
@@ -390,9 +432,10 @@ def test_corrupt_and_foreign_entries_are_misses_and_overwritten(registry: Regist
     truth, _ = scan(reg, repo)
     by_tag = truth.set_index("tag")
     remote = reg.factory.remote(registry.host)
+    assert isinstance(remote, CachedRemote)
 
     def key(kind: str, reference: str) -> str:
-        return cache.key(kind, remote, repo_name, reference)
+        return remote.key(kind, repo_name, reference)
 
     a_manifest = key("manifest", str(by_tag.loc["a", "digest"]))
     b_config = key("blob", str(by_tag.loc["b", "config_digest"]))
@@ -420,8 +463,9 @@ def test_corrupt_and_foreign_entries_are_misses_and_overwritten(registry: Regist
     assert scan(reg, repo)[1] == {}
 
 
-def test_cached_bodies_are_verified_on_the_way_out(registry: RegistryServer, builder: Builder,
-                                                   repo_name: str) -> None:
+def test_cached_bodies_are_verified_on_the_way_out(
+    registry: RegistryServer, builder: Builder, repo_name: str
+) -> None:
     """A poisoned store cannot put a wrong image in a frame: every body is hashed as it leaves."""
     builder.push_image(repo_name, ImageSpec(labels={"real": "yes"}), tags=["v1"])
     other = builder.push_image(repo_name + "-other", ImageSpec(labels={"real": "no"}), tags=["v1"])
@@ -431,10 +475,13 @@ def test_cached_bodies_are_verified_on_the_way_out(registry: RegistryServer, bui
     reg = client(cache)
     truth, _ = scan(reg, repo)
     remote = reg.factory.remote(registry.host)
+    assert isinstance(remote, CachedRemote)
     digest = str(truth.loc[0, "digest"])
     # Swap in another image's (valid, well-formed) manifest under this digest's key.
-    backend.set(cache.key("manifest", remote, repo_name, digest),
-                b"M1\n" + other.media_type.encode() + b"\n" + other.manifest_bytes)
+    backend.set(
+        remote.key("manifest", repo_name, digest),
+        b"M1\n" + other.media_type.encode() + b"\n" + other.manifest_bytes,
+    )
     # Read by another process (this one remembers what it checked).
     frame, requests = scan(client(Cache(backend)), repo)
     pd.testing.assert_frame_equal(frame, truth)
@@ -455,9 +502,9 @@ def user(server: RegistryServer, name: str) -> Credentials:
     return Credentials.from_mapping({server.host: (name, server.users[name])})
 
 
-def test_entries_of_one_credential_never_serve_another(memcached: MemcachedServer,
-                                                       token_registry: RegistryServer,
-                                                       private_repo: str) -> None:
+def test_entries_of_one_credential_never_serve_another(
+    memcached: MemcachedServer, token_registry: RegistryServer, private_repo: str
+) -> None:
     cache_url = f"memcached://{memcached.host}"
     alice = client(cache_url, user(token_registry, "alice"))
     frame, _ = scan(alice, private_repo)
@@ -476,8 +523,9 @@ def test_entries_of_one_credential_never_serve_another(memcached: MemcachedServe
         assert other.cache is not None and other.cache.hits == 0
 
 
-def test_two_registries_with_one_repository_name_do_not_collide(registry: RegistryServer, builder: Builder,
-                                                                server_factory: Any, repo_name: str) -> None:
+def test_two_registries_with_one_repository_name_do_not_collide(
+    registry: RegistryServer, builder: Builder, server_factory: Any, repo_name: str
+) -> None:
     second = server_factory.registry()
     second_builder = server_factory.builder(second)
     one = builder.push_image(repo_name, ImageSpec(labels={"on": "one"}), tags=["v1"])
@@ -511,8 +559,9 @@ def _assert_secret_free(blob: bytes, secrets: list[str]) -> None:
         assert secret.rsplit(".", 1)[-1].encode() not in blob
 
 
-def test_no_token_or_password_in_memcached(server_factory: Any, token_registry: RegistryServer,
-                                           private_repo: str) -> None:
+def test_no_token_or_password_in_memcached(
+    server_factory: Any, token_registry: RegistryServer, private_repo: str
+) -> None:
     mc = server_factory.memcached()
     alice = client(f"memcached://{mc.host}", user(token_registry, "alice"))
     scan(alice, private_repo)
@@ -523,8 +572,9 @@ def test_no_token_or_password_in_memcached(server_factory: Any, token_registry: 
     assert b"Bearer" not in everything and b"Basic" not in everything
 
 
-def test_no_token_or_password_in_the_sqlite_file(tmp_path: Path, token_registry: RegistryServer,
-                                                 private_repo: str) -> None:
+def test_no_token_or_password_in_the_sqlite_file(
+    tmp_path: Path, token_registry: RegistryServer, private_repo: str
+) -> None:
     path = tmp_path / "cache.sqlite"
     alice = client(f"sqlite://{path}", user(token_registry, "alice"))
     scan(alice, private_repo)
@@ -561,8 +611,14 @@ def test_credential_identity_is_a_slow_kdf_stable_across_processes(monkeypatch: 
     assert Credential.anonymous().identity() == "anonymous"
     assert "alice" not in identity
     code = "from regdata import Credential; print(Credential('alice', 'alice-Secret-1').identity())"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
     assert done.stdout.strip() == identity
 
 
@@ -579,8 +635,9 @@ def test_per_host_ttl(registry: RegistryServer, builder: Builder, repo_name: str
     assert scan(reg, repo)[1] == {("tags", "GET"): 1, ("manifest_head", "HEAD"): 1}
 
 
-def test_cache_stats_report_the_backend(memcached: MemcachedServer, registry: RegistryServer,
-                                        builder: Builder, repo_name: str) -> None:
+def test_cache_stats_report_the_backend(
+    memcached: MemcachedServer, registry: RegistryServer, builder: Builder, repo_name: str
+) -> None:
     builder.push_image(repo_name, ImageSpec(), tags=["a"])
     reg = client(f"memcached://{memcached.host}")
     scan(reg, f"{registry.host}/{repo_name}")
@@ -624,8 +681,13 @@ def test_open_cache_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert srv.backend.service == "memcached.flux" and srv.backend.update_interval == 30
     assert srv.backend.refreshes == 0  # no lookup until it is used
 
-    for bad in ("redis://x", "memcached://", "memcached://h:port", "memcached://h:1?nope=1",
-                "memcached+srv://"):
+    for bad in (
+        "redis://x",
+        "memcached://",
+        "memcached://h:port",
+        "memcached://h:1?nope=1",
+        "memcached+srv://",
+    ):
         with pytest.raises(ValueError):
             open_cache(bad)
     with pytest.raises(TypeError):
@@ -644,3 +706,29 @@ def test_environment_chooses_the_cache(monkeypatch: pytest.MonkeyPatch, memcache
     assert reg.cache.ttl == 42
     monkeypatch.setenv("REGDATA_CACHE", "none")
     assert regdata.Registry(credentials=Credentials.none()).cache is None
+
+
+def test_unknown_repository_is_remembered_for_the_ttl(
+    backend_factory: Any, registry: RegistryServer, repo_name: str
+) -> None:
+    # A fleet naming an image the registry lacks costs one request per TTL, not one per run.
+    repo = f"{registry.host}/{repo_name}-absent"
+    reg = client(Cache(backend_factory(), ttl=300))
+    with pytest.raises(NotFound) as first:
+        reg.get_repository(repo)
+    assert counts(reg) == {("tags", "GET"): 1}
+    reg.factory.log.clear()
+    with pytest.raises(NotFound) as again:
+        reg.get_repository(repo)
+    assert counts(reg) == {}
+    assert set(reg.requests["cache"]) == {"hit"}
+    assert str(again.value) == str(first.value) and again.value.codes == ("NAME_UNKNOWN",)
+    # Another process over the same store learns it too; after the TTL the registry is asked again.
+    other = client(Cache(backend_factory(), ttl=300))
+    with pytest.raises(NotFound):
+        other.get_repository(repo)
+    assert counts(other) == {}
+    expired = client(Cache(backend_factory(), ttl=300, clock=lambda: time.time() + 301))
+    with pytest.raises(NotFound):
+        expired.get_repository(repo)
+    assert counts(expired) == {("tags", "GET"): 1}

@@ -64,7 +64,9 @@ def memcached_dump(address: tuple[str, int]) -> dict[str, bytes]:
         if data.startswith(b"BUSY"):
             time.sleep(0.05)
             continue
-        keys = [unquote(line.split()[0][4:]) for line in data.decode().splitlines() if line.startswith("key=")]
+        keys = [
+            unquote(line.split()[0][4:]) for line in data.decode().splitlines() if line.startswith("key=")
+        ]
         break
     client = Client(address, timeout=5)
     try:
@@ -296,8 +298,7 @@ def test_memcached_expiry_past_thirty_days_is_absolute() -> None:
 # --------------------------------------------------------------------------- memcached: servers
 
 
-def test_memcached_spreads_keys_like_hashclient(memcached: MemcachedServer,
-                                                server_factory: Any) -> None:
+def test_memcached_spreads_keys_like_hashclient(memcached: MemcachedServer, server_factory: Any) -> None:
     other = server_factory.memcached()
     servers = [memcached.address, other.address]
     mc = MemcachedBackend(servers)
@@ -370,8 +371,9 @@ def test_memcached_paused_server_times_out(server_factory: Any) -> None:
 # --------------------------------------------------------------------------- memcached: SRV
 
 
-def test_memcached_srv_servers_refreshed_on_interval(server_factory: Any,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_memcached_srv_servers_refreshed_on_interval(
+    server_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     a, b = server_factory.memcached(), server_factory.memcached()
     answers: dict[str, Any] = {"records": [SrvRecord(0, 0, a.port, "127.0.0.1.")]}
     asked: list[str] = []
@@ -411,8 +413,14 @@ def test_memcached_srv_servers_refreshed_on_interval(server_factory: Any,
     assert mc.get("k") == b"on b" and mc.refresh_errors == 4
     stats = mc.stats()
     assert stats["refreshes"] == 2 and stats["service"] == "memcached.flux"
-    assert [op.outcome for op in mc.operations.records() if op.method == "refresh"] == \
-        ["ok", "ok", "error", "error", "error", "error"]
+    assert [op.outcome for op in mc.operations.records() if op.method == "refresh"] == [
+        "ok",
+        "ok",
+        "error",
+        "error",
+        "error",
+        "error",
+    ]
     mc.close()
 
 
@@ -441,9 +449,19 @@ def test_memcached_every_call_is_recorded(memcached: MemcachedServer) -> None:
     ops = mc.operations.records()
     assert ops == seen
     assert [(o.method, o.outcome, o.bytes) for o in ops] == [
-        ("get", "miss", 0), ("set", "ok", 5), ("get", "hit", 5), ("delete", "ok", 0), ("delete", "miss", 0)]
-    assert all(o.server == f"127.0.0.1:{memcached.port}" and o.duration_s >= 0 and o.key == key
-               and o.backend == "memcached" for o in ops)
+        ("get", "miss", 0),
+        ("set", "ok", 5),
+        ("get", "hit", 5),
+        ("delete", "ok", 0),
+        ("delete", "miss", 0),
+    ]
+    assert all(
+        o.server == f"127.0.0.1:{memcached.port}"
+        and o.duration_s >= 0
+        and o.key == key
+        and o.backend == "memcached"
+        for o in ops
+    )
     summary = mc.stats()["operations"]
     assert summary["get"]["calls"] == 2 and summary["get"]["hit"] == 1 and summary["get"]["miss"] == 1
     assert summary["set"]["ok"] == 1 and summary["delete"]["calls"] == 2
@@ -567,10 +585,14 @@ def immutable(tmp_path: Path) -> Iterator[Callable[[Path], None]]:
         subprocess.run(["chattr", "-i", str(path)], check=False)
 
 
-@pytest.mark.parametrize("how", ["parent is a file", "path is a directory", "not a database",
-                                 "read-only directory"])
+@pytest.mark.parametrize(
+    "how", ["parent is a file", "path is a directory", "not a database", "read-only directory"]
+)
 def test_sqlite_unwritable_is_a_warning_once_and_misses(
-    how: str, tmp_path: Path, immutable: Callable[[Path], None], caplog: pytest.LogCaptureFixture,
+    how: str,
+    tmp_path: Path,
+    immutable: Callable[[Path], None],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     if how == "parent is a file":
         (tmp_path / "file").write_text("x")
@@ -595,8 +617,9 @@ def test_sqlite_unwritable_is_a_warning_once_and_misses(
     assert len(warnings) == 1 and "sqlite" in warnings[0].getMessage()
 
 
-def test_sqlite_file_made_read_only_after_writing(tmp_path: Path, immutable: Callable[[Path], None],
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_sqlite_file_made_read_only_after_writing(
+    tmp_path: Path, immutable: Callable[[Path], None], caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "ro" / "cache.sqlite"
     first = SQLiteBackend(path)
     first.set("k", b"kept")
@@ -656,9 +679,9 @@ class FakeDNS:
         end = 12
         labels = []
         while query[end]:
-            labels.append(query[end + 1:end + 1 + query[end]].decode())
+            labels.append(query[end + 1 : end + 1 + query[end]].decode())
             end += 1 + query[end]
-        question = query[12:end + 5]
+        question = query[12 : end + 5]
         name = ".".join(labels)
         self.asked.append((proto, name))
         found = self.answers.get(name, 3)
@@ -717,13 +740,25 @@ def fake_dns() -> Iterator[Callable[..., FakeDNS]]:
 
 def test_srv_query_follows_search_domains(fake_dns: Callable[..., FakeDNS]) -> None:
     name = "_memcached._tcp.memcached.flux"
-    dns = fake_dns({f"{name}.svc.cluster.local": [(0, 5, 11211, "memcached-1.memcached.flux.svc.cluster.local"),
-                                                  (0, 5, 11211, "memcached-0.memcached.flux.svc.cluster.local")]})
-    config = ResolverConfig(nameservers=(("127.0.0.1", dns.port),),
-                            search=("flux.svc.cluster.local", "svc.cluster.local"), ndots=5, timeout=2)
+    dns = fake_dns(
+        {
+            f"{name}.svc.cluster.local": [
+                (0, 5, 11211, "memcached-1.memcached.flux.svc.cluster.local"),
+                (0, 5, 11211, "memcached-0.memcached.flux.svc.cluster.local"),
+            ]
+        }
+    )
+    config = ResolverConfig(
+        nameservers=(("127.0.0.1", dns.port),),
+        search=("flux.svc.cluster.local", "svc.cluster.local"),
+        ndots=5,
+        timeout=2,
+    )
     records = query_srv(name, config)
-    assert records == [SrvRecord(0, 5, 11211, "memcached-0.memcached.flux.svc.cluster.local"),
-                       SrvRecord(0, 5, 11211, "memcached-1.memcached.flux.svc.cluster.local")]
+    assert records == [
+        SrvRecord(0, 5, 11211, "memcached-0.memcached.flux.svc.cluster.local"),
+        SrvRecord(0, 5, 11211, "memcached-1.memcached.flux.svc.cluster.local"),
+    ]
     # Fewer dots than ndots: the search domains first, in order, as a stub resolver does.
     assert [n for _, n in dns.asked] == [f"{name}.flux.svc.cluster.local", f"{name}.svc.cluster.local"]
 
@@ -732,7 +767,10 @@ def test_srv_query_retries_truncated_answers_over_tcp(fake_dns: Callable[..., Fa
     name = "_memcached._tcp.cache.example"
     dns = fake_dns({name: [(10, 0, 11211, "a.example"), (20, 0, 11212, "b.example")]}, truncate=True)
     config = ResolverConfig(nameservers=(("127.0.0.1", dns.port),), ndots=1, timeout=2)
-    assert query_srv(name, config) == [SrvRecord(10, 0, 11211, "a.example"), SrvRecord(20, 0, 11212, "b.example")]
+    assert query_srv(name, config) == [
+        SrvRecord(10, 0, 11211, "a.example"),
+        SrvRecord(20, 0, 11212, "b.example"),
+    ]
     assert dns.asked == [("udp", name), ("tcp", name)]
 
 
@@ -773,8 +811,10 @@ def test_srv_answer_parsing_rejects_bad_packets() -> None:
 def test_resolv_conf_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOCALDOMAIN", raising=False)
     conf = tmp_path / "resolv.conf"
-    conf.write_text("# comment\nnameserver 10.0.0.10\nnameserver fe80::1%eth0\n"
-                    "search flux.svc.cluster.local svc.cluster.local\noptions ndots:5 timeout:3\n")
+    conf.write_text(
+        "# comment\nnameserver 10.0.0.10\nnameserver fe80::1%eth0\n"
+        "search flux.svc.cluster.local svc.cluster.local\noptions ndots:5 timeout:3\n"
+    )
     config = read_resolv_conf(conf)
     assert config.nameservers == (("10.0.0.10", 53), ("fe80::1", 53))
     assert config.search == ("flux.svc.cluster.local", "svc.cluster.local")
@@ -782,4 +822,3 @@ def test_resolv_conf_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert read_resolv_conf(tmp_path / "missing").nameservers == (("127.0.0.1", 53),)
     assert ResolverConfig(search=("a",), ndots=1).candidates("x.y") == ["x.y.", "x.y.a."]
     assert ResolverConfig(search=("a",), ndots=1).candidates("x.") == ["x."]
-

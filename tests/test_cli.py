@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from regdata import cli
-from regdata.snapshots import load_snapshot
+from regdata.analysis.snapshots import load_snapshot
 from tests.support.builder import Builder, History, ImageSpec, Layer
 from tests.support.proxy import Action, start_proxy
 from tests.support.registry_server import RegistryServer
@@ -35,15 +35,27 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def app(registry: RegistryServer, builder: Builder) -> dict[str, object]:
     repo = "cli/app"
-    one = builder.push_image(repo, ImageSpec(
-        created="2024-01-02T03:04:05Z", labels={"team": "data", "tier": "web"},
-        layers=(Layer.from_seed("cli-a"), Layer.from_seed("cli-b")),
-        history=(History(created="2024-01-01T00:00:00Z", created_by="ADD rootfs.tar /"),
-                 History(created="2024-01-02T03:04:05Z", created_by="RUN make install"),
-                 History(created="2024-01-02T03:04:05Z", created_by='CMD ["app"]', empty_layer=True)),
-    ), tags=["1.0"])
-    two = builder.push_multiarch(repo, ["linux/amd64", "linux/arm64/v8"], tags=["2.0"], format="oci",
-                                 spec=ImageSpec(created="2024-03-01T12:00:00Z"))
+    one = builder.push_image(
+        repo,
+        ImageSpec(
+            created="2024-01-02T03:04:05Z",
+            labels={"team": "data", "tier": "web"},
+            layers=(Layer.from_seed("cli-a"), Layer.from_seed("cli-b")),
+            history=(
+                History(created="2024-01-01T00:00:00Z", created_by="ADD rootfs.tar /"),
+                History(created="2024-01-02T03:04:05Z", created_by="RUN make install"),
+                History(created="2024-01-02T03:04:05Z", created_by='CMD ["app"]', empty_layer=True),
+            ),
+        ),
+        tags=["1.0"],
+    )
+    two = builder.push_multiarch(
+        repo,
+        ["linux/amd64", "linux/arm64/v8"],
+        tags=["2.0"],
+        format="oci",
+        spec=ImageSpec(created="2024-03-01T12:00:00Z"),
+    )
     return {"repo": f"{registry.host}/{repo}", "host": registry.host, "one": one, "two": two}
 
 
@@ -56,13 +68,20 @@ def test_tags_table_lists_the_registry_tags(capsys: pytest.CaptureFixture[str], 
 
 def test_images_csv_is_exact(capsys: pytest.CaptureFixture[str], app: dict) -> None:
     one = app["one"]
-    code, out, err = run(capsys, "images", f"{app['repo']}:1.0", "--format", "csv",
-                         "--columns", "registry,repository,tag,kind,platform,created,size,layers,labels,digest,error")
+    code, out, err = run(
+        capsys,
+        "images",
+        f"{app['repo']}:1.0",
+        "--format",
+        "csv",
+        "--columns",
+        "registry,repository,tag,kind,platform,created,size,layers,labels,digest,error",
+    )
     size = sum(layer.size for layer in one.layers)
     assert code == 0 and err == ""
     assert out == (
         "registry,repository,tag,kind,platform,created,size,layers,labels,digest,error\n"
-        f'{app["host"]},cli/app,1.0,image,linux/amd64,2024-01-02T03:04:05Z,{size},2,'
+        f"{app['host']},cli/app,1.0,image,linux/amd64,2024-01-02T03:04:05Z,{size},2,"
         f'"{{""team"":""data"",""tier"":""web""}}",{one.digest},\n'
     )
 
@@ -77,17 +96,36 @@ def test_images_csv_carries_every_column_by_default(capsys: pytest.CaptureFixtur
 
 def test_images_json_is_exact(capsys: pytest.CaptureFixture[str], app: dict) -> None:
     two = app["two"]
-    code, out, _ = run(capsys, "images", f"{app['repo']}:2.0", "--format", "json",
-                       "--columns", "tag,kind,platform,variant,created,size,manifest_digest")
+    code, out, _ = run(
+        capsys,
+        "images",
+        f"{app['repo']}:2.0",
+        "--format",
+        "json",
+        "--columns",
+        "tag,kind,platform,variant,created,size,manifest_digest",
+    )
     assert code == 0
     amd64, arm64 = two.children
     assert json.loads(out) == [
-        {"tag": "2.0", "kind": "index", "platform": "linux/amd64", "variant": None,
-         "created": "2024-03-01T12:00:00Z", "size": sum(x.size for x in amd64.layers),
-         "manifest_digest": amd64.digest},
-        {"tag": "2.0", "kind": "index", "platform": "linux/arm64/v8", "variant": "v8",
-         "created": "2024-03-01T12:00:00Z", "size": sum(x.size for x in arm64.layers),
-         "manifest_digest": arm64.digest},
+        {
+            "tag": "2.0",
+            "kind": "index",
+            "platform": "linux/amd64",
+            "variant": None,
+            "created": "2024-03-01T12:00:00Z",
+            "size": sum(x.size for x in amd64.layers),
+            "manifest_digest": amd64.digest,
+        },
+        {
+            "tag": "2.0",
+            "kind": "index",
+            "platform": "linux/arm64/v8",
+            "variant": "v8",
+            "created": "2024-03-01T12:00:00Z",
+            "size": sum(x.size for x in arm64.layers),
+            "manifest_digest": arm64.digest,
+        },
     ]
     # One object per line, between brackets: readable, and still one JSON document.
     lines = out.splitlines()
@@ -95,12 +133,23 @@ def test_images_json_is_exact(capsys: pytest.CaptureFixture[str], app: dict) -> 
 
 
 def test_platform_filter(capsys: pytest.CaptureFixture[str], app: dict) -> None:
-    code, out, _ = run(capsys, "images", f"{app['repo']}:2.0", "--platform", "linux/arm64",
-                       "--format", "csv", "--columns", "tag,platform")
+    code, out, _ = run(
+        capsys,
+        "images",
+        f"{app['repo']}:2.0",
+        "--platform",
+        "linux/arm64",
+        "--format",
+        "csv",
+        "--columns",
+        "tag,platform",
+    )
     assert (code, out) == (0, "tag,platform\n2.0,linux/arm64/v8\n")
 
 
-def test_repository_table_has_a_header_and_aligned_rows(capsys: pytest.CaptureFixture[str], app: dict) -> None:
+def test_repository_table_has_a_header_and_aligned_rows(
+    capsys: pytest.CaptureFixture[str], app: dict
+) -> None:
     code, out, _ = run(capsys, "images", app["repo"])
     assert code == 0
     lines = out.splitlines()
@@ -114,8 +163,15 @@ def test_repository_table_has_a_header_and_aligned_rows(capsys: pytest.CaptureFi
 
 
 def test_history_csv_is_exact(capsys: pytest.CaptureFixture[str], app: dict) -> None:
-    code, out, _ = run(capsys, "history", f"{app['repo']}:1.0", "--format", "csv",
-                       "--columns", "tag,platform,step,created,created_by,empty_layer")
+    code, out, _ = run(
+        capsys,
+        "history",
+        f"{app['repo']}:1.0",
+        "--format",
+        "csv",
+        "--columns",
+        "tag,platform,step,created,created_by,empty_layer",
+    )
     assert code == 0
     assert out == (
         "tag,platform,step,created,created_by,empty_layer\n"
@@ -167,7 +223,11 @@ def test_stats_go_to_stderr(capsys: pytest.CaptureFixture[str], app: dict) -> No
         (["history", "{host}/cli/app@sha256:" + "0" * 64], 3, "regdata: not found: 404"),
         (["tags", "127.0.0.1:1/cli/app", "--timeout", "2", "--retries", "1"], 5, "regdata: unreachable: "),
         (["images", "{host}/cli/app", "--format", "parquet"], 2, "regdata: --format parquet needs -o FILE"),
-        (["images", "{host}/cli/app", "--columns", "tag,nope"], 2, "regdata: unknown column nope; columns are: "),
+        (
+            ["images", "{host}/cli/app", "--columns", "tag,nope"],
+            2,
+            "regdata: unknown column nope; columns are: ",
+        ),
         (["tags", "{host}/cli/app", "--cache", "redis://x"], 2, "regdata: unknown cache 'redis://x'"),
         (["freshness", "/nonexistent/fleet.yaml"], 3, "regdata: no such fleet file: /nonexistent/fleet.yaml"),
     ],
@@ -183,10 +243,14 @@ def test_errors_are_one_line_with_an_exit_code(
     assert len(err.strip().splitlines()) == 1
 
 
-def test_unauthorized_is_exit_4(capsys: pytest.CaptureFixture[str], htpasswd_registry: RegistryServer) -> None:
+def test_unauthorized_is_exit_4(
+    capsys: pytest.CaptureFixture[str], htpasswd_registry: RegistryServer
+) -> None:
     code, out, err = run(capsys, "tags", f"{htpasswd_registry.host}/private/app")
     assert (code, out) == (4, "")
-    assert err.startswith(f"regdata: access denied: 401 from {htpasswd_registry.host}/v2/private/app/tags/list")
+    assert err.startswith(
+        f"regdata: access denied: 401 from {htpasswd_registry.host}/v2/private/app/tags/list"
+    )
 
 
 def test_server_error_is_exit_6(capsys: pytest.CaptureFixture[str], app: dict) -> None:
@@ -204,8 +268,11 @@ def test_budget_is_exit_7(capsys: pytest.CaptureFixture[str], app: dict) -> None
     proxy = start_proxy(app["host"])
     try:
         # Answered by the proxy itself, late: nothing is forwarded after the test is over.
-        proxy.add(lambda seen: Action(status=200, body=b'{"tags": []}', delay=1.5)
-                  if "/tags/" in seen.path else None)
+        proxy.add(
+            lambda seen: (
+                Action(status=200, body=b'{"tags": []}', delay=1.5) if "/tags/" in seen.path else None
+            )
+        )
         code, out, err = run(capsys, "tags", f"{proxy.host}/cli/app", "--budget", "0.5")
     finally:
         proxy.stop()
@@ -249,19 +316,22 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_emit_formats_na_times_and_containers() -> None:
-    frame = pd.DataFrame({
-        "name": pd.Series(["a", None], dtype="string"),
-        "when": pd.to_datetime(["2024-01-02T03:04:05.5Z", None], utc=True),
-        "n": pd.Series([1, None], dtype="Int64"),
-        "labels": pd.Series([{"k": "v"}, {}], dtype=object),
-        "ok": [True, False],
-    })
+    frame = pd.DataFrame(
+        {
+            "name": pd.Series(["a", None], dtype="string"),
+            "when": pd.to_datetime(["2024-01-02T03:04:05.5Z", None], utc=True),
+            "n": pd.Series([1, None], dtype="Int64"),
+            "labels": pd.Series([{"k": "v"}, {}], dtype=object),
+            "ok": [True, False],
+        }
+    )
     import io
 
     buffer = io.StringIO()
     cli.emit(frame, "csv", stdout=buffer)
-    assert buffer.getvalue() == ('name,when,n,labels,ok\na,2024-01-02T03:04:05.5Z,1,"{""k"":""v""}",true\n'
-                                 ",,,{},false\n")
+    assert buffer.getvalue() == (
+        'name,when,n,labels,ok\na,2024-01-02T03:04:05.5Z,1,"{""k"":""v""}",true\n,,,{},false\n'
+    )
     buffer = io.StringIO()
     cli.emit(frame, "json", stdout=buffer)
     assert json.loads(buffer.getvalue()) == [

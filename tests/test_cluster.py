@@ -50,15 +50,28 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, htpasswd_registry: Registr
     auth = f"alice:{htpasswd_registry.users['alice']}".encode()
     import base64
 
-    (docker / "config.json").write_text(json.dumps(
-        {"auths": {htpasswd_registry.host: {"auth": base64.b64encode(auth).decode()}}}))
-    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "DOCKER_CONFIG": str(docker), "REGDATA_CACHE": "none"}
-    with dask.config.set({"distributed.scheduler.locks.lease-timeout": "3s",
-                          "distributed.scheduler.locks.lease-validation-interval": "1s"}):
+    (docker / "config.json").write_text(
+        json.dumps({"auths": {htpasswd_registry.host: {"auth": base64.b64encode(auth).decode()}}})
+    )
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "DOCKER_CONFIG": str(docker),
+        "REGDATA_CACHE": "none",
+    }
+    with dask.config.set(
+        {
+            "distributed.scheduler.locks.lease-timeout": "3s",
+            "distributed.scheduler.locks.lease-validation-interval": "1s",
+        }
+    ):
         cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=8, processes=True, host="127.0.0.1",
-            dashboard_address="127.0.0.1:0", env=env, silence_logs=40,
+            n_workers=2,
+            threads_per_worker=8,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            env=env,
+            silence_logs=40,
         )
         client = distributed.Client(cluster)
         try:
@@ -83,8 +96,9 @@ def test_workers_run_this_checkout(cluster: Any) -> None:
     assert all(f.startswith(str(ROOT)) for f in files.values()), files
 
 
-def test_every_test_repository_gives_the_same_frame(cluster: Any, registry: RegistryServer,
-                                                    repos: list[str]) -> None:
+def test_every_test_repository_gives_the_same_frame(
+    cluster: Any, registry: RegistryServer, repos: list[str]
+) -> None:
     """Everything the session's registry holds so far (bad tags and all): the same frame as one process."""
     catalog = client_registry().catalog(registry.host)
     assert len(catalog) >= len(repos)
@@ -95,8 +109,9 @@ def test_every_test_repository_gives_the_same_frame(cluster: Any, registry: Regi
     assert local["error"].notna().any()  # the session's broken tags are in there too
 
 
-def test_a_bad_repository_is_one_row_on_the_cluster(cluster: Any, registry: RegistryServer,
-                                                    repos: list[str]) -> None:
+def test_a_bad_repository_is_one_row_on_the_cluster(
+    cluster: Any, registry: RegistryServer, repos: list[str]
+) -> None:
     names = [repos[0], f"{registry.host}/cluster/nope", "Not A Name", repos[1]]
     df = client_registry().get_repositories(names, client=cluster)
     pd.testing.assert_frame_equal(df, client_registry().get_repositories(names))
@@ -107,21 +122,29 @@ def test_a_bad_repository_is_one_row_on_the_cluster(cluster: Any, registry: Regi
 
 
 def test_auth_modes_and_no_secret_in_keys_graphs_reprs_or_logs(
-    cluster: Any, htpasswd_registry: RegistryServer, htpasswd_builder: Builder,
-    token_registry: RegistryServer, token_builder: Builder, registry: RegistryServer, repos: list[str],
+    cluster: Any,
+    htpasswd_registry: RegistryServer,
+    htpasswd_builder: Builder,
+    token_registry: RegistryServer,
+    token_builder: Builder,
+    registry: RegistryServer,
+    repos: list[str],
 ) -> None:
     htpasswd_builder.push_image("cluster/app", ImageSpec(), tags=["1", "2"])
     token_builder.push_image("public/cluster", ImageSpec(), tags=["1"])
     token_builder.push_image("private/cluster", ImageSpec(), tags=["1", "2", "3"])
     hp, tk = htpasswd_registry.host, token_registry.host
     names = [f"{hp}/cluster/app", f"{tk}/public/cluster", f"{tk}/private/cluster", repos[0]]
-    alice = regdata.Credentials.from_mapping({hp: ("alice", htpasswd_registry.users["alice"]),
-                                              tk: ("alice", token_registry.users["alice"])})
+    alice = regdata.Credentials.from_mapping(
+        {hp: ("alice", htpasswd_registry.users["alice"]), tk: ("alice", token_registry.users["alice"])}
+    )
     reg = client_registry(credentials=alice)
     seen: list[str] = []
 
     def spy(dask_scheduler: Any) -> list[str]:  # runs on the scheduler, while the call is on
-        return [f"{key} {ts.run_spec!r} {pickle.dumps(ts.run_spec)!r}" for key, ts in dask_scheduler.tasks.items()]
+        return [
+            f"{key} {ts.run_spec!r} {pickle.dumps(ts.run_spec)!r}" for key, ts in dask_scheduler.tasks.items()
+        ]
 
     def watch() -> None:
         for _ in range(40):
@@ -150,8 +173,9 @@ def test_auth_modes_and_no_secret_in_keys_graphs_reprs_or_logs(
     assert own["error"].isna().all() and len(own) == 2
 
 
-def test_the_host_limit_holds_across_the_cluster(cluster: Any, registry: RegistryServer,
-                                                 repos: list[str]) -> None:
+def test_the_host_limit_holds_across_the_cluster(
+    cluster: Any, registry: RegistryServer, repos: list[str]
+) -> None:
     with CountingProxy(registry.host, delay=0.03) as proxy:
         names = [name.replace(registry.host, proxy.host) for name in repos]
         df = client_registry(concurrency=3).get_repositories(names, client=cluster)
@@ -177,14 +201,14 @@ def test_a_429_brakes_the_host_for_every_worker(cluster: Any) -> None:
     def signal() -> None:  # what a worker's gate does on a 429 from brake.test
         from distributed import get_client
 
-        from regdata.cluster import ClusterGate
+        from regdata.client.cluster import ClusterGate
 
         ClusterGate(None, 4, get_client()).brake("brake.test").signal(2.0)  # type: ignore[arg-type]
 
     def braked_for() -> float:  # what another worker's gate reads
         from distributed import get_client
 
-        from regdata.cluster import ClusterGate, _Brake
+        from regdata.client.cluster import ClusterGate, _Brake
 
         brake: _Brake = ClusterGate(None, 4, get_client()).brake("brake.test")  # type: ignore[arg-type]
         brake._look()
@@ -196,8 +220,9 @@ def test_a_429_brakes_the_host_for_every_worker(cluster: Any) -> None:
     assert 1.0 < left <= 2.0
 
 
-def test_a_second_run_on_memcached_makes_no_request(cluster: Any, registry: RegistryServer,
-                                                    memcached: MemcachedServer, repos: list[str]) -> None:
+def test_a_second_run_on_memcached_makes_no_request(
+    cluster: Any, registry: RegistryServer, memcached: MemcachedServer, repos: list[str]
+) -> None:
     cache = f"memcached://{memcached.host}"
     with CountingProxy(registry.host) as proxy:  # a missing blob is asked for again: left out
         names = [name.replace(registry.host, proxy.host) for name in repos[:-1]]
@@ -219,13 +244,14 @@ def test_as_dask_is_partitioned_by_repository(cluster: Any, repos: list[str]) ->
     frame = ddf.compute().reset_index(drop=True)
     pd.testing.assert_frame_equal(frame, client_registry().get_repositories(repos))
     assert ddf.partitions[2].compute()["repository"].unique().tolist() == [repos[2].split("/", 1)[1]]
-    from regdata.cluster import release
+    from regdata.client.cluster import release
 
     assert len(release(cluster)) == 1 and release(cluster) == []  # its plugin, kept for lost partitions
 
 
-def test_the_budget_covers_the_call_on_the_cluster(cluster: Any, registry: RegistryServer,
-                                                   repos: list[str]) -> None:
+def test_the_budget_covers_the_call_on_the_cluster(
+    cluster: Any, registry: RegistryServer, repos: list[str]
+) -> None:
     with CountingProxy(registry.host, delay=0.3) as proxy:
         names = [name.replace(registry.host, proxy.host) for name in repos]
         started = time.monotonic()
@@ -235,8 +261,9 @@ def test_the_budget_covers_the_call_on_the_cluster(cluster: Any, registry: Regis
     assert df["error"].fillna("").str.contains("timed out").any()
 
 
-def test_a_worker_killed_mid_scan_loses_and_doubles_nothing(cluster: Any, registry: RegistryServer,
-                                                           repos: list[str]) -> None:
+def test_a_worker_killed_mid_scan_loses_and_doubles_nothing(
+    cluster: Any, registry: RegistryServer, repos: list[str]
+) -> None:
     expected = client_registry().get_repositories(repos)
     with CountingProxy(registry.host, delay=0.05) as proxy:
         names = [name.replace(registry.host, proxy.host) for name in repos]
@@ -261,17 +288,20 @@ def test_a_worker_killed_mid_scan_loses_and_doubles_nothing(cluster: Any, regist
     cluster.wait_for_workers(2, timeout=30)  # the nanny starts a new one
 
 
-def test_without_dask_the_call_says_what_to_install(monkeypatch: pytest.MonkeyPatch, repos: list[str]) -> None:
+def test_without_dask_the_call_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, repos: list[str]
+) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(ImportError, match=r"pip install 'regdata\[dask\]'"):
         client_registry().get_repositories(repos, client=object())
     code = "import regdata, sys; regdata.Registry(cache=None); assert not any(m.startswith(('dask', 'distributed')) for m in sys.modules)"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
 
 
 def test_shares_add_up_to_the_limit() -> None:
-    from regdata.cluster import shares
+    from regdata.client.cluster import shares
 
     assert shares(32, ["tcp://b", "tcp://a"]) == {"tcp://a": 16, "tcp://b": 16}
     assert shares(3, ["tcp://b", "tcp://a"]) == {"tcp://a": 2, "tcp://b": 1}

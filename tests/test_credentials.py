@@ -172,9 +172,7 @@ def test_docker_config_auths(home: Path) -> None:
 
 
 def test_auth_field_wins_over_username_password(home: Path) -> None:
-    docker_config(
-        home, {"auths": {"ghcr.io": {"auth": b64("alice:one"), "username": "x", "password": "y"}}}
-    )
+    docker_config(home, {"auths": {"ghcr.io": {"auth": b64("alice:one"), "username": "x", "password": "y"}}})
     assert Credentials.from_docker_config().for_host("ghcr.io") == Credential("alice", "one")
 
 
@@ -240,9 +238,7 @@ def test_auth_file_locations(home: Path, tmp_path: Path, monkeypatch: pytest.Mon
     creds = Credentials.from_auth_file()
     assert creds.for_host("quay.io").username == "explicit"
     assert not creds.for_host("ghcr.io")
-    assert Credentials.from_auth_file(tmp_path / "run" / "containers" / "auth.json").hosts() == [
-        "quay.io"
-    ]
+    assert Credentials.from_auth_file(tmp_path / "run" / "containers" / "auth.json").hosts() == ["quay.io"]
 
 
 def test_auth_file_namespaced_keys(tmp_path: Path) -> None:
@@ -362,9 +358,7 @@ def test_creds_store_covers_every_host(home: Path) -> None:
     assert helper_calls(home) == ["get anything.example.com", "list "]
 
 
-def test_creds_store_list_failure_gives_auths_keys(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_creds_store_list_failure_gives_auths_keys(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REGDATA_TEST_HELPER_MODE", "listfail")
     docker_config(home, {"credsStore": HELPER, "auths": {"ghcr.io": {}, "quay.io": {}}})
     assert Credentials.from_docker_config().hosts() == ["ghcr.io", "quay.io"]
@@ -400,9 +394,7 @@ def test_auth_file_wins_without_running_docker_helper(home: Path) -> None:
         ("garbage", r"answer is not JSON"),
     ],
 )
-def test_helper_failures(
-    home: Path, monkeypatch: pytest.MonkeyPatch, mode: str, expected: str
-) -> None:
+def test_helper_failures(home: Path, monkeypatch: pytest.MonkeyPatch, mode: str, expected: str) -> None:
     monkeypatch.setenv("REGDATA_TEST_HELPER_MODE", mode)
     docker_config(home, {"credHelpers": {"ghcr.io": HELPER}})
     creds = Credentials.from_docker_config()
@@ -418,9 +410,7 @@ def test_helper_timeout(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     docker_config(home, {"credHelpers": {"ghcr.io": HELPER}})
     creds = Credentials.from_docker_config(helper_timeout=0.3)
     start = time.monotonic()
-    with pytest.raises(
-        CredentialsError, match=r"regdatatest get for ghcr\.io: timed out after 0\.3s"
-    ):
+    with pytest.raises(CredentialsError, match=r"regdatatest get for ghcr\.io: timed out after 0\.3s"):
         creds.for_host("ghcr.io")
     assert time.monotonic() - start < 3
 
@@ -495,9 +485,7 @@ MALFORMED: list[tuple[str, Any, list[str]]] = [
 
 @pytest.mark.parametrize(("case", "content", "fragments"), MALFORMED, ids=[m[0] for m in MALFORMED])
 @pytest.mark.parametrize("loader", ["docker", "auth"])
-def test_malformed_files(
-    tmp_path: Path, case: str, content: Any, fragments: list[str], loader: str
-) -> None:
+def test_malformed_files(tmp_path: Path, case: str, content: Any, fragments: list[str], loader: str) -> None:
     path = tmp_path / "config.json"
     path.write_text(content if isinstance(content, str) else json.dumps(content))
     load = Credentials.from_docker_config if loader == "docker" else Credentials.from_auth_file
@@ -537,8 +525,12 @@ def test_helper_failure_is_not_cached(home: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_a_malformed_docker_config_warns_once_and_anonymous_reads_go_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-    registry: RegistryServer, builder: Builder, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    registry: RegistryServer,
+    builder: Builder,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from regdata.cli import main
 
@@ -551,7 +543,9 @@ def test_a_malformed_docker_config_warns_once_and_anonymous_reads_go_on(
         assert main(["tags", f"{registry.host}/creds/anon", "--cache", "none"]) == 0
     assert capsys.readouterr().out.split() == ["tag", "1"]
     warnings = [r.getMessage() for r in caplog.records if r.name == "regdata.credentials"]
-    assert len(warnings) == 1 and warnings[0].startswith(f"{tmp_path / 'config.json'}: invalid JSON at line 1")
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"{tmp_path / 'config.json'}: invalid JSON at line 1"
+    )
     assert secret not in caplog.text
     with pytest.raises(CredentialsError, match="invalid JSON"):
         Credentials.from_docker_config(strict=True)

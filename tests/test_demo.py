@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from regdata import cli
-from regdata.demo import run_demo
+from regdata.sandbox.demo import run_demo
 
 NOW = "2018-01-27T12:00:00Z"
 
@@ -36,12 +36,25 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     # One port for every run: the cache keys name the host answering, port included.
     port = free_port()
     first_out, second_out = io.StringIO(), io.StringIO()
-    first = run_demo(work / "out" / "report.html", workdir=work / "state", small=True, port=port,
-                     stream=first_out, now=NOW)
-    second = run_demo(work / "out" / "report.html", workdir=work / "state", small=True, port=port,
-                      stream=second_out, now=NOW)
-    return {"first": first, "second": second, "first_out": first_out.getvalue(),
-            "second_out": second_out.getvalue(), "work": work, "port": port}
+    first = run_demo(
+        work / "out" / "report.html", workdir=work / "state", small=True, port=port, stream=first_out, now=NOW
+    )
+    second = run_demo(
+        work / "out" / "report.html",
+        workdir=work / "state",
+        small=True,
+        port=port,
+        stream=second_out,
+        now=NOW,
+    )
+    return {
+        "first": first,
+        "second": second,
+        "first_out": first_out.getvalue(),
+        "second_out": second_out.getvalue(),
+        "work": work,
+        "port": port,
+    }
 
 
 def test_freshness_of_the_sample_fleet_as_worked_out_by_hand(runs: dict) -> None:
@@ -50,12 +63,24 @@ def test_freshness_of_the_sample_fleet_as_worked_out_by_hand(runs: dict) -> None
     expected = {
         "nginx:1.12.2": ("behind", "1.13.8", 1, days("2017-12-26T18:17:01Z", "2017-12-12T05:16:15Z")),
         "python:3.5-slim": ("behind", "3.6.4-slim", 1, days("2017-12-21T01:38:57Z", "2017-12-12T06:45:52Z")),
-        "node:6.12.3-alpine": ("behind", "9.4.0-alpine", 2, days("2018-01-11T00:40:49Z", "2018-01-10T00:56:53Z")),
-        "redis:3.2.11-alpine": ("behind", "4.0.7-alpine", 1, days("2018-01-24T22:36:05Z", "2018-01-24T00:18:13Z")),
+        "node:6.12.3-alpine": (
+            "behind",
+            "9.4.0-alpine",
+            2,
+            days("2018-01-11T00:40:49Z", "2018-01-10T00:56:53Z"),
+        ),
+        "redis:3.2.11-alpine": (
+            "behind",
+            "4.0.7-alpine",
+            1,
+            days("2018-01-24T22:36:05Z", "2018-01-24T00:18:13Z"),
+        ),
     }
     for image, (status, candidate, newer, lag) in expected.items():
         row = frame.loc[image]
-        assert (row["status"], row["candidate_tag"], row["newer_versions"]) == (status, candidate, newer), image
+        assert (row["status"], row["candidate_tag"], row["newer_versions"]) == (status, candidate, newer), (
+            image
+        )
         assert row["lag_days"] == pytest.approx(lag, abs=1e-6), image
     # Pinned on 2017-12-15: the tag was rebuilt on 2017-12-26 from 2017-12-12's image.
     nginx = frame.loc[next(i for i in frame.index if i.startswith("nginx:1.13@"))]
@@ -105,8 +130,20 @@ def test_report_is_written(runs: dict) -> None:
 def test_cli_demo(runs: dict, capsys: pytest.CaptureFixture[str]) -> None:
     work: Path = runs["work"]
     target = work / "cli" / "report.md"
-    code = cli.main(["demo", "--small", "--workdir", str(work / "state"), "--port", str(runs["port"]),
-                     "-o", str(target), "--now", NOW])
+    code = cli.main(
+        [
+            "demo",
+            "--small",
+            "--workdir",
+            str(work / "state"),
+            "--port",
+            str(runs["port"]),
+            "-o",
+            str(target),
+            "--now",
+            NOW,
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "second run: 0 manifest GETs" in out
@@ -117,7 +154,10 @@ def test_sandbox_command_prints_its_host_and_stops_on_sigterm(tmp_path: Path) ->
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     process = subprocess.Popen(
         [sys.executable, "-m", "regdata", "sandbox", "--port", "0", "--root", str(tmp_path), "--no-fill"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert process.stdout is not None

@@ -1,4 +1,4 @@
-"""Tests of regdata.fleet: reading references from lists, Kubernetes and compose; judging freshness."""
+"""Tests of regdata.analysis.fleet: reading references from lists, Kubernetes and compose; judging freshness."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from regdata.fleet import FLEET, FRESHNESS, fleet_freshness, read_fleet
+from regdata.analysis.fleet import FLEET, FRESHNESS, fleet_freshness, read_fleet
 from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
 
 DIGEST = "sha256:" + "ab" * 32
@@ -164,7 +164,11 @@ def test_kubernetes_manifests(tmp_path: Path) -> None:
     by_container = fleet.set_index("container")
     migrate = by_container.loc["migrate"]
     assert (migrate["registry"], migrate["repository"], migrate["tag"], migrate["digest"]) == (
-        "registry.example.com:5000", "team/sub/app", "1.2", DIGEST)
+        "registry.example.com:5000",
+        "team/sub/app",
+        "1.2",
+        DIGEST,
+    )
     assert migrate["reference"] == f"registry.example.com:5000/team/sub/app:1.2@{DIGEST}"
     assert migrate["image"] == f"registry.example.com:5000/team/sub/app:1.2@{DIGEST}"
     exporter = by_container.loc["exporter"]
@@ -173,7 +177,10 @@ def test_kubernetes_manifests(tmp_path: Path) -> None:
     assert by_container.loc["wait", "image"] == "busybox"
     assert by_container.loc["agent", "registry"] == "localhost:5000"
     assert by_container.loc["c", "tag"] == "sha-1234abc"
-    assert by_container.loc["job", "error"] == "invalid reference 'Python:3.6': repository name must be lowercase"
+    assert (
+        by_container.loc["job", "error"]
+        == "invalid reference 'Python:3.6': repository name must be lowercase"
+    )
     assert pd.isna(by_container.loc["job", "reference"])
     assert by_container.loc["once", "error"] == "no image given"
     assert fleet["error"].notna().sum() == 2
@@ -185,7 +192,13 @@ def test_compose_file(tmp_path: Path) -> None:
     fleet = read_fleet(path, env={"PG_TAG": "10.1"})
     assert records(fleet, ["source", "workload", "container", "reference", "error"]) == [
         (f"{path}#services/web", "web", "web", "docker.io/library/nginx:1.13.8-alpine", None),
-        (f"{path}#services/app", "app", "app-1", f"registry.example.com:5000/team/sub/app:1.2@{DIGEST}", None),
+        (
+            f"{path}#services/app",
+            "app",
+            "app-1",
+            f"registry.example.com:5000/team/sub/app:1.2@{DIGEST}",
+            None,
+        ),
         (f"{path}#services/cache", "cache", "cache", "docker.io/library/redis:4.0.7", None),
         (f"{path}#services/db", "db", "db", "docker.io/library/postgres:10.1", None),
         (f"{path}#services/proxy", "proxy", "proxy", "docker.io/library/traefik:1.5-alpine", None),
@@ -222,7 +235,10 @@ def test_detection_by_content_and_literal_text() -> None:
     one = read_fleet("nginx:1.13")
     assert records(one, ["source", "reference"]) == [("<text>:1", "docker.io/library/nginx:1.13")]
     yaml_list = read_fleet("- nginx:1.13\n- redis\n")
-    assert yaml_list["reference"].tolist() == ["docker.io/library/nginx:1.13", "docker.io/library/redis:latest"]
+    assert yaml_list["reference"].tolist() == [
+        "docker.io/library/nginx:1.13",
+        "docker.io/library/redis:latest",
+    ]
     forced = read_fleet("kind: x\n", kind="list")
     assert forced["error"].notna().all()
 
@@ -255,39 +271,56 @@ def d(n: int) -> str:
 
 
 def app_row(tag: str, digest: int, created: str, arch: str = "amd64", **extra: Any) -> dict[str, Any]:
-    return {"registry": "docker.io", "repository": "library/app", "tag": tag, "digest": d(digest),
-            "kind": "index", "platform": f"linux/{arch}", "os": "linux", "architecture": arch,
-            "manifest_digest": d(1000 + digest * 10 + (arch == "arm64")),
-            "created": f"{created}T00:00:00Z", "size": 50_000_000, **extra}
+    return {
+        "registry": "docker.io",
+        "repository": "library/app",
+        "tag": tag,
+        "digest": d(digest),
+        "kind": "index",
+        "platform": f"linux/{arch}",
+        "os": "linux",
+        "architecture": arch,
+        "manifest_digest": d(1000 + digest * 10 + (arch == "arm64")),
+        "created": f"{created}T00:00:00Z",
+        "size": 50_000_000,
+        **extra,
+    }
 
 
 def app_images() -> pd.DataFrame:
     earlier_scan = [
         app_row("1.24.0", 0, "2024-01-05"),
         {**app_row("1.25.3", 2, "2024-03-01"), "manifest_digest": d(1030)},  # the amd64 image of D3
-        app_row("1.25.3", 8, "2024-02-20"),         # a build of 1.25.3 replaced on Mar 1
+        app_row("1.25.3", 8, "2024-02-20"),  # a build of 1.25.3 replaced on Mar 1
         app_row("1.25.3-alpine", 9, "2024-03-10"),  # the tag was later moved back to Mar 2's image
     ]
-    current = [
-        app_row(tag, 1, "2024-01-10") for tag in ("1.24.0", "1.24")
-    ] + [
-        app_row(tag, 1, "2024-01-12", "arm64") for tag in ("1.24.0", "1.24")
-    ] + [
-        app_row(tag, 3, "2024-03-01") for tag in ("1.25.3", "1.25", "latest")
-    ] + [
-        app_row(tag, 3, "2024-03-01", "arm64") for tag in ("1.25.3", "1.25", "latest")
-    ] + [
-        app_row("1.26.0-rc.1", 4, "2024-03-20"),
-        app_row("1.24.0-alpine", 5, "2024-01-11"),
-        app_row("1.25.3-alpine", 6, "2024-03-02"),
-        app_row("1.27.0", 7, "2024-03-25", error="manifest unknown"),
-    ]
+    current = (
+        [app_row(tag, 1, "2024-01-10") for tag in ("1.24.0", "1.24")]
+        + [app_row(tag, 1, "2024-01-12", "arm64") for tag in ("1.24.0", "1.24")]
+        + [app_row(tag, 3, "2024-03-01") for tag in ("1.25.3", "1.25", "latest")]
+        + [app_row(tag, 3, "2024-03-01", "arm64") for tag in ("1.25.3", "1.25", "latest")]
+        + [
+            app_row("1.26.0-rc.1", 4, "2024-03-20"),
+            app_row("1.24.0-alpine", 5, "2024-01-11"),
+            app_row("1.25.3-alpine", 6, "2024-03-02"),
+            app_row("1.27.0", 7, "2024-03-25", error="manifest unknown"),
+        ]
+    )
     return make_frame(earlier_scan + current, IMAGES, IMAGE_CATEGORIES)
 
 
 def team_images() -> pd.DataFrame:
-    rows = [{"registry": "registry.example.com:5000", "repository": "team/sub/app", "tag": "1.2", "digest": DIGEST,
-             "kind": "image", "platform": "linux/amd64", "created": "2024-02-01T00:00:00Z"}]
+    rows = [
+        {
+            "registry": "registry.example.com:5000",
+            "repository": "team/sub/app",
+            "tag": "1.2",
+            "digest": DIGEST,
+            "kind": "image",
+            "platform": "linux/amd64",
+            "created": "2024-02-01T00:00:00Z",
+        }
+    ]
     return make_frame(rows, IMAGES, IMAGE_CATEGORIES)
 
 
@@ -311,8 +344,17 @@ app:1.25.3@{d(8)}
 app:1.25.3-alpine@{d(9)}
 """
 
-COLUMNS = ["deployed_tag", "deployed_created", "candidate_tag", "newest_tag", "lag_days", "newer_versions",
-           "tag_moved", "repush", "status"]
+COLUMNS = [
+    "deployed_tag",
+    "deployed_created",
+    "candidate_tag",
+    "newest_tag",
+    "lag_days",
+    "newer_versions",
+    "tag_moved",
+    "repush",
+    "status",
+]
 
 
 def day(text: str) -> pd.Timestamp:
@@ -353,7 +395,17 @@ def test_fleet_freshness_worked_out_by_hand() -> None:
         # the newest version, but rebuilt since the pin: Feb 20 -> Mar 1
         ("1.25.3", day("2024-02-20"), "1.25.3", "1.25.3", 10.0, 0, True, False, "behind"),
         # the tag now points at an older image than the pinned one
-        ("1.25.3-alpine", day("2024-03-10"), "1.25.3-alpine", "1.25.3-alpine", 0.0, 0, True, False, "unknown"),
+        (
+            "1.25.3-alpine",
+            day("2024-03-10"),
+            "1.25.3-alpine",
+            "1.25.3-alpine",
+            0.0,
+            0,
+            True,
+            False,
+            "unknown",
+        ),
     ]
     reasons = fresh["reason"].tolist()
     assert reasons[0] == "1 newer version (newest 1.25.3)"
@@ -378,8 +430,8 @@ def test_fleet_freshness_another_platform_and_one_concatenated_frame() -> None:
     images = pd.concat([app_images(), team_images()], ignore_index=True)
     fresh = fleet_freshness(fleet, images, now="2024-04-01", platform="linux/arm64")
     assert records(fresh, ["deployed_created", "candidate_tag", "lag_days", "status"]) == [
-        (day("2024-01-12"), "1.25.3", 49.0, "behind"),   # Jan 12 -> Mar 1 on arm64
-        (None, None, None, "unknown"),                   # no arm64 image of the alpine variant
+        (day("2024-01-12"), "1.25.3", 49.0, "behind"),  # Jan 12 -> Mar 1 on arm64
+        (None, None, None, "unknown"),  # no arm64 image of the alpine variant
     ]
     assert (fresh["platform"] == "linux/arm64").all()
 
@@ -393,7 +445,11 @@ def test_fleet_freshness_within_a_major_or_minor_line() -> None:
     assert records(track, ["candidate_tag", "status"])[0] == ("1.25.3", "behind")
     assert records(major, ["candidate_tag", "status"])[0] == ("1.25.3", "behind")  # 1.25.3 is within 1.x
     assert records(minor, ["candidate_tag", "newer_versions", "lag_days", "status"])[0] == (
-        "1.24.0", 0, 0.0, "current")  # nothing newer within 1.24.x
+        "1.24.0",
+        0,
+        0.0,
+        "current",
+    )  # nothing newer within 1.24.x
     assert minor["reason"].iloc[0] == "newest version within 1.24.x"
     assert major["reason"].iloc[0] == "1 newer version within 1.x (newest 1.25.3)"
     assert minor["reason"].iloc[1] == "newest version in track 'alpine' within 1.25.x"
@@ -408,11 +464,18 @@ def test_fleet_freshness_on_real_images_and_empty() -> None:
     images = {"nginx": hub_images("nginx"), "docker.io/library/redis": hub_images("redis")}
     fresh = fleet_freshness(fleet, images, now="2018-02-01").set_index("tag")
     assert fresh["status"].astype(str).to_dict() == {
-        "1.12.2": "behind", "1.13": "current", "1-alpine": "current", "3.2.11-32bit": "behind",
-        "4.0.7-32bit": "current"}
+        "1.12.2": "behind",
+        "1.13": "current",
+        "1-alpine": "current",
+        "3.2.11-32bit": "behind",
+        "4.0.7-32bit": "current",
+    }
     assert fresh.loc["1.12.2", "candidate_tag"] == "1.13.8"
     assert fresh.loc["3.2.11-32bit", "track"] == "32bit"
-    assert fresh.loc["1-alpine", "reason"] == "1-alpine follows the newest version in track 'alpine' (1.13.8-alpine)"
+    assert (
+        fresh.loc["1-alpine", "reason"]
+        == "1-alpine follows the newest version in track 'alpine' (1.13.8-alpine)"
+    )
     assert not math.isnan(fresh.loc["1.12.2", "lag_days"])
     empty = fleet_freshness(read_fleet("# nothing\n"), {})
     assert empty.empty and schema_of(empty) == list(FRESHNESS)
@@ -420,6 +483,8 @@ def test_fleet_freshness_on_real_images_and_empty() -> None:
 
 
 def test_a_container_without_a_name_is_named_by_its_place() -> None:
-    fleet = read_fleet("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
-                       "  initContainers: [{image: busybox}]\n  containers: [{image: nginx:1.25}]\n")
+    fleet = read_fleet(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
+        "  initContainers: [{image: busybox}]\n  containers: [{image: nginx:1.25}]\n"
+    )
     assert fleet["container"].tolist() == ["initContainers[0]", "containers[0]"]

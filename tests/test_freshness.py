@@ -1,4 +1,4 @@
-"""Tests of regdata.freshness on real Docker Hub tag histories and on hand-made frames.
+"""Tests of regdata.analysis.freshness on real Docker Hub tag histories and on hand-made frames.
 
 ``hub_images`` (also used by the snapshot and plot tests) turns snapshot.json
 into an images frame: one row per tag and platform, ``created`` the newest
@@ -15,8 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
-from regdata.freshness import (
+from regdata.analysis.freshness import (
     AGES,
     CADENCE,
     CADENCE_SUMMARY,
@@ -32,6 +31,7 @@ from regdata.freshness import (
     tag_ages,
     usable_images,
 )
+from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
 from tests.support.dockerhub import open_data
 
 T = pd.Timestamp
@@ -50,22 +50,43 @@ def hub_rows(image: str, snapshot: str = "snapshot.json") -> list[dict[str, Any]
     for tag, record in _snapshot(snapshot)[image].items():
         for entry in record["platforms"]:
             if entry.get("is_attestation"):
-                rows.append({"registry": "docker.io", "repository": f"library/{image}", "tag": tag,
-                             "digest": record["index_digest"], "media_type": record["index_mime"],
-                             "kind": "artifact", "manifest_digest": entry["manifest_digest"],
-                             "artifact_type": "attestation-manifest"})
+                rows.append(
+                    {
+                        "registry": "docker.io",
+                        "repository": f"library/{image}",
+                        "tag": tag,
+                        "digest": record["index_digest"],
+                        "media_type": record["index_mime"],
+                        "kind": "artifact",
+                        "manifest_digest": entry["manifest_digest"],
+                        "artifact_type": "attestation-manifest",
+                    }
+                )
                 continue
             created = max((h["created"] for h in entry["history"] if h.get("created")), default=None)
             platform = "/".join(p for p in (entry["os"], entry["architecture"], entry.get("variant")) if p)
-            rows.append({
-                "registry": "docker.io", "repository": f"library/{image}", "tag": tag,
-                "digest": record["index_digest"], "media_type": record["index_mime"] or entry["manifest_mime"],
-                "kind": "index" if record["index_mime"] else "image", "platform": platform,
-                "os": entry["os"], "architecture": entry["architecture"], "variant": entry.get("variant"),
-                "manifest_digest": entry["manifest_digest"], "config_digest": entry["image_id"],
-                "created": created, "size": entry["total_size"], "layers": len(entry["layers"]),
-                "labels": {}, "created_source": "config", "os_version": entry.get("os_version"),
-            })
+            rows.append(
+                {
+                    "registry": "docker.io",
+                    "repository": f"library/{image}",
+                    "tag": tag,
+                    "digest": record["index_digest"],
+                    "media_type": record["index_mime"] or entry["manifest_mime"],
+                    "kind": "index" if record["index_mime"] else "image",
+                    "platform": platform,
+                    "os": entry["os"],
+                    "architecture": entry["architecture"],
+                    "variant": entry.get("variant"),
+                    "manifest_digest": entry["manifest_digest"],
+                    "config_digest": entry["image_id"],
+                    "created": created,
+                    "size": entry["total_size"],
+                    "layers": len(entry["layers"]),
+                    "labels": {},
+                    "created_source": "config",
+                    "os_version": entry.get("os_version"),
+                }
+            )
     return rows
 
 
@@ -74,13 +95,26 @@ def hub_images(*images: str, snapshot: str = "snapshot.json") -> pd.DataFrame:
     return make_frame([r for image in images for r in hub_rows(image, snapshot)], IMAGES, IMAGE_CATEGORIES)
 
 
-def image_row(tag: str, created: str | None, digest: str, platform: str = "linux/amd64", **extra: Any) -> dict[str, Any]:
+def image_row(
+    tag: str, created: str | None, digest: str, platform: str = "linux/amd64", **extra: Any
+) -> dict[str, Any]:
     """A hand-made images-frame row of library/app."""
     os_name, arch, *variant = platform.split("/")
-    return {"registry": "docker.io", "repository": "library/app", "tag": tag, "digest": digest,
-            "kind": "index", "platform": platform, "os": os_name, "architecture": arch,
-            "variant": variant[0] if variant else None, "manifest_digest": f"{digest}-{arch}",
-            "created": created, "size": 1000, **extra}
+    return {
+        "registry": "docker.io",
+        "repository": "library/app",
+        "tag": tag,
+        "digest": digest,
+        "kind": "index",
+        "platform": platform,
+        "os": os_name,
+        "architecture": arch,
+        "variant": variant[0] if variant else None,
+        "manifest_digest": f"{digest}-{arch}",
+        "created": created,
+        "size": 1000,
+        **extra,
+    }
 
 
 def schema_of(frame: pd.DataFrame) -> list[tuple[str, str]]:
@@ -121,19 +155,30 @@ def test_newest_per_track_prereleases_and_platforms() -> None:
 
 
 def test_newest_per_track_a_track_of_prereleases_only_still_counts() -> None:
-    frame = make_frame([image_row("2.0.0-rc.1", "2024-01-01", "d1"), image_row("2.0.0-rc.2", "2024-01-02", "d2"),
-                        image_row("2.0.0-rc.2-slim", "2024-01-02", "d3")], IMAGES, IMAGE_CATEGORIES)
+    frame = make_frame(
+        [
+            image_row("2.0.0-rc.1", "2024-01-01", "d1"),
+            image_row("2.0.0-rc.2", "2024-01-02", "d2"),
+            image_row("2.0.0-rc.2-slim", "2024-01-02", "d3"),
+        ],
+        IMAGES,
+        IMAGE_CATEGORIES,
+    )
     newest = newest_per_track(frame)
     assert newest["tag"].tolist() == ["2.0.0-rc.2", "2.0.0-rc.2-slim"]
     assert newest["version"].tolist() == ["2.0.0-rc.2", "2.0.0-rc.2"]
 
 
 def test_newest_per_track_skips_errors_and_artifacts_and_keeps_schema() -> None:
-    frame = make_frame([
-        image_row("1.0", "2024-01-01", "d1"),
-        image_row("2.0", None, "d2", error="manifest unknown"),
-        {**image_row("3.0", None, "d3"), "kind": "artifact", "platform": None},
-    ], IMAGES, IMAGE_CATEGORIES)
+    frame = make_frame(
+        [
+            image_row("1.0", "2024-01-01", "d1"),
+            image_row("2.0", None, "d2", error="manifest unknown"),
+            {**image_row("3.0", None, "d3"), "kind": "artifact", "platform": None},
+        ],
+        IMAGES,
+        IMAGE_CATEGORIES,
+    )
     assert newest_per_track(frame)["tag"].tolist() == ["1.0"]
     for by in ("version", "created"):
         assert schema_of(newest_per_track(EMPTY, by=by)) == list(NEWEST)  # type: ignore[arg-type]
@@ -153,16 +198,20 @@ def test_usable_images_drops_attestations_of_real_2026_indexes() -> None:
 
 
 def test_release_cadence_intervals_by_hand() -> None:
-    frame = make_frame([
-        image_row("1.0.0", "2024-01-01T00:00Z", "a"),
-        image_row("1.0", "2024-01-01T00:00Z", "a"),
-        image_row("1.1.0", "2024-01-11T00:00Z", "b"),
-        image_row("1.1.0-slim", "2024-01-11T00:20Z", "c"),   # another track
-        image_row("1.2.0", "2024-01-31T00:00Z", "d"),
-        image_row("2.0.0", "2024-01-31T00:30Z", "e"),        # same batch as 1.2.0
-        image_row("1.2.0", "2024-01-31T06:00Z", "d", platform="linux/arm64"),
-        image_row("latest", "2024-02-10T00:00Z", "f"),       # not a version: only per repository
-    ], IMAGES, IMAGE_CATEGORIES)
+    frame = make_frame(
+        [
+            image_row("1.0.0", "2024-01-01T00:00Z", "a"),
+            image_row("1.0", "2024-01-01T00:00Z", "a"),
+            image_row("1.1.0", "2024-01-11T00:00Z", "b"),
+            image_row("1.1.0-slim", "2024-01-11T00:20Z", "c"),  # another track
+            image_row("1.2.0", "2024-01-31T00:00Z", "d"),
+            image_row("2.0.0", "2024-01-31T00:30Z", "e"),  # same batch as 1.2.0
+            image_row("1.2.0", "2024-01-31T06:00Z", "d", platform="linux/arm64"),
+            image_row("latest", "2024-02-10T00:00Z", "f"),  # not a version: only per repository
+        ],
+        IMAGES,
+        IMAGE_CATEGORIES,
+    )
     cadence = release_cadence(frame)
     assert schema_of(cadence) == list(CADENCE)
     plain = cadence.loc[cadence["track"] == ""]
@@ -177,7 +226,12 @@ def test_release_cadence_intervals_by_hand() -> None:
     summary = cadence_summary(cadence).set_index("track")
     assert schema_of(cadence_summary(cadence)) == list(CADENCE_SUMMARY)
     assert summary.loc["", ["images", "mean_days", "median_days", "min_days", "max_days"]].tolist() == [
-        3, 15.0, 15.0, 10.0, 20.0]
+        3,
+        15.0,
+        15.0,
+        10.0,
+        20.0,
+    ]
     assert summary.loc["slim", "images"] == 1 and math.isnan(summary.loc["slim", "mean_days"])
     arm = release_cadence(frame, platform="linux/arm64")
     assert arm["platform"].tolist() == ["linux/arm64"]
@@ -212,15 +266,21 @@ def test_shared_digests_on_real_python() -> None:
 
 
 def test_tag_ages() -> None:
-    frame = make_frame([
-        image_row("1.0", "2024-01-01T00:00:00Z", "a"),
-        image_row("1.0", "2024-01-05T00:00:00Z", "a", platform="linux/arm64"),
-        image_row("latest", "2024-01-21T12:00:00Z", "b"),
-    ], IMAGES, IMAGE_CATEGORIES)
+    frame = make_frame(
+        [
+            image_row("1.0", "2024-01-01T00:00:00Z", "a"),
+            image_row("1.0", "2024-01-05T00:00:00Z", "a", platform="linux/arm64"),
+            image_row("latest", "2024-01-21T12:00:00Z", "b"),
+        ],
+        IMAGES,
+        IMAGE_CATEGORIES,
+    )
     per_tag = tag_ages(frame, now="2024-02-01")
     assert schema_of(per_tag) == list(AGES)
     assert per_tag[["tag", "platform", "age_days"]].values.tolist() == [
-        ["1.0", "linux/arm64", 27.0], ["latest", "linux/amd64", 10.5]]
+        ["1.0", "linux/arm64", 27.0],
+        ["latest", "linux/amd64", 10.5],
+    ]
     per_platform = tag_ages(frame, now=T("2024-02-01", tz="UTC"), per="platform")
     assert per_platform["age_days"].tolist() == [31.0, 27.0, 10.5]
     assert tag_ages(frame, now="2024-02-01", platform="linux/amd64")["age_days"].tolist() == [31.0, 10.5]
@@ -232,19 +292,29 @@ def test_tag_ages() -> None:
 
 
 def test_classify_changes_by_hand() -> None:
-    timeline = pd.DataFrame([
-        ("app", "1", "2024-01-01T00:00Z", "sha256:a", "2024-01-01T00:00Z"),
-        ("app", "1", "2024-01-01T01:00Z", "sha256:b", "2024-01-01T00:00Z"),  # arm64 finished: same image
-        ("app", "1", "2024-01-09T00:00Z", "sha256:c", "2024-01-08T00:00Z"),  # rebuilt
-        ("app", "1", "2024-01-10T00:00Z", "sha256:d", "2024-01-05T00:00Z"),  # moved back
-        ("app", "1", "2024-01-11T00:00Z", "sha256:d", "2024-01-05T00:00Z"),  # seen again
-        ("app", "1", "2024-01-12T00:00Z", "sha256:e", None),
-        ("app", "2", "2024-01-01T00:00Z", "sha256:f", "2024-01-01T00:00Z"),
-    ], columns=["image", "tag", "seen_at", "index_digest", "newest_created"])
+    timeline = pd.DataFrame(
+        [
+            ("app", "1", "2024-01-01T00:00Z", "sha256:a", "2024-01-01T00:00Z"),
+            ("app", "1", "2024-01-01T01:00Z", "sha256:b", "2024-01-01T00:00Z"),  # arm64 finished: same image
+            ("app", "1", "2024-01-09T00:00Z", "sha256:c", "2024-01-08T00:00Z"),  # rebuilt
+            ("app", "1", "2024-01-10T00:00Z", "sha256:d", "2024-01-05T00:00Z"),  # moved back
+            ("app", "1", "2024-01-11T00:00Z", "sha256:d", "2024-01-05T00:00Z"),  # seen again
+            ("app", "1", "2024-01-12T00:00Z", "sha256:e", None),
+            ("app", "2", "2024-01-01T00:00Z", "sha256:f", "2024-01-01T00:00Z"),
+        ],
+        columns=["image", "tag", "seen_at", "index_digest", "newest_created"],
+    )
     changes = classify_changes(timeline.sample(frac=1.0, random_state=1))
     assert schema_of(changes) == list(CHANGES)
     assert changes["change"].astype(str).tolist() == [
-        "first", "repush", "rebuild", "revert", "unchanged", "unknown", "first"]
+        "first",
+        "repush",
+        "rebuild",
+        "revert",
+        "unchanged",
+        "unknown",
+        "first",
+    ]
     assert changes["previous_digest"].iloc[1] == "sha256:a"
     assert repush_share(changes) == pytest.approx(1 / 4)
     assert schema_of(classify_changes(timeline.iloc[:0])) == list(CHANGES)
@@ -256,8 +326,10 @@ def test_about_46_percent_of_real_digest_changes_are_repushes() -> None:
     changes = classify_changes(timeline)
     counts = changes["change"].value_counts()
     share = repush_share(changes)
-    print(f"\nre-push share of {int(counts.drop(['first', 'unchanged']).sum())} digest changes: {share:.1%} "
-          f"({ {str(k): int(v) for k, v in counts.items()} })")
+    print(
+        f"\nre-push share of {int(counts.drop(['first', 'unchanged']).sum())} digest changes: {share:.1%} "
+        f"({ {str(k): int(v) for k, v in counts.items()} })"
+    )
     assert share == pytest.approx(0.46, abs=0.01)
     assert counts["first"] == timeline.groupby(["image", "tag"]).ngroups
     # The January 2017 rollback of the alpine-based tags moved 20 tags back to older images.

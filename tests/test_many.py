@@ -12,8 +12,8 @@ import pytest
 
 import regdata
 from regdata import cli
+from regdata.client.many import Catalog
 from regdata.frames import IMAGES
-from regdata.many import Catalog
 from tests.support.builder import Builder, ImageSpec
 from tests.support.inflight import CountingProxy
 from tests.support.registry_server import RegistryServer
@@ -34,8 +34,14 @@ def fill(builder: Builder, prefix: str, count: int, tags: int = 3) -> list[str]:
     for i in range(count):
         name = f"{prefix}/r{i}"
         for t in range(tags):
-            builder.push_image(name, ImageSpec(created=f"2024-0{1 + t % 9}-0{1 + i % 9}T00:00:00Z",
-                                               labels={"repo": str(i), "tag": str(t)}), tags=[f"v{t}"])
+            builder.push_image(
+                name,
+                ImageSpec(
+                    created=f"2024-0{1 + t % 9}-0{1 + i % 9}T00:00:00Z",
+                    labels={"repo": str(i), "tag": str(t)},
+                ),
+                tags=[f"v{t}"],
+            )
         if i % 2 == 0:
             builder.push_multiarch(name, ["linux/amd64", "linux/arm64/v8"], tags=["multi", "latest"])
         names.append(name)
@@ -100,8 +106,10 @@ def test_a_repository_that_cannot_be_read_is_one_row(registry: RegistryServer, r
 
 
 def test_auth_modes_each_repository_its_own_answer(
-    htpasswd_registry: RegistryServer, htpasswd_builder: Builder,
-    token_registry: RegistryServer, token_builder: Builder,
+    htpasswd_registry: RegistryServer,
+    htpasswd_builder: Builder,
+    token_registry: RegistryServer,
+    token_builder: Builder,
 ) -> None:
     htpasswd_builder.push_image("many/app", ImageSpec(), tags=["1"])
     token_builder.push_image("public/many", ImageSpec(), tags=["1", "2"])
@@ -113,8 +121,9 @@ def test_auth_modes_each_repository_its_own_answer(
     assert "Unauthorized" in by_repo["many/app"]["error"].iloc[0]
     assert by_repo["public/many"]["error"].isna().all() and len(by_repo["public/many"]) == 2
     assert "Unauthorized" in by_repo["private/many"]["error"].iloc[0]
-    alice = regdata.Credentials.from_mapping({hp: ("alice", htpasswd_registry.users["alice"]),
-                                              tk: ("alice", token_registry.users["alice"])})
+    alice = regdata.Credentials.from_mapping(
+        {hp: ("alice", htpasswd_registry.users["alice"]), tk: ("alice", token_registry.users["alice"])}
+    )
     df = client(credentials=alice).get_repositories(names)
     assert df["error"].isna().all() and len(df) == 4
     assert "Secret" not in df.to_csv() and "Token" not in df.to_csv()
@@ -127,8 +136,9 @@ def test_the_host_limit_holds_across_repositories(registry: RegistryServer, repo
         df = reg.get_repositories(names)
     assert df["error"].isna().all()
     assert proxy.max_in_flight == 3  # reached, never passed
-    pd.testing.assert_frame_equal(df.drop(columns="registry"),
-                                  one_by_one(client(), repos).drop(columns="registry"))
+    pd.testing.assert_frame_equal(
+        df.drop(columns="registry"), one_by_one(client(), repos).drop(columns="registry")
+    )
 
 
 def test_one_progress_count_of_tags(repos: list[str]) -> None:
@@ -182,8 +192,12 @@ def cli_csv(capsys: pytest.CaptureFixture[str], *argv: str) -> pd.DataFrame:
 
 
 def test_cli_images_of_many_repositories(
-    isolated: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-    registry: RegistryServer, repos: list[str], tmp_path: Path,
+    isolated: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    registry: RegistryServer,
+    repos: list[str],
+    tmp_path: Path,
 ) -> None:
     expected = one_by_one(client(), repos[:3])
     given = cli_csv(capsys, "images", *repos[:3])

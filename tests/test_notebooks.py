@@ -32,33 +32,48 @@ KERNEL = "python3"
 # A cell takes a few seconds; the margin is for a loaded CI machine running three kernels at once.
 CELL_TIMEOUT = 120
 
-# The public API: the package and its documented submodules.  regdata.freshness is listed for
+# The public API: the package and its documented submodules.  regdata.analysis.freshness is listed for
 # classify_changes, repush_share and cadence_summary, which the package does not export (yet).
-PUBLIC_MODULES = {"regdata", "regdata.sandbox", "regdata.plots", "regdata.summary", "regdata.report",
-                  "regdata.freshness"}
+PUBLIC_MODULES = {
+    "regdata",
+    "regdata.sandbox",
+    "regdata.analysis.plots",
+    "regdata.instrument.summary",
+    "regdata.report",
+    "regdata.analysis.freshness",
+}
 
 # Per notebook: the least number of plots, and texts its outputs must show.
 EXPECTED: dict[str, tuple[int, tuple[str, ...]]] = {
-    "fleet-freshness.ipynb": (2, (
-        "repositories, ",                     # the scan summed up
-        "could not read docker.io/library/postgres",
-        "tag 1.13 was rebuilt 14.5 days after the pinned image",
-        "re-pushed since the pin, same image",
-        "of the digest changes were re-pushes",
-        "report.html: ",
-    )),
-    "explore-repository.ipynb": (3, (
-        "32 tags, 6 platforms, 112 rows",
-        "1.12.2-alpine",                      # the alpine track's newest build, not its highest version
-        "ADD file:",                          # the history of nginx:1.13.8
-        "alpine-perl",
-    )),
-    "requests-and-cache.ipynb": (1, (
-        "warm scan: 0 HTTP requests",
-        "the warm frames equal the cold ones: True",
-        "manifest_head",
-        "redis:4.0-alpine",                   # a tag the warm registry sees late
-    )),
+    "fleet-freshness.ipynb": (
+        2,
+        (
+            "repositories, ",  # the scan summed up
+            "could not read docker.io/library/postgres",
+            "tag 1.13 was rebuilt 14.5 days after the pinned image",
+            "re-pushed since the pin, same image",
+            "of the digest changes were re-pushes",
+            "report.html: ",
+        ),
+    ),
+    "explore-repository.ipynb": (
+        3,
+        (
+            "32 tags, 6 platforms, 112 rows",
+            "1.12.2-alpine",  # the alpine track's newest build, not its highest version
+            "ADD file:",  # the history of nginx:1.13.8
+            "alpine-perl",
+        ),
+    ),
+    "requests-and-cache.ipynb": (
+        1,
+        (
+            "warm scan: 0 HTTP requests",
+            "the warm frames equal the cold ones: True",
+            "manifest_head",
+            "redis:4.0-alpine",  # a tag the warm registry sees late
+        ),
+    ),
 }
 
 
@@ -84,7 +99,9 @@ def _kernel() -> str:
 def _execute(path: Path, kernel: str, env: dict[str, str], out: Path | None) -> Run:
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
-        notebook, timeout=CELL_TIMEOUT, kernel_name=kernel,
+        notebook,
+        timeout=CELL_TIMEOUT,
+        kernel_name=kernel,
         resources={"metadata": {"path": str(path.parent)}},
     )
     try:
@@ -132,9 +149,12 @@ def _texts(notebook: Any) -> str:
 
 
 def _pngs(notebook: Any) -> list[bytes]:
-    return [base64.b64decode(output["data"]["image/png"])
-            for cell in _code_cells(notebook) for output in cell.get("outputs", [])
-            if "image/png" in output.get("data", {})]
+    return [
+        base64.b64decode(output["data"]["image/png"])
+        for cell in _code_cells(notebook)
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    ]
 
 
 def test_every_notebook_is_checked() -> None:
@@ -179,6 +199,9 @@ def test_notebook_runs(runs: dict[str, Run], name: str) -> None:
     assert all(png.startswith(b"\x89PNG") and len(png) > 5_000 for png in pngs)
     # Warnings in a notebook are what breaks in the next pandas or matplotlib; tqdm's advice to
     # install ipywidgets is no fault of the notebook.
-    warnings = [line for line in texts.splitlines()
-                if re.search(r"\b\w*Warning\b", line) and "TqdmWarning" not in line]
+    warnings = [
+        line
+        for line in texts.splitlines()
+        if re.search(r"\b\w*Warning\b", line) and "TqdmWarning" not in line
+    ]
     assert not warnings, warnings

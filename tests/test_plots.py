@@ -1,4 +1,4 @@
-"""Tests of regdata.plots: every plot renders, empty or with 250 tags, without overlapping tick labels."""
+"""Tests of regdata.analysis.plots: every plot renders, empty or with 250 tags, without overlapping tick labels."""
 
 from __future__ import annotations
 
@@ -12,20 +12,21 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 from matplotlib.axes import Axes
 from test_freshness import hub_images
 
-from regdata.fleet import fleet_freshness, read_fleet
-from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
-from regdata.plots import (
+from regdata.analysis.fleet import fleet_freshness, read_fleet
+from regdata.analysis.plots import (
     fleet_freshness_plot,
     release_cadence_plot,
     size_over_versions,
     tag_timeline,
 )
+from regdata.frames import IMAGE_CATEGORIES, IMAGES, make_frame
 
 DPI = 40  # enough to lay text out; low to keep the tests fast
 
@@ -42,8 +43,9 @@ def images_250() -> pd.DataFrame:
 @cache
 def fleet_250() -> pd.DataFrame:
     frame = images_250()
-    refs = dict.fromkeys(f"{r.removeprefix('library/')}:{t}" for r, t in zip(frame["repository"], frame["tag"],
-                                                                             strict=True))
+    refs = dict.fromkeys(
+        f"{r.removeprefix('library/')}:{t}" for r, t in zip(frame["repository"], frame["tag"], strict=True)
+    )
     fleet = read_fleet("\n".join([*refs, "Bad:Ref"]))
     return fleet_freshness(fleet, frame, now="2018-02-01")
 
@@ -80,8 +82,10 @@ def overlapping(ax: Axes) -> list[tuple[str, str]]:
     clashes = []
     for labels, along in ((ax.get_xticklabels(), "x0"), (ax.get_yticklabels(), "y0")):
         shown = [label for label in labels if label.get_visible() and label.get_text()]
-        boxes = sorted(((label.get_window_extent(renderer), label.get_text()) for label in shown),
-                       key=lambda item: float(getattr(item[0], along)))
+        boxes = sorted(
+            ((label.get_window_extent(renderer), label.get_text()) for label in shown),
+            key=lambda item: float(getattr(item[0], along)),
+        )
         for (box_a, text_a), (box_b, text_b) in itertools.pairwise(boxes):
             if box_a.overlaps(box_b):
                 clashes.append((text_a, text_b))
@@ -151,3 +155,29 @@ def test_size_in_megabytes_and_log_scale_for_windows() -> None:
     ys = [y for line in nginx.get_lines() for y in line.get_ydata()]
     assert min(ys) > 1 and max(ys) < 100  # nginx alpine images are a few MB
     assert size_over_versions(hub_images("python")).get_yscale() == "log"
+
+
+def test_every_row_of_250_tags_is_labelled_with_its_own_tag(tmp_path: Path) -> None:
+    """A dot sits beside its own tag's name: each y tick's label is the tag plotted at that y."""
+    frame = images_250()
+    ax = tag_timeline(frame)
+    render(ax, tmp_path / "timeline.png")
+    label_at = {
+        round(float(y)): label.get_text()
+        for y, label in zip(ax.get_yticks(), ax.get_yticklabels(), strict=True)
+    }
+    points = [(float(x), round(float(y))) for c in ax.collections for x, y in c.get_offsets()]
+    assert {y for _, y in points} == set(label_at) and all(label_at.values())  # each row labelled
+    # Every dot: its date is the created time of the tag named at its row.
+    several = frame["repository"].nunique() > 1
+    truth = {
+        (
+            float(mdates.date2num(created.tz_localize(None))),
+            f"{repo.rsplit('/', 1)[-1]}:{tag}" if several else str(tag),
+        )
+        for repo, tag, created in zip(frame["repository"], frame["tag"], frame["created"], strict=True)
+        if pd.notna(created)
+    }
+    wrong = [(label_at[y], x) for x, y in points if (x, label_at[y]) not in truth]
+    assert wrong == []
+    assert overlapping(ax) == []

@@ -75,37 +75,53 @@ def _reg(**kwargs: Any) -> regdata.Registry:
 
 
 def test_environment_is_read_as_go_reads_it() -> None:
-    env = {"HTTPS_PROXY": "proxy.corp:3128", "https_proxy": "http://lower:1", "http_proxy": "http://plain:8080"}
+    env = {
+        "HTTPS_PROXY": "proxy.corp:3128",
+        "https_proxy": "http://lower:1",
+        "http_proxy": "http://plain:8080",
+    }
     proxies = Proxies.from_environment(env)
-    assert proxies.proxy_for("https://ghcr.io/v2/") == "http://proxy.corp:3128"  # uppercase wins, http:// added
+    assert (
+        proxies.proxy_for("https://ghcr.io/v2/") == "http://proxy.corp:3128"
+    )  # uppercase wins, http:// added
     assert proxies.proxy_for("http://registry.lan:5000/v2/") == "http://plain:8080"
     assert Proxies.from_environment({}).proxy_for("https://ghcr.io/v2/") is None
 
 
-@pytest.mark.parametrize("url", ["https://localhost:5000/v2/", "https://127.0.0.1/v2/", "https://127.8.9.1/v2/",
-                                 "https://[::1]:5000/v2/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://localhost:5000/v2/",
+        "https://127.0.0.1/v2/",
+        "https://127.8.9.1/v2/",
+        "https://[::1]:5000/v2/",
+    ],
+)
 def test_loopback_is_never_proxied(url: str) -> None:
     assert Proxies(https="http://p:3128", http="http://p:3128").proxy_for(url) is None
 
 
-@pytest.mark.parametrize(("no_proxy", "url", "direct"), [
-    ("*", "https://ghcr.io/v2/", True),
-    ("ghcr.io", "https://ghcr.io/v2/", True),
-    ("ghcr.io", "https://pkg.ghcr.io/v2/", True),            # a name covers the names under it
-    ("ghcr.io", "https://notghcr.io/v2/", False),
-    (".corp", "https://registry.corp/v2/", True),            # a suffix ...
-    (".corp", "https://corp/v2/", False),                   # ... not the name itself
-    ("*.corp", "https://a.b.corp/v2/", True),
-    ("corp", "https://corp/v2/", True),
-    ("registry.corp:5000", "https://registry.corp:5000/v2/", True),
-    ("registry.corp:5000", "https://registry.corp/v2/", False),   # another port
-    ("10.0.0.0/8", "https://10.1.2.3:5000/v2/", True),
-    ("10.0.0.0/8", "https://11.1.2.3/v2/", False),
-    ("fd00::/8", "https://[fd12::1]/v2/", True),
-    ("192.168.1.5", "https://192.168.1.5:443/v2/", True),
-    (" GHCR.IO , quay.io", "https://quay.io/v2/", True),       # spaces and case
-    ("", "https://ghcr.io/v2/", False),
-])
+@pytest.mark.parametrize(
+    ("no_proxy", "url", "direct"),
+    [
+        ("*", "https://ghcr.io/v2/", True),
+        ("ghcr.io", "https://ghcr.io/v2/", True),
+        ("ghcr.io", "https://pkg.ghcr.io/v2/", True),  # a name covers the names under it
+        ("ghcr.io", "https://notghcr.io/v2/", False),
+        (".corp", "https://registry.corp/v2/", True),  # a suffix ...
+        (".corp", "https://corp/v2/", False),  # ... not the name itself
+        ("*.corp", "https://a.b.corp/v2/", True),
+        ("corp", "https://corp/v2/", True),
+        ("registry.corp:5000", "https://registry.corp:5000/v2/", True),
+        ("registry.corp:5000", "https://registry.corp/v2/", False),  # another port
+        ("10.0.0.0/8", "https://10.1.2.3:5000/v2/", True),
+        ("10.0.0.0/8", "https://11.1.2.3/v2/", False),
+        ("fd00::/8", "https://[fd12::1]/v2/", True),
+        ("192.168.1.5", "https://192.168.1.5:443/v2/", True),
+        (" GHCR.IO , quay.io", "https://quay.io/v2/", True),  # spaces and case
+        ("", "https://ghcr.io/v2/", False),
+    ],
+)
 def test_no_proxy_entries(no_proxy: str, url: str, direct: bool) -> None:
     proxies = Proxies(https="http://proxy:3128", no_proxy=no_proxy)
     assert (proxies.proxy_for(url) is None) is direct
@@ -123,9 +139,13 @@ def test_the_proxy_credentials_never_show() -> None:
 # --------------------------------------------------------------------------- through tinyproxy
 
 
-def test_every_request_of_a_scan_goes_through_the_proxy(tinyproxy: TinyProxy, registry: RegistryServer,
-                                                         builder: Builder, repo_name: str,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_request_of_a_scan_goes_through_the_proxy(
+    tinyproxy: TinyProxy,
+    registry: RegistryServer,
+    builder: Builder,
+    repo_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     builder.push_image(repo_name, ImageSpec(), tags=["1", "2", "3"])
     host = f"{NAME}:{registry.port}"
     with pytest.raises(OSError):
@@ -146,8 +166,9 @@ def test_every_request_of_a_scan_goes_through_the_proxy(tinyproxy: TinyProxy, re
     assert [t for m, t in seen if m == "CONNECT"] == [host]
 
 
-def test_https_goes_through_a_connect_tunnel(tinyproxy: TinyProxy, corp_tls: RegistryServer,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_https_goes_through_a_connect_tunnel(
+    tinyproxy: TinyProxy, corp_tls: RegistryServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     host = f"{NAME}:{corp_tls.port}"
     monkeypatch.setenv("https_proxy", tinyproxy.url)  # lowercase works too
     tinyproxy.clear()
@@ -159,8 +180,9 @@ def test_https_goes_through_a_connect_tunnel(tinyproxy: TinyProxy, corp_tls: Reg
     assert seen and all(m == "CONNECT" and t == host for m, t in seen)
 
 
-def test_no_proxy_goes_direct(tinyproxy: TinyProxy, corp_tls: RegistryServer, resolve_corp: None,
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_proxy_goes_direct(
+    tinyproxy: TinyProxy, corp_tls: RegistryServer, resolve_corp: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     host = f"{NAME}:{corp_tls.port}"
     monkeypatch.setenv("HTTPS_PROXY", tinyproxy.url)
     for no_proxy in (NAME, ".corp.test", "corp.test", host, "*"):
@@ -176,9 +198,9 @@ def test_no_proxy_goes_direct(tinyproxy: TinyProxy, corp_tls: RegistryServer, re
     assert tinyproxy.requests() == [("CONNECT", host)]
 
 
-def test_proxies_given_in_code_replace_the_environment(tinyproxy: TinyProxy, corp_tls: RegistryServer,
-                                                       resolve_corp: None,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_proxies_given_in_code_replace_the_environment(
+    tinyproxy: TinyProxy, corp_tls: RegistryServer, resolve_corp: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     host = f"{NAME}:{corp_tls.port}"
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # nothing listens there
     tinyproxy.clear()
@@ -191,7 +213,9 @@ def test_proxies_given_in_code_replace_the_environment(tinyproxy: TinyProxy, cor
 
 
 def test_proxy_credentials_go_to_the_proxy_and_show_nowhere(
-    auth_proxy: TinyProxy, corp_tls: RegistryServer, monkeypatch: pytest.MonkeyPatch,
+    auth_proxy: TinyProxy,
+    corp_tls: RegistryServer,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     host = f"{NAME}:{corp_tls.port}"
@@ -206,21 +230,46 @@ def test_proxy_credentials_go_to_the_proxy_and_show_nowhere(
             refused.tags(f"{host}/corp/app")
     # tinyproxy refuses with a 401 where the RFC says 407: either is the proxy's refusal.
     assert "Tunnel connection failed: 401" in str(info.value) and auth_proxy.host in str(info.value)
-    outputs = [repr(reg), repr(reg.factory), repr(reg.factory.http), df.to_csv(), reg.requests.to_csv(),
-               refused.requests.to_csv(), str(info.value), repr(info.value), caplog.text]
+    outputs = [
+        repr(reg),
+        repr(reg.factory),
+        repr(reg.factory.http),
+        df.to_csv(),
+        reg.requests.to_csv(),
+        refused.requests.to_csv(),
+        str(info.value),
+        repr(info.value),
+        caplog.text,
+    ]
     for text in outputs:
         assert PROXY_PASSWORD not in text and f"{PROXY_USER}:" not in text
 
 
-def test_cli_reads_the_proxy_from_the_environment(tinyproxy: TinyProxy, corp_tls: RegistryServer,
-                                                  monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reads_the_proxy_from_the_environment(
+    tinyproxy: TinyProxy,
+    corp_tls: RegistryServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from regdata.cli import main
 
     host = f"{NAME}:{corp_tls.port}"
     monkeypatch.setenv("HTTPS_PROXY", tinyproxy.url)
     tinyproxy.clear()
-    assert main(["tags", f"{host}/corp/app", "--cache", "none", "--ca-file", str(corp_tls.ca_path),
-                 "--format", "csv"]) == 0
+    assert (
+        main(
+            [
+                "tags",
+                f"{host}/corp/app",
+                "--cache",
+                "none",
+                "--ca-file",
+                str(corp_tls.ca_path),
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
     assert sorted(capsys.readouterr().out.split()) == ["1", "2", "tag"]
     assert tinyproxy.requests() == [("CONNECT", host)]

@@ -63,8 +63,12 @@ def test_exports_match_what_type_checkers_see() -> None:
 
     tree = ast.parse((ROOT / "regdata" / "__init__.py").read_text())
     guarded = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
-    seen = {alias.name: "." * node.level + (node.module or "")
-            for node in guarded.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    seen = {
+        alias.name: "." * node.level + (node.module or "")
+        for node in guarded.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
     assert seen == regdata._EXPORTS
 
 
@@ -82,7 +86,8 @@ def test_cli_starts_without_heavy_imports(registry: RegistryServer, builder: Bui
         "print('HEAVY', sorted(heavy), file=sys.stderr)\n"
     )
     for argv in (["--version"], ["--help"], ["tags", "--cache", "none", f"{registry.host}/fast/start"]):
-        done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True,
-                              timeout=60, cwd=ROOT)
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
         assert "HEAVY []" in done.stderr, (argv, done.stderr)
     assert sorted(done.stdout.split()) == ["1.0", "2.0", "tag"]

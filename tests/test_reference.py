@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from regdata import InvalidReference, Reference, Repository, parse_reference, parse_repository
-from regdata.reference import api_host, canonical_host, is_loopback_host
+from regdata.oci.reference import api_host, canonical_host, is_loopback_host
 
 D = "sha256:" + "a" * 64
 
@@ -107,7 +107,8 @@ _alnum = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, ma
 _sep = st.sampled_from([".", "_", "__", "-", "--"])
 _component = st.builds(
     lambda first, rest: first + "".join(s + a for s, a in rest),
-    _alnum, st.lists(st.tuples(_sep, _alnum), max_size=2),
+    _alnum,
+    st.lists(st.tuples(_sep, _alnum), max_size=2),
 )
 _host = st.builds(
     lambda labels, port: ".".join(labels) + (f":{port}" if port is not None else ""),
@@ -152,3 +153,23 @@ def test_any_string_parses_or_raises_invalid_reference(text: str) -> None:
         assert text in str(exc) or repr(text) in str(exc)
     else:
         assert parse_reference(str(ref)) == ref
+
+
+def test_one_digest_pattern() -> None:
+    """Every digest is read by regdata.oci.digest's one pattern: no module writes its own."""
+    from pathlib import Path
+
+    from regdata.oci.digest import is_digest, is_verifiable
+
+    hex64 = "ab" * 32
+    assert is_verifiable(f"sha256:{hex64}") and is_verifiable(f"sha512:{hex64 * 2}")
+    assert not is_verifiable(f"sha256:{hex64.upper()}") and not is_verifiable(f"sha256:{hex64[:-1]}")
+    assert not is_verifiable(f"sha384:{hex64}") and is_digest(f"sha384:{hex64}")
+    assert not is_digest("sha256") and not is_digest(f"SHA256:{hex64}")
+    root = Path(__file__).parent.parent / "regdata"
+    writers = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if any(s in p.read_text() for s in ("[0-9a-f]{64}", "[a-f0-9]{64}", "[0-9a-fA-F]{32"))
+    )
+    assert writers == [], writers

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import regdata
-from regdata.tag_details import TAG_DETAILS, tag_details_rows
+from regdata.client.tag_details import TAG_DETAILS, tag_details_rows
 from tests.conftest import ServerFactory
 from tests.support.builder import Builder, ImageSpec
 from tests.support.gcr import UPLOADED_MS, start_gcr
@@ -47,9 +47,11 @@ def test_gcr_tag_details_in_one_request(gcr: FaultProxy) -> None:
     assert list(details.columns) == [c for c, _ in TAG_DETAILS]
     assert [str(details[c].dtype) for c in details.columns] == [d for _, d in TAG_DETAILS]
     assert details["tag"].tolist() == ["2.0", "1.0", "stable", "multi"]  # newest first, unknown time last
-    assert details["created"].tolist()[:3] == [pd.Timestamp("2024-05-02T12:30:00.5Z"),
-                                               pd.Timestamp("2024-03-01T10:00:00Z"),
-                                               pd.Timestamp("2024-03-01T10:00:00Z")]
+    assert details["created"].tolist()[:3] == [
+        pd.Timestamp("2024-05-02T12:30:00.5Z"),
+        pd.Timestamp("2024-03-01T10:00:00Z"),
+        pd.Timestamp("2024-03-01T10:00:00Z"),
+    ]
     assert (details["uploaded"] == pd.Timestamp(UPLOADED_MS, unit="ms", tz="UTC")).all()
     assert details["error"].isna().all() and (details["size"].iloc[:3] > 0).all()
     assert reg.requests["kind"].astype(str).tolist() == ["tags"]  # one request for all of it
@@ -58,8 +60,9 @@ def test_gcr_tag_details_in_one_request(gcr: FaultProxy) -> None:
     assert details.set_index("tag")["digest"].to_dict() == images["digest"].to_dict()
 
 
-def test_tag_details_of_a_registry_without_the_map_lists_the_tags(registry: RegistryServer,
-                                                                    builder: Builder) -> None:
+def test_tag_details_of_a_registry_without_the_map_lists_the_tags(
+    registry: RegistryServer, builder: Builder
+) -> None:
     builder.push_image("gcr/plain", ImageSpec(), tags=["a"])
     details = _reg().tag_details(f"{registry.host}/gcr/plain")
     assert details["tag"].tolist() == ["a"] and details["digest"].isna().all()
@@ -67,17 +70,24 @@ def test_tag_details_of_a_registry_without_the_map_lists_the_tags(registry: Regi
 
 def test_a_bad_manifest_map_entry_is_its_rows_error() -> None:
     digest = "sha256:" + "a" * 64
-    pages = [{"tags": ["ok", "bad", "orphan"], "manifest": {
-        digest: {"tag": ["ok"], "imageSizeBytes": "12", "timeCreatedMs": "1700000000000"},
-        "sha256:" + "b" * 64: {"tag": ["bad", 7], "imageSizeBytes": "-3", "timeCreatedMs": "soon"},
-        "not-a-digest": {"tag": ["x"]},
-        "sha256:" + "c" * 64: "nope",
-    }}]
+    pages = [
+        {
+            "tags": ["ok", "bad", "orphan"],
+            "manifest": {
+                digest: {"tag": ["ok"], "imageSizeBytes": "12", "timeCreatedMs": "1700000000000"},
+                "sha256:" + "b" * 64: {"tag": ["bad", 7], "imageSizeBytes": "-3", "timeCreatedMs": "soon"},
+                "not-a-digest": {"tag": ["x"]},
+                "sha256:" + "c" * 64: "nope",
+            },
+        }
+    ]
     rows = {(r.get("tag"), r.get("digest")): r for r in tag_details_rows("gcr.io", "p/app", pages)}
     assert rows[("ok", digest)]["size"] == 12 and rows[("ok", digest)]["error"] is None
     bad = rows[("bad", "sha256:" + "b" * 64)]
     assert bad["size"] is None and bad["created"] is None
-    assert bad["error"] == "imageSizeBytes is not a count; timeCreatedMs is not a count; a tag is not a string"
+    assert (
+        bad["error"] == "imageSizeBytes is not a count; timeCreatedMs is not a count; a tag is not a string"
+    )
     assert rows[(None, None)]["error"].startswith("manifest map key is not a digest")
     assert rows[(None, "sha256:" + "c" * 64)]["error"] == "manifest map entry is not an object"
     assert ("orphan", None) in rows  # listed, but not in the map
@@ -86,11 +96,17 @@ def test_a_bad_manifest_map_entry_is_its_rows_error() -> None:
 # --------------------------------------------------------------------------- token services and helpers
 
 
-PULL_ALL = (AclRule(account="*", name="*", actions=("pull",)), AclRule(account="pusher", name="*", actions=("*",)))
+PULL_ALL = (
+    AclRule(account="*", name="*", actions=("pull",)),
+    AclRule(account="pusher", name="*", actions=("*",)),
+)
 
 
-def _token_registry(server_factory: ServerFactory, users: dict[str, str], **token: Any,
-                    ) -> tuple[RegistryServer, TokenServer, Builder]:
+def _token_registry(
+    server_factory: ServerFactory,
+    users: dict[str, str],
+    **token: Any,
+) -> tuple[RegistryServer, TokenServer, Builder]:
     ts = server_factory.token_server({**users, "pusher": "pusher-pw"}, PULL_ALL, **token)
     server = server_factory.registry(token_server=ts)
     return server, ts, server_factory.builder(server, "pusher")
@@ -100,8 +116,10 @@ def _helper(folder: Path, name: str, username: str, secret: str) -> None:
     """A ``docker-credential-<name>`` that answers ``get`` as the real one does."""
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / f"docker-credential-{name}"
-    script.write_text('#!/bin/sh\n[ "$1" = get ] || exit 1\nIFS= read -r url\n'
-                      f'printf \'{{"ServerURL": "%s", "Username": "{username}", "Secret": "{secret}"}}\\n\' "$url"\n')
+    script.write_text(
+        '#!/bin/sh\n[ "$1" = get ] || exit 1\nIFS= read -r url\n'
+        f'printf \'{{"ServerURL": "%s", "Username": "{username}", "Secret": "{secret}"}}\\n\' "$url"\n'
+    )
     script.chmod(0o755)
 
 
@@ -119,7 +137,9 @@ def test_docker_hub_token_service_and_the_library_scope(server_factory: ServerFa
     server, ts, builder = _token_registry(server_factory, {}, service="registry.docker.io")
     builder.push_image("library/alpine", ImageSpec(), tags=["3.20"])
     ts.clear_requests()
-    reg = regdata.Registry(cache=None, credentials=regdata.Credentials.none(), mirrors={"docker.io": server.host})
+    reg = regdata.Registry(
+        cache=None, credentials=regdata.Credentials.none(), mirrors={"docker.io": server.host}
+    )
     df = reg.get_repository("alpine")
     assert df["repository"].tolist() == ["library/alpine"] and df["error"].isna().all()
     (asked,) = {(r.method, r.query["service"][0], " ".join(r.query["scope"])) for r in ts.requests}
@@ -140,8 +160,9 @@ def test_ghcr_anonymous_token_for_a_public_image(server_factory: ServerFactory) 
 
 def test_quay_robot_account_at_v2_auth(server_factory: ServerFactory, tmp_path: Path) -> None:
     robot, password = "org+reader", "ROBOT-pw-0a1b"
-    server, ts, builder = _token_registry(server_factory, {robot: password}, service="quay.io",
-                                          path="/v2/auth", token_only=True)
+    server, ts, builder = _token_registry(
+        server_factory, {robot: password}, service="quay.io", path="/v2/auth", token_only=True
+    )
     builder.push_image("org/app", ImageSpec(), tags=["1"])
     ts.clear_requests()
     credentials = _config(tmp_path, {"auths": {server.host: {"auth": _b64(f"{robot}:{password}")}}})
@@ -151,14 +172,23 @@ def test_quay_robot_account_at_v2_auth(server_factory: ServerFactory, tmp_path: 
     assert request.path == "/v2/auth" and request.account == robot and request.query["account"] == [robot]
 
 
-def test_acr_identity_token_is_exchanged_at_oauth2_token(server_factory: ServerFactory, tmp_path: Path) -> None:
-    server, ts, builder = _token_registry(server_factory, {"alice": "alice-pw"}, service="regdatatest.azurecr.io",
-                                          path="/oauth2/token")
+def test_acr_identity_token_is_exchanged_at_oauth2_token(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server, ts, builder = _token_registry(
+        server_factory, {"alice": "alice-pw"}, service="regdatatest.azurecr.io", path="/oauth2/token"
+    )
     builder.push_image("team/app", ImageSpec(), tags=["1"])
     refresh = ts._new_refresh_token("alice")  # what `az acr login` leaves in the docker config
     ts.clear_requests()
-    credentials = _config(tmp_path, {"auths": {server.host: {
-        "auth": _b64("00000000-0000-0000-0000-000000000000:"), "identitytoken": refresh}}})
+    credentials = _config(
+        tmp_path,
+        {
+            "auths": {
+                server.host: {"auth": _b64("00000000-0000-0000-0000-000000000000:"), "identitytoken": refresh}
+            }
+        },
+    )
     reg = regdata.Registry(cache=None, credentials=credentials)
     assert reg.get_repository(f"{server.host}/team/app")["error"].isna().all()
     (exchange,) = ts.requests
@@ -168,12 +198,16 @@ def test_acr_identity_token_is_exchanged_at_oauth2_token(server_factory: ServerF
     assert exchange.form["scope"] == ["repository:team/app:pull"]
 
 
-def test_google_oauth2accesstoken_and_the_gcloud_helper(server_factory: ServerFactory, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_google_oauth2accesstoken_and_the_gcloud_helper(
+    server_factory: ServerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     access, helped = "ya29.ACCESS-token-1", "ya29.HELPER-token-2"
-    server, ts, builder = _token_registry(server_factory, {"oauth2accesstoken": access,
-                                                           "_dcgcloud_token": helped},
-                                          service="gcr.io", path="/v2/token")
+    server, ts, builder = _token_registry(
+        server_factory,
+        {"oauth2accesstoken": access, "_dcgcloud_token": helped},
+        service="gcr.io",
+        path="/v2/token",
+    )
     builder.push_image("project/app", ImageSpec(), tags=["1"])
     repo = f"{server.host}/project/app"
     # docker login -u oauth2accesstoken -p "$(gcloud auth print-access-token)"
@@ -190,8 +224,9 @@ def test_google_oauth2accesstoken_and_the_gcloud_helper(server_factory: ServerFa
     assert [r.account for r in ts.requests] == ["_dcgcloud_token"]
 
 
-def test_ecr_basic_auth_from_ecr_login_and_1000_tag_pages(server_factory: ServerFactory, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ecr_basic_auth_from_ecr_login_and_1000_tag_pages(
+    server_factory: ServerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     password = "eyJwYXlsb2FkIjoiRUNSLXRva2VuIn0"  # what GetAuthorizationToken hands out, for user AWS
     server = server_factory.registry("htpasswd", users={"AWS": password})
     builder = server_factory.builder(server, "AWS")
@@ -223,6 +258,7 @@ def test_ecr_basic_auth_from_ecr_login_and_1000_tag_pages(server_factory: Server
                 body = json.dumps(doc).encode()
                 headers["Content-Length"] = str(len(body))
             return status, headers, body
+
         return Action(transform=challenge)
 
     ecr.add(as_ecr)

@@ -9,13 +9,18 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 
 import regdata
-from regdata import Credential, Credentials, RemoteFactory, parse_reference, parse_repository
-from regdata.manifest import ImageManifest, Index, Schema1Manifest
+from regdata import Credential, Credentials, parse_reference, parse_repository
+from regdata.client.remote import RemoteFactory
+from regdata.oci.manifest import ImageManifest, Index, Schema1Manifest
 from regdata.transport import HTTPTransport, Request, RetryPolicy
 from regdata.transport.http import tls_context
 from tests.support.builder import Builder, ImageSpec, Schema1Spec, helm_chart_spec
@@ -37,21 +42,29 @@ def ref(server: RegistryServer | str, text: str) -> regdata.Reference:
 # -- every media type, fetched and digest-checked ---------------------------------------
 
 
-def test_every_media_type_fetched_and_verified(registry: RegistryServer, builder: Builder,
-                                               repo_name: str) -> None:
+def test_every_media_type_fetched_and_verified(
+    registry: RegistryServer, builder: Builder, repo_name: str
+) -> None:
     docker = builder.push_image(repo_name, ImageSpec(format="docker"), tags=["docker"])
     oci = builder.push_image(repo_name, ImageSpec(format="oci"), tags=["oci"])
-    listing = builder.push_multiarch(repo_name, ["linux/amd64", "linux/arm/v7"], tags=["list"],
-                                     format="docker")
-    index = builder.push_multiarch(repo_name, ["linux/amd64", "linux/arm64/v8"], tags=["index"],
-                                   format="oci", attest=True)
+    listing = builder.push_multiarch(
+        repo_name, ["linux/amd64", "linux/arm/v7"], tags=["list"], format="docker"
+    )
+    index = builder.push_multiarch(
+        repo_name, ["linux/amd64", "linux/arm64/v8"], tags=["index"], format="oci", attest=True
+    )
     artifact = builder.push_artifact(repo_name, helm_chart_spec(), tags=["chart"])
     schema1 = builder.push_schema1(repo_name, "v1", Schema1Spec())
     remote = factory().remote(registry.host)
 
-    for pushed, tag, kind in [(docker, "docker", ImageManifest), (oci, "oci", ImageManifest),
-                              (listing, "list", Index), (index, "index", Index),
-                              (artifact, "chart", ImageManifest), (schema1, "v1", Schema1Manifest)]:
+    for pushed, tag, kind in [
+        (docker, "docker", ImageManifest),
+        (oci, "oci", ImageManifest),
+        (listing, "list", Index),
+        (index, "index", Index),
+        (artifact, "chart", ImageManifest),
+        (schema1, "v1", Schema1Manifest),
+    ]:
         fetched = remote.manifest(ref(registry, f"{repo_name}:{tag}"))
         assert fetched.digest == pushed.digest, tag
         assert fetched.media_type == pushed.media_type, tag
@@ -64,8 +77,10 @@ def test_every_media_type_fetched_and_verified(registry: RegistryServer, builder
 
     manifest = remote.manifest(ref(registry, f"{repo_name}:oci")).manifest
     assert isinstance(manifest, ImageManifest) and oci.config is not None
-    assert remote.blob(parse_repository(f"{registry.host}/{repo_name}"),
-                       manifest.config.digest) == oci.config.data
+    assert (
+        remote.blob(parse_repository(f"{registry.host}/{repo_name}"), manifest.config.digest)
+        == oci.config.data
+    )
     fetched_index = remote.manifest(ref(registry, f"{repo_name}:index")).manifest
     assert isinstance(fetched_index, Index)
     assert sum(d.is_attestation for d in fetched_index.manifests) == 2
@@ -96,8 +111,10 @@ def _paged_tags(pages: list[list[str]], absolute_host: str | None = None):  # ty
             if absolute_host:
                 target = f"http://{absolute_host}{target}"
             headers["Link"] = f'<{target}>; rel="next"'
-        return Action(status=200, headers=headers,
-                      body=json.dumps({"name": "x", "tags": pages[page]}).encode())
+        return Action(
+            status=200, headers=headers, body=json.dumps({"name": "x", "tags": pages[page]}).encode()
+        )
+
     return fault
 
 
@@ -120,8 +137,17 @@ def test_pagination_to_another_host_or_in_a_loop_stops(registry: RegistryServer)
         with pytest.raises(regdata.MalformedContent, match="another host"):
             factory().remote(proxy.host).tags(parse_repository(f"{proxy.host}/x"))
         proxy.clear()
-        proxy.add(lambda s: Action(status=200, headers={"Link": '</v2/x/tags/list?n=1000>; rel="next"'},
-                                   body=b'{"tags": ["a"]}') if "/tags/list" in s.path else None)
+        proxy.add(
+            lambda s: (
+                Action(
+                    status=200,
+                    headers={"Link": '</v2/x/tags/list?n=1000>; rel="next"'},
+                    body=b'{"tags": ["a"]}',
+                )
+                if "/tags/list" in s.path
+                else None
+            )
+        )
         with pytest.raises(regdata.MalformedContent, match="loops"):
             factory().remote(proxy.host).tags(parse_repository(f"{proxy.host}/x"))
 
@@ -129,8 +155,9 @@ def test_pagination_to_another_host_or_in_a_loop_stops(registry: RegistryServer)
 # -- registry errors -------------------------------------------------------------------
 
 
-def test_not_found_carries_the_spec_error_code(registry: RegistryServer, builder: Builder,
-                                               repo_name: str) -> None:
+def test_not_found_carries_the_spec_error_code(
+    registry: RegistryServer, builder: Builder, repo_name: str
+) -> None:
     builder.push_image(repo_name, ImageSpec(), tags=["here"])
     remote = factory().remote(registry.host)
     with pytest.raises(regdata.NotFound) as info:
@@ -144,15 +171,24 @@ def test_not_found_carries_the_spec_error_code(registry: RegistryServer, builder
 
 @pytest.mark.parametrize(
     ("status", "error", "temporary"),
-    [(429, regdata.TooManyRequests, True), (500, regdata.ServerError, False),
-     (503, regdata.ServerError, True), (403, regdata.Denied, False), (418, regdata.RegistryError, False)],
+    [
+        (429, regdata.TooManyRequests, True),
+        (500, regdata.ServerError, False),
+        (503, regdata.ServerError, True),
+        (403, regdata.Denied, False),
+        (418, regdata.RegistryError, False),
+    ],
 )
-def test_error_statuses_map_to_types(registry: RegistryServer, status: int,
-                                     error: type[regdata.RegistryError], temporary: bool) -> None:
+def test_error_statuses_map_to_types(
+    registry: RegistryServer, status: int, error: type[regdata.RegistryError], temporary: bool
+) -> None:
     body = json.dumps({"errors": [{"code": "SOME_CODE", "message": "said the registry"}]}).encode()
     with start_proxy(registry.host) as proxy:
-        proxy.add(lambda s: Action(status=status, body=body, headers={"Retry-After": "1"})
-                  if "/tags/" in s.path else None)
+        proxy.add(
+            lambda s: (
+                Action(status=status, body=body, headers={"Retry-After": "1"}) if "/tags/" in s.path else None
+            )
+        )
         with pytest.raises(error) as info:
             factory(retry=NO_RETRY).remote(proxy.host).tags(parse_repository(f"{proxy.host}/x"))
     assert type(info.value) is error
@@ -162,14 +198,20 @@ def test_error_statuses_map_to_types(registry: RegistryServer, status: int,
 
 def test_html_error_page_is_named_not_parsed(registry: RegistryServer) -> None:
     with start_proxy(registry.host) as proxy:
-        proxy.add(lambda s: Action(status=502, headers={"Content-Type": "text/html"},
-                                   body=b"<html><body>Bad Gateway</body></html>"))
+        proxy.add(
+            lambda s: Action(
+                status=502,
+                headers={"Content-Type": "text/html"},
+                body=b"<html><body>Bad Gateway</body></html>",
+            )
+        )
         with pytest.raises(regdata.ServerError, match="non-JSON answer: text/html"):
             factory(retry=NO_RETRY).remote(proxy.host).tags(parse_repository(f"{proxy.host}/x"))
 
 
-def test_body_not_matching_its_digest_is_refused(registry: RegistryServer, builder: Builder,
-                                                 repo_name: str) -> None:
+def test_body_not_matching_its_digest_is_refused(
+    registry: RegistryServer, builder: Builder, repo_name: str
+) -> None:
     pushed = builder.push_image(repo_name, ImageSpec(), tags=["t"])
 
     def corrupt(status: int, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -229,19 +271,32 @@ def test_token_auth_public_private_and_users(token_registry: RegistryServer, tok
         wrong.remote(host).tags(parse_repository(f"{host}/private/app"))
 
 
-def test_identity_token_uses_oauth2_post(token_registry: RegistryServer, token_server,  # type: ignore[no-untyped-def]
-                                         token_builder: Builder) -> None:
+def test_identity_token_uses_oauth2_post(
+    token_registry: RegistryServer,
+    token_server,  # type: ignore[no-untyped-def]
+    token_builder: Builder,
+) -> None:
     import requests
 
     token_builder.push_image("private/oauth", ImageSpec(), tags=["1"])
-    answer = requests.post(token_server.realm, data={
-        "grant_type": "password", "username": "alice", "password": token_server.users["alice"],
-        "service": token_server.service, "client_id": "test", "access_type": "offline",
-    }, timeout=10).json()
+    answer = requests.post(
+        token_server.realm,
+        data={
+            "grant_type": "password",
+            "username": "alice",
+            "password": token_server.users["alice"],
+            "service": token_server.service,
+            "client_id": "test",
+            "access_type": "offline",
+        },
+        timeout=10,
+    ).json()
     credential = Credential(identity_token=answer["refresh_token"])
     f = factory(credentials=Credentials.from_mapping({token_registry.host: credential}))
     token_server.clear_requests()
-    assert f.remote(token_registry.host).tags(parse_repository(f"{token_registry.host}/private/oauth")) == ["1"]
+    assert f.remote(token_registry.host).tags(parse_repository(f"{token_registry.host}/private/oauth")) == [
+        "1"
+    ]
     assert [r.method for r in token_server.requests] == ["POST"]
 
 
@@ -289,8 +344,13 @@ def test_credential_not_sent_to_a_second_host_on_redirect(
     storage.body = pushed.config.data
     try:
         with start_proxy(htpasswd_registry.host) as proxy:
-            proxy.add(lambda s: Action(status=307, headers={"Location": f"{storage.url}/blob?sig=1"})
-                      if "/blobs/" in s.path else None)
+            proxy.add(
+                lambda s: (
+                    Action(status=307, headers={"Location": f"{storage.url}/blob?sig=1"})
+                    if "/blobs/" in s.path
+                    else None
+                )
+            )
             creds = Credentials.from_mapping({proxy.host: ("alice", htpasswd_registry.users["alice"])})
             remote = factory(credentials=creds).remote(proxy.host)
             remote.tags(parse_repository(f"{proxy.host}/{repo_name}"))  # learns the challenge
@@ -305,8 +365,11 @@ def test_credential_not_sent_to_a_second_host_on_redirect(
 
 def test_token_realm_must_be_http(registry: RegistryServer) -> None:
     with start_proxy(registry.host) as proxy:
-        proxy.add(lambda s: Action(status=401, headers={
-            "WWW-Authenticate": 'Bearer realm="file:///etc/passwd",service="x"'}))
+        proxy.add(
+            lambda s: Action(
+                status=401, headers={"WWW-Authenticate": 'Bearer realm="file:///etc/passwd",service="x"'}
+            )
+        )
         creds = Credentials.from_mapping({proxy.host: ("alice", "s3cret")})
         with pytest.raises(regdata.InsecureRequest, match="token realm"):
             factory(credentials=creds).remote(proxy.host).tags(parse_repository(f"{proxy.host}/x"))
@@ -338,7 +401,7 @@ def test_a_host_that_does_not_answer_is_never_taken_for_plain_http() -> None:
         remote = factory().remote(f"127.0.0.1:{port}")
         with pytest.raises(regdata.TransportError, match="connection failed"):
             remote.scheme()
-    assert remote._scheme is None  # asked again next time
+    assert remote.probe is not None and remote.probe.known is None  # asked again next time
 
 
 def test_a_ca_bundle_that_cannot_be_read_says_so_and_is_not_retried(tmp_path: Path) -> None:
@@ -351,8 +414,9 @@ def test_a_ca_bundle_that_cannot_be_read_says_so_and_is_not_retried(tmp_path: Pa
         factory(verify=str(missing)).remote("127.0.0.1:1").scheme()
 
 
-def test_a_mirror_may_be_written_as_docker_writes_it(registry: RegistryServer, builder: Builder,
-                                                     repo_name: str) -> None:
+def test_a_mirror_may_be_written_as_docker_writes_it(
+    registry: RegistryServer, builder: Builder, repo_name: str
+) -> None:
     """registry-mirrors in daemon.json are URLs: the host is taken from one."""
     builder.push_image(repo_name, ImageSpec(), tags=["m1"])
     remote = factory(mirrors={"Mirrored.Example": f"http://{registry.host}/"}).remote("mirrored.example")
@@ -384,3 +448,85 @@ def test_unreachable_registry_is_a_transport_error() -> None:
     host = f"127.0.0.1:{free_port()}"
     with pytest.raises(regdata.TransportError, match="connection failed"):
         factory(retry=NO_RETRY).remote(host).tags(parse_repository(f"{host}/x"))
+
+
+# -- defects of issue 16 ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cache", [None, "memory://"])
+def test_cancel_stops_the_work_in_flight_and_later_calls_work(
+    registry: RegistryServer, builder: Builder, repo_name: str, cache: str | None
+) -> None:
+    """Flux's Cancel: the scan under way stops; the host is not lost for the Registry's life."""
+    tags = [f"t{i}" for i in range(6)]
+    builder.push_image(repo_name, ImageSpec(), tags=tags)
+    with start_proxy(registry.host) as proxy:
+        proxy.add(lambda s: Action(delay=0.3) if "/manifests/" in s.path else None)
+        repo = f"{proxy.host}/{repo_name}"
+        with regdata.Registry(credentials=Credentials.none(), cache=cache, concurrency=1) as reg:
+            frames: list[object] = []
+            scan = threading.Thread(target=lambda: frames.append(reg.get_repository(repo)))
+            scan.start()
+            deadline = time.monotonic() + 10
+            while not any("/manifests/" in s.path for s in proxy.seen) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            first: Any = reg.remote(proxy.host)
+            first.cancel()
+            scan.join(10)
+            assert not scan.is_alive()
+            stopped = frames[0]
+            assert isinstance(stopped, pd.DataFrame)
+            assert (stopped["error"] == "cancelled").any()  # it stopped before the last tag
+            assert sum("/manifests/" in s.path for s in proxy.seen) < len(tags)
+
+            proxy.clear()
+            again = reg.get_repository(repo)  # a new Remote for the host: no Cancelled
+            assert sorted(again["tag"]) == tags and again["error"].isna().all()
+            second: Any = reg.remote(proxy.host)
+            assert second is not first and not second.cancelled
+            # The probed scheme carried over: the host is not probed again.
+            assert getattr(second, "inner", second).probe is getattr(first, "inner", first).probe
+
+
+@pytest.mark.parametrize("cache", [None, "memory://"])
+def test_every_remote_method_takes_a_string(
+    registry: RegistryServer, builder: Builder, repo_name: str, cache: str | None
+) -> None:
+    pushed = builder.push_image(repo_name, ImageSpec(labels={"s": "1"}), tags=["v1"])
+    with regdata.Registry(credentials=Credentials.none(), cache=cache) as reg:
+        remote: Any = reg.factory.remote(registry.host)
+        assert remote.tags(repo_name) == ["v1"]
+        assert remote.tags(f"{registry.host}/{repo_name}") == ["v1"]
+        assert remote.tag_pages(repo_name)[0]["tags"] == ["v1"]
+        assert remote.manifest(f"{repo_name}:v1").digest == pushed.digest
+        assert remote.manifest(f"{registry.host}/{repo_name}@{pushed.digest}").digest == pushed.digest
+        assert remote.head(f"{repo_name}:v1")[0] == pushed.digest
+        assert remote.digest_of(f"{repo_name}:v1") == pushed.digest
+        config_digest = pushed.config_digest
+        assert config_digest is not None and remote.blob(repo_name, config_digest)
+        assert remote.config(repo_name, config_digest).labels == {"s": "1"}
+        # The issue's example: a repository this host does not have is its NotFound, no AttributeError.
+        with pytest.raises(regdata.NotFound):
+            remote.tags("library/alpine")
+        # A name of another registry is not this host's to answer; a repository is no manifest.
+        with pytest.raises(regdata.InvalidReference, match="names registry ghcr.io"):
+            remote.tags("ghcr.io/org/app")
+        with pytest.raises(regdata.InvalidReference, match="tag or a digest"):
+            remote.manifest(repo_name)
+
+
+def test_a_name_given_as_a_string_is_read_for_the_remotes_host() -> None:
+    """No registry in the string: this host's (Docker Hub's library/ rule only on Docker Hub)."""
+    from regdata.oci.fetched import as_reference, as_repository
+
+    assert str(as_repository("alpine", "docker.io")) == "docker.io/library/alpine"
+    assert as_repository("app", "127.0.0.1:5000").repository == "app"
+    assert as_repository("org/app", "127.0.0.1:5000").registry == "127.0.0.1:5000"
+    assert as_repository("127.0.0.1:5000/org/app", "127.0.0.1:5000").repository == "org/app"
+    assert as_reference("org/app:1", "ghcr.io") == parse_reference("ghcr.io/org/app:1")
+    repo = parse_repository("ghcr.io/org/app")
+    assert as_repository(repo, "ghcr.io") is repo
+    with pytest.raises(regdata.InvalidReference, match="names registry localhost"):
+        as_repository("localhost/app", "docker.io")
+    with pytest.raises(regdata.InvalidReference, match="names registry docker.io"):
+        as_reference("docker.io/library/alpine:3", "ghcr.io")

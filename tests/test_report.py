@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from regdata import Credentials, Registry
-from regdata.fleet import read_fleet
+from regdata.analysis.fleet import read_fleet
 from regdata.report import FleetScan, judge_fleet, request_figures, scan_fleet, write_report
 from tests.support.builder import Builder, ImageSpec
 from tests.support.registry_server import RegistryServer
@@ -64,30 +64,57 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer, builder: Builder) -> dict[str, object]:
+def run(
+    tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer, builder: Builder
+) -> dict[str, object]:
     # The real registry stands for docker.io and example.com (Docker's registry-mirrors):
     # library/missing is never pushed, so its 404 is the registry's own.
-    for tag, created in (("1.0", "2024-01-01T00:00:00Z"), ("1.1", "2024-02-01T00:00:00Z"),
-                         ("1.2", "2024-03-01T12:00:00Z")):
-        builder.push_multiarch("library/web", ["linux/amd64", "linux/arm64/v8"], tags=[tag], seed=tag,
-                               spec=ImageSpec(created=created))
+    for tag, created in (
+        ("1.0", "2024-01-01T00:00:00Z"),
+        ("1.1", "2024-02-01T00:00:00Z"),
+        ("1.2", "2024-03-01T12:00:00Z"),
+    ):
+        builder.push_multiarch(
+            "library/web",
+            ["linux/amd64", "linux/arm64/v8"],
+            tags=[tag],
+            seed=tag,
+            spec=ImageSpec(created=created),
+        )
     for tag, created in (("2.0", "2024-04-01T00:00:00Z"), ("2.1", "2024-05-01T00:00:00Z")):
         builder.push_image("team/api", ImageSpec(created=created, labels={"v": tag}), tags=[tag])
     builder.push_image("library/db", ImageSpec(created="2024-05-20T00:00:00Z"), tags=["5.0"])
-    reg = Registry(cache=None, credentials=Credentials.none(),
-                   mirrors={"docker.io": registry.host, "example.com": registry.host})
+    reg = Registry(
+        cache=None,
+        credentials=Credentials.none(),
+        mirrors={"docker.io": registry.host, "example.com": registry.host},
+    )
     fleet = read_fleet(FLEET)
     scan = scan_fleet(reg, fleet)
     freshness = judge_fleet(scan, now=NOW)
     out = tmp_path_factory.mktemp("report")
-    html = write_report(freshness, scan.images, reg.requests, out / "report.html", errors=scan.errors,
-                        run={"scan": "0.1 s"}, now=NOW)
-    markdown = write_report(freshness, scan.images, reg.requests, out / "report.md", "markdown",
-                            errors=scan.errors, now=NOW)
+    html = write_report(
+        freshness,
+        scan.images,
+        reg.requests,
+        out / "report.html",
+        errors=scan.errors,
+        run={"scan": "0.1 s"},
+        now=NOW,
+    )
+    markdown = write_report(
+        freshness, scan.images, reg.requests, out / "report.md", "markdown", errors=scan.errors, now=NOW
+    )
     page = Page()
     page.feed(html.read_text())
-    return {"freshness": freshness, "scan": scan, "html": html, "markdown": markdown, "page": page,
-            "requests": reg.requests}
+    return {
+        "freshness": freshness,
+        "scan": scan,
+        "html": html,
+        "markdown": markdown,
+        "page": page,
+        "requests": reg.requests,
+    }
 
 
 def test_judged_as_worked_out_by_hand(run: dict) -> None:
@@ -197,8 +224,9 @@ def test_scan_keeps_going_past_a_failed_repository(run: dict) -> None:
 
 def test_every_repository_can_get_its_plots(tmp_path: Path, run: dict) -> None:
     scan = run["scan"]
-    path = write_report(run["freshness"], scan.images, run["requests"], tmp_path / "all.html",
-                        repositories="all", now=NOW)
+    path = write_report(
+        run["freshness"], scan.images, run["requests"], tmp_path / "all.html", repositories="all", now=NOW
+    )
     page = Page()
     page.feed(path.read_text())
     assert [tag for tag, _ in page.tags].count("img") == 1 + 2 * 3
@@ -208,14 +236,21 @@ def test_every_repository_can_get_its_plots(tmp_path: Path, run: dict) -> None:
 
 def test_the_generated_time_is_printed_in_utc(tmp_path: Path, run: dict) -> None:
     scan: FleetScan = run["scan"]
-    path = write_report(run["freshness"], scan.images, run["requests"], tmp_path / "r.md", "markdown",
-                        now="2024-06-01T02:00:00+02:00")
+    path = write_report(
+        run["freshness"],
+        scan.images,
+        run["requests"],
+        tmp_path / "r.md",
+        "markdown",
+        now="2024-06-01T02:00:00+02:00",
+    )
     assert "2024-06-01 00:00 UTC" in path.read_text()
 
 
 def test_a_digest_pinned_twice_is_read_once(registry: RegistryServer, builder: Builder) -> None:
-    untagged = builder.push_multiarch("library/web", ["linux/amd64"], seed="untagged",
-                                      spec=ImageSpec(created="2023-12-01T00:00:00Z"))
+    untagged = builder.push_multiarch(
+        "library/web", ["linux/amd64"], seed="untagged", spec=ImageSpec(created="2023-12-01T00:00:00Z")
+    )
 
     def requests_for(lines: int) -> int:
         reg = Registry(cache=None, credentials=Credentials.none(), mirrors={"docker.io": registry.host})

@@ -14,12 +14,12 @@ import pytest
 import requests
 
 import regdata
-from regdata import metrics
 from regdata.cache.backends import BackendUnavailable
 from regdata.cache.backends.memcached import MemcachedBackend
 from regdata.frames import REQUESTS
-from regdata.requestlog import LIMITER_EVENTS, REQUEST_LOG, LimiterEvent, RequestLog, RequestRecord
-from regdata.summary import SEED_KINDS, SUMMARY, plot_timeline, summarize
+from regdata.instrument import metrics
+from regdata.instrument.requestlog import LIMITER_EVENTS, REQUEST_LOG, LimiterEvent, RequestLog, RequestRecord
+from regdata.instrument.summary import SEED_KINDS, SUMMARY, plot_timeline, summarize
 from regdata.transport import RetryPolicy
 from tests.conftest import TOKEN_ACL, TOKEN_USERS, ServerFactory
 from tests.support.builder import Builder, ImageSpec
@@ -33,9 +33,19 @@ T0 = 1_700_000_000.0
 
 
 def record(**fields: object) -> RequestRecord:
-    base: dict[str, object] = dict(started=T0, host="r.example:443", repository="team/app", kind="manifest",
-                                   method="GET", status=200, duration_s=0.1, bytes=100, attempt=1,
-                                   cache="none", error=None)
+    base: dict[str, object] = dict(
+        started=T0,
+        host="r.example:443",
+        repository="team/app",
+        kind="manifest",
+        method="GET",
+        status=200,
+        duration_s=0.1,
+        bytes=100,
+        attempt=1,
+        cache="none",
+        error=None,
+    )
     base.update(fields)
     return RequestRecord(**base)  # type: ignore[arg-type]
 
@@ -59,8 +69,15 @@ def test_columns_and_dtypes_are_fixed_also_when_empty() -> None:
     assert_schema(log.frame(), REQUESTS)
     assert_schema(log.frame(concurrency=True), REQUEST_LOG)
     assert_schema(log.limiter_frame(), LIMITER_EVENTS)
-    assert list(log.frame()["kind"].cat.categories) == ["tags", "manifest", "manifest_head", "blob", "token",
-                                                       "catalog", "ping"]
+    assert list(log.frame()["kind"].cat.categories) == [
+        "tags",
+        "manifest",
+        "manifest_head",
+        "blob",
+        "token",
+        "catalog",
+        "ping",
+    ]
     assert list(log.frame()["cache"].cat.categories) == ["hit", "miss", "none"]
     reg = client()
     assert_schema(reg.requests, REQUESTS)
@@ -71,8 +88,17 @@ def test_columns_and_dtypes_are_fixed_also_when_empty() -> None:
 def test_columns_and_dtypes_hold_with_missing_values() -> None:
     log = RequestLog()
     log.record(record())
-    log.record(record(status=None, bytes=None, error="connection failed for GET http://h/v2/", attempt=2,
-                      repository=None, kind="ping", concurrency=8))
+    log.record(
+        record(
+            status=None,
+            bytes=None,
+            error="connection failed for GET http://h/v2/",
+            attempt=2,
+            repository=None,
+            kind="ping",
+            concurrency=8,
+        )
+    )
     log.record(record(status=None, attempt=0, cache="hit", duration_s=0.0001))
     log.record_event(LimiterEvent(T0, "r.example:443", "start", None, 8, reason="initial concurrency"))
     log.record_event(LimiterEvent(T0 + 1, "r.example:443", "grow", 8, 16, 0.03, 0.03, "latency holds"))
@@ -123,8 +149,9 @@ def test_the_ring_is_bounded_and_clearable() -> None:
     assert [e.concurrency for e in events.events()] == [3, 4, 5]
 
 
-def test_the_registry_sizes_and_clears_its_ring(registry: RegistryServer, builder: Builder,
-                                                repo_name: str) -> None:
+def test_the_registry_sizes_and_clears_its_ring(
+    registry: RegistryServer, builder: Builder, repo_name: str
+) -> None:
     builder.push_image(repo_name, ImageSpec(), tags=[f"t{i}" for i in range(6)])
     reg = client(request_log_size=4)
     reg.get_repository(f"{registry.host}/{repo_name}")
@@ -175,14 +202,26 @@ def test_no_credential_or_token_in_the_frames_or_the_debug_logs(
         reg = client(credentials=creds, retry=retry)
         df = reg.get_repository(f"{proxy.host}/planted/app")
         assert df["error"].isna().all() and len(df) == 2
-        issued = {s.authorization.split(" ", 1)[1] for s in proxy.seen
-                  if s.authorization and s.authorization.startswith("Bearer ")}
+        issued = {
+            s.authorization.split(" ", 1)[1]
+            for s in proxy.seen
+            if s.authorization and s.authorization.startswith("Bearer ")
+        }
         assert issued, "the registry should have been sent a bearer token"
         # 2. An identity (refresh) token, traded by an OAuth2 POST.
-        refresh = requests.get(ts.realm, params={"service": ts.service, "offline_token": "true",  # type: ignore[attr-defined]
-                                                 "scope": "repository:planted/app:pull"},
-                               auth=("planted", PASSWORD), timeout=10).json()["refresh_token"]
-        by_refresh = regdata.Credentials.from_mapping({proxy.host: regdata.Credential(identity_token=refresh)})
+        refresh = requests.get(
+            ts.realm,
+            params={
+                "service": ts.service,
+                "offline_token": "true",  # type: ignore[attr-defined]
+                "scope": "repository:planted/app:pull",
+            },
+            auth=("planted", PASSWORD),
+            timeout=10,
+        ).json()["refresh_token"]
+        by_refresh = regdata.Credentials.from_mapping(
+            {proxy.host: regdata.Credential(identity_token=refresh)}
+        )
         reg2 = client(credentials=by_refresh, retry=retry)
         assert reg2.get_repository(f"{proxy.host}/planted/app")["error"].isna().all()
         # 3. A registry token the registry refuses: the failure must not quote it.
@@ -206,9 +245,13 @@ def test_no_credential_or_token_in_the_frames_or_the_debug_logs(
     texts.extend(str(rec.args) for rec in caplog.records)
     haystack = "\n".join(texts)
     secrets = {
-        PASSWORD, BEARER, refresh, *issued,
+        PASSWORD,
+        BEARER,
+        refresh,
+        *issued,
         base64.b64encode(f"planted:{PASSWORD}".encode()).decode(),
-        requests.utils.quote(PASSWORD), requests.utils.quote(refresh, safe=""),
+        requests.utils.quote(PASSWORD),
+        requests.utils.quote(refresh, safe=""),
     }
     for secret in secrets:
         assert secret not in haystack, "a secret leaked into the request log or the debug logs"
@@ -223,13 +266,28 @@ def sample_log() -> RequestLog:
     log.record(record(host=a, kind="ping", status=401, error="HTTP 401", bytes=0, duration_s=0.01))
     log.record(record(host=a, kind="token", duration_s=0.05, bytes=800))
     log.record(record(host=a, kind="tags", duration_s=0.2, bytes=50, started=T0 + 0.1))
-    log.record(record(host=a, kind="manifest", status=429, error="HTTP 429", duration_s=0.1, bytes=0,
-                      started=T0 + 0.3))
+    log.record(
+        record(
+            host=a, kind="manifest", status=429, error="HTTP 429", duration_s=0.1, bytes=0, started=T0 + 0.3
+        )
+    )
     log.record(record(host=a, kind="manifest", attempt=2, duration_s=0.1, bytes=1000, started=T0 + 0.5))
-    log.record(record(host=a, kind="manifest_head", method="HEAD", duration_s=0.05, bytes=0, started=T0 + 0.6))
+    log.record(
+        record(host=a, kind="manifest_head", method="HEAD", duration_s=0.05, bytes=0, started=T0 + 0.6)
+    )
     log.record(record(host=a, kind="blob", duration_s=0.3, bytes=2000, started=T0 + 0.6))
-    log.record(record(host=a, kind="manifest", status=None, attempt=0, cache="hit", duration_s=0.001,
-                      bytes=1000, started=T0 + 0.7))
+    log.record(
+        record(
+            host=a,
+            kind="manifest",
+            status=None,
+            attempt=0,
+            cache="hit",
+            duration_s=0.001,
+            bytes=1000,
+            started=T0 + 0.7,
+        )
+    )
     log.record(record(host=b, kind="tags", duration_s=0.4, bytes=10, started=T0 + 1.0))
     return log
 
@@ -289,7 +347,7 @@ def test_timeline_plot(registry: RegistryServer, builder: Builder, repo_name: st
 def test_timeline_lanes_count_what_is_in_flight() -> None:
     import numpy as np
 
-    from regdata.summary import _lanes
+    from regdata.instrument.summary import _lanes
 
     start = np.array([0.0, 0.1, 0.2, 1.0, 1.0, 1.05])
     end = np.array([0.5, 0.5, 0.3, 2.0, 1.1, 1.2])
@@ -316,8 +374,9 @@ def sample(target: object, name: str, **labels: str) -> float:
     return 0.0 if value is None else float(value)
 
 
-def test_metrics_have_flux_v1_names_and_labels(prom: object, registry: RegistryServer, builder: Builder,
-                                               repo_name: str, memcached: object) -> None:
+def test_metrics_have_flux_v1_names_and_labels(
+    prom: object, registry: RegistryServer, builder: Builder, repo_name: str, memcached: object
+) -> None:
     builder.push_multiarch(repo_name, ["linux/amd64", "linux/arm64/v8"], tags=["m"])
     builder.push_image(repo_name, ImageSpec(), tags=["s"])
     reg = client(cache=f"memcached://{memcached.host}")  # type: ignore[attr-defined]
@@ -336,8 +395,9 @@ def test_metrics_have_flux_v1_names_and_labels(prom: object, registry: RegistryS
     tags = (http["kind"] == "tags").sum()
     meta = http["kind"].isin(["manifest", "manifest_head", "blob"]).sum()
     assert sample(prom, "flux_client_fetch_duration_seconds_count", kind="tags", success="true") == tags
-    total_meta = (sample(prom, "flux_client_fetch_duration_seconds_count", kind="metadata", success="true")
-                  + sample(prom, "flux_client_fetch_duration_seconds_count", kind="metadata", success="false"))
+    total_meta = sample(
+        prom, "flux_client_fetch_duration_seconds_count", kind="metadata", success="true"
+    ) + sample(prom, "flux_client_fetch_duration_seconds_count", kind="metadata", success="false")
     assert total_meta == meta >= 5
     assert sample(prom, "flux_client_fetch_duration_seconds_count", kind="metadata", success="false") >= 1
     assert sample(prom, "flux_memcache_request_duration_seconds_count", method="get", success="true") > 0
@@ -359,9 +419,13 @@ def test_memcache_hook_times_failures(prom: object, server_factory: ServerFactor
     mc = server_factory.memcached()
     mc.kill()  # a memcached that is down: every call fails
     backend = metrics.InstrumentedBackend(MemcachedBackend([mc.address]))
-    with pytest.raises((OSError, BackendUnavailable)):  # refused, then marked down: the cache policy makes misses
+    with pytest.raises(
+        (OSError, BackendUnavailable)
+    ):  # refused, then marked down: the cache policy makes misses
         backend.get("k")
-    with pytest.raises((OSError, BackendUnavailable)):  # refused, then marked down: the cache policy makes misses
+    with pytest.raises(
+        (OSError, BackendUnavailable)
+    ):  # refused, then marked down: the cache policy makes misses
         backend.set("k", b"v")
     assert sample(prom, "flux_memcache_request_duration_seconds_count", method="get", success="false") == 1
     assert sample(prom, "flux_memcache_request_duration_seconds_count", method="set", success="false") == 1

@@ -12,11 +12,11 @@ import pytest
 import requests
 
 import regdata
-from regdata.fleet import read_fleet
-from regdata.freshness import classify_changes
+from regdata.analysis.fleet import read_fleet
+from regdata.analysis.freshness import classify_changes
 from regdata.sandbox import DemoData, Sandbox, SandboxError, load_data, pinned_reference
 
-FLEET = Path(__file__).resolve().parents[1] / "regdata" / "data" / "fleet" / "kubernetes.yaml"
+FLEET = Path(__file__).resolve().parents[1] / "regdata" / "sandbox" / "data" / "fleet" / "kubernetes.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,9 @@ def _session() -> requests.Session:
     return session
 
 
-def test_fill_pushes_the_small_subset(sandbox: Sandbox, filled: regdata.sandbox.FillReport, data: DemoData) -> None:
+def test_fill_pushes_the_small_subset(
+    sandbox: Sandbox, filled: regdata.sandbox.FillReport, data: DemoData
+) -> None:
     small = data.selection(small=True)
     assert filled.tags == filled.pushed == sum(len(t) for t in small.values())
     assert filled.blobs > 0 and filled.manifests > 0
@@ -72,7 +74,8 @@ def test_mirrors_serve_docker_io_names(sandbox: Sandbox, filled: object, data: D
     hub = data.indexes[data.doc["images"]["nginx"]["tags"]["1.13"]]
     records = [data.manifests[d] for d in hub["manifests"]]
     assert sorted(df["platform"]) == sorted(
-        "/".join(p for p in (r["os"], r["architecture"], r["variant"]) if p) for r in records)
+        "/".join(p for p in (r["os"], r["architecture"], r["variant"]) if p) for r in records
+    )
     amd64 = df.loc[df["platform"] == "linux/amd64"].iloc[0]
     real = next(r for r in records if r["architecture"] == "amd64")
     # Real created time (newest history entry) and real compressed size.
@@ -85,11 +88,15 @@ def test_mirrors_serve_docker_io_names(sandbox: Sandbox, filled: object, data: D
 def test_layer_sizes_are_real_while_contents_are_stand_ins(sandbox: Sandbox, filled: object) -> None:
     accept = "application/vnd.docker.distribution.manifest.v2+json"
     with _session() as s:
-        index = s.get(f"{sandbox.url}/v2/library/nginx/manifests/1.13", timeout=5, headers={
-            "Accept": "application/vnd.docker.distribution.manifest.list.v2+json"}).json()
+        index = s.get(
+            f"{sandbox.url}/v2/library/nginx/manifests/1.13",
+            timeout=5,
+            headers={"Accept": "application/vnd.docker.distribution.manifest.list.v2+json"},
+        ).json()
         child = index["manifests"][0]["digest"]
-        manifest = s.get(f"{sandbox.url}/v2/library/nginx/manifests/{child}", timeout=5,
-                         headers={"Accept": accept}).json()
+        manifest = s.get(
+            f"{sandbox.url}/v2/library/nginx/manifests/{child}", timeout=5, headers={"Accept": accept}
+        ).json()
         layer = manifest["layers"][0]
         blob = s.head(f"{sandbox.url}/v2/library/nginx/blobs/{layer['digest']}", timeout=5)
     assert blob.status_code == 200
@@ -126,8 +133,11 @@ def test_windows_images_carry_os_version_and_loopback_foreign_layers(sandbox: Sa
     assert df["os_version"].str.startswith("10.0.").all()
     child = df["manifest_digest"].iloc[0]
     with _session() as s:
-        manifest = s.get(f"{sandbox.url}/v2/library/golang/manifests/{child}", timeout=5, headers={
-            "Accept": "application/vnd.docker.distribution.manifest.v2+json"}).json()
+        manifest = s.get(
+            f"{sandbox.url}/v2/library/golang/manifests/{child}",
+            timeout=5,
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        ).json()
     foreign = [x for x in manifest["layers"] if "foreign" in x["mediaType"]]
     assert foreign and all(u.startswith("http://127.0.0.1:9/") for x in foreign for u in x["urls"])
 
@@ -137,7 +147,9 @@ def test_fleet_pins_resolve_to_older_versions(sandbox: Sandbox, filled: object, 
     pins = [str(r) for r in fleet.loc[fleet["digest"].notna(), "reference"]]
     assert len(pins) == 2
     # The pins written by scripts/make-demo-data are the sandbox's digests of those days.
-    assert "nginx:1.13@" + pins[0].split("@")[1] == pinned_reference(data, "nginx", "1.13", "2017-12-15T00:00:00Z")
+    assert "nginx:1.13@" + pins[0].split("@")[1] == pinned_reference(
+        data, "nginx", "1.13", "2017-12-15T00:00:00Z"
+    )
     report = sandbox.fill(small=True, pins=pins)
     assert all(" as of " in what for what in report.pins.values()), report.pins
     reg = reader(sandbox, platforms=["linux/amd64"])
@@ -152,7 +164,9 @@ def test_fleet_pins_resolve_to_older_versions(sandbox: Sandbox, filled: object, 
 
 
 def test_a_pin_that_is_no_version_is_reported(sandbox: Sandbox, filled: object) -> None:
-    report = sandbox.fill({"alpine": []}, pins=["alpine:3.6@sha256:" + "1" * 64, "quay.io/x/y@sha256:" + "2" * 64])
+    report = sandbox.fill(
+        {"alpine": []}, pins=["alpine:3.6@sha256:" + "1" * 64, "quay.io/x/y@sha256:" + "2" * 64]
+    )
     assert report.pushed == 0
     assert "is no version of alpine:3.6" in report.pins["alpine:3.6@sha256:" + "1" * 64]
     assert "not in the demo data" in report.pins["quay.io/x/y@sha256:" + "2" * 64]

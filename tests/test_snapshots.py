@@ -1,4 +1,4 @@
-"""Tests of regdata.snapshots: exact round trips through Parquet and CSV; diffs of two scans."""
+"""Tests of regdata.analysis.snapshots: exact round trips through Parquet and CSV; diffs of two scans."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from test_freshness import hub_images
 
-from regdata import snapshots
-from regdata.fleet import fleet_freshness, read_fleet
+from regdata.analysis import snapshots
+from regdata.analysis.fleet import fleet_freshness, read_fleet
+from regdata.analysis.freshness import shared_digests, tag_ages
+from regdata.analysis.snapshots import DIFF, diff_snapshots, load_snapshot, save_snapshot
 from regdata.frames import HISTORY, IMAGE_CATEGORIES, IMAGES, REQUEST_CATEGORIES, REQUESTS, make_frame
-from regdata.freshness import shared_digests, tag_ages
-from regdata.snapshots import DIFF, diff_snapshots, load_snapshot, save_snapshot
 
 FORMATS = ["parquet", "csv"]
 
@@ -21,12 +21,15 @@ FORMATS = ["parquet", "csv"]
 def awkward_images() -> pd.DataFrame:
     """Real nginx rows plus the values that break naive CSV: NA vs empty, dicts, commas, quotes, newlines."""
     frame = hub_images("nginx")
-    frame.at[0, "labels"] = {"maintainer": "NGINX Docker Maintainers <docker-maint@nginx.com>", "n": None,
-                             "nested": {"a": [1, 2.5, True]}}
+    frame.at[0, "labels"] = {
+        "maintainer": "NGINX Docker Maintainers <docker-maint@nginx.com>",
+        "n": None,
+        "nested": {"a": [1, 2.5, True]},
+    }
     frame.at[1, "annotations"] = {}
     frame.at[2, "annotations"] = {"org.opencontainers.image.title": 'a "quoted", comma\nnewline'}
     frame.loc[3, "size"] = pd.NA
-    frame.loc[4, "error"] = "manifest unknown: tag, \"x\"\nnot found"
+    frame.loc[4, "error"] = 'manifest unknown: tag, "x"\nnot found'
     frame.loc[5, "os_version"] = ""
     frame.loc[6, "created"] = pd.NaT
     frame.loc[7, "created"] = pd.Timestamp("2018-01-01T00:00:00.123456789Z")
@@ -67,8 +70,9 @@ def test_analytics_frames_round_trip(tmp_path: Path, fmt: str) -> None:
     images = hub_images("redis")
     shared = shared_digests(images)  # a column of tuples
     ages = tag_ages(images, now="2018-02-01")  # floats, NA strings
-    fresh = fleet_freshness(read_fleet("redis:3.2\nredis@sha256:" + "0" * 64 + "\nRedis\n"), {"redis": images},
-                            now="2018-02-01")  # nullable booleans, a status category
+    fresh = fleet_freshness(
+        read_fleet("redis:3.2\nredis@sha256:" + "0" * 64 + "\nRedis\n"), {"redis": images}, now="2018-02-01"
+    )  # nullable booleans, a status category
     for name, frame in {"shared": shared, "ages": ages, "fresh": fresh}.items():
         back = load_snapshot(save_snapshot(frame, tmp_path / f"{name}.{fmt}"))
         pd.testing.assert_frame_equal(back, frame)
@@ -102,11 +106,25 @@ def d(n: int) -> str:
     return f"sha256:{n:064x}"
 
 
-def row(tag: str, digest: int, created: str | None, platform: str = "linux/amd64", manifest: int | None = None,
-        **extra: Any) -> dict[str, Any]:
-    return {"registry": "docker.io", "repository": "library/app", "tag": tag, "digest": d(digest),
-            "kind": "index", "platform": platform, "manifest_digest": d(manifest if manifest is not None else digest + 100),
-            "created": None if created is None else f"{created}T00:00:00Z", **extra}
+def row(
+    tag: str,
+    digest: int,
+    created: str | None,
+    platform: str = "linux/amd64",
+    manifest: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "registry": "docker.io",
+        "repository": "library/app",
+        "tag": tag,
+        "digest": d(digest),
+        "kind": "index",
+        "platform": platform,
+        "manifest_digest": d(manifest if manifest is not None else digest + 100),
+        "created": None if created is None else f"{created}T00:00:00Z",
+        **extra,
+    }
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -114,26 +132,30 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def test_diff_snapshots_by_hand() -> None:
-    old = frame([
-        row("1.0", 1, "2024-01-01"),
-        row("1.0", 1, "2024-01-01", "linux/arm64", manifest=201),
-        row("1.1", 2, "2024-02-01"),
-        row("1.1", 2, "2024-02-01", "linux/arm64", manifest=202),
-        row("latest", 2, "2024-02-01"),
-        row("0.9", 9, "2023-12-01"),
-        row("broken", 8, "2024-01-01"),
-        {**row("1.1", 2, None, platform=None), "kind": "artifact"},
-    ])
-    new = frame([
-        row("1.0", 1, "2024-01-01"),                              # unchanged
-        row("1.0", 1, "2024-01-01", "linux/arm64", manifest=201),
-        row("1.1", 3, "2024-02-01", manifest=102),                # index re-pushed, amd64 image the same
-        row("1.1", 3, "2024-02-01", "linux/arm64", manifest=303),  # arm64 pushed later, same created
-        row("latest", 4, "2024-03-01"),                            # rebuilt
-        row("1.2", 4, "2024-03-01"),                               # new tag
-        row("broken", 8, None, error="blob unknown", kind="index"),  # failed to read: not "removed"
-        {**row("1.1", 3, None, platform=None), "kind": "artifact"},
-    ])
+    old = frame(
+        [
+            row("1.0", 1, "2024-01-01"),
+            row("1.0", 1, "2024-01-01", "linux/arm64", manifest=201),
+            row("1.1", 2, "2024-02-01"),
+            row("1.1", 2, "2024-02-01", "linux/arm64", manifest=202),
+            row("latest", 2, "2024-02-01"),
+            row("0.9", 9, "2023-12-01"),
+            row("broken", 8, "2024-01-01"),
+            {**row("1.1", 2, None, platform=None), "kind": "artifact"},
+        ]
+    )
+    new = frame(
+        [
+            row("1.0", 1, "2024-01-01"),  # unchanged
+            row("1.0", 1, "2024-01-01", "linux/arm64", manifest=201),
+            row("1.1", 3, "2024-02-01", manifest=102),  # index re-pushed, amd64 image the same
+            row("1.1", 3, "2024-02-01", "linux/arm64", manifest=303),  # arm64 pushed later, same created
+            row("latest", 4, "2024-03-01"),  # rebuilt
+            row("1.2", 4, "2024-03-01"),  # new tag
+            row("broken", 8, None, error="blob unknown", kind="index"),  # failed to read: not "removed"
+            {**row("1.1", 3, None, platform=None), "kind": "artifact"},
+        ]
+    )
     diff = diff_snapshots(old, new)
     assert [(c, str(t)) for c, t in diff.dtypes.items()] == list(DIFF)
     got = diff[["tag", "platform", "change", "rebuild"]].astype(object).values.tolist()
@@ -146,10 +168,14 @@ def test_diff_snapshots_by_hand() -> None:
     ]
     latest = diff.iloc[-1]
     assert (latest["old_digest"], latest["new_digest"]) == (d(2), d(4))
-    assert (latest["old_created"], latest["new_created"]) == (pd.Timestamp("2024-02-01", tz="UTC"),
-                                                              pd.Timestamp("2024-03-01", tz="UTC"))
+    assert (latest["old_created"], latest["new_created"]) == (
+        pd.Timestamp("2024-02-01", tz="UTC"),
+        pd.Timestamp("2024-03-01", tz="UTC"),
+    )
     removed = diff.iloc[0]
-    assert removed["old_digest"] == d(9) and pd.isna(removed["new_digest"]) and pd.isna(removed["new_created"])
+    assert (
+        removed["old_digest"] == d(9) and pd.isna(removed["new_digest"]) and pd.isna(removed["new_created"])
+    )
     added = diff.set_index("tag").loc["1.2"]
     assert added["new_manifest_digest"] == d(104) and pd.isna(added["old_digest"])
     assert list(diff["change"].cat.categories) == ["added", "removed", "moved"]
@@ -175,7 +201,11 @@ def test_diff_keeps_windows_os_builds_apart() -> None:
     diff = diff_snapshots(old, new)
     assert len(diff) == 1
     assert diff.iloc[0][["tag", "os_version", "change", "rebuild"]].tolist() == [
-        "3.6.4-windowsservercore", new.loc[second, "os_version"], "moved", True]
+        "3.6.4-windowsservercore",
+        new.loc[second, "os_version"],
+        "moved",
+        True,
+    ]
 
 
 def test_diff_of_real_snapshots_2018_and_2026() -> None:
@@ -186,3 +216,30 @@ def test_diff_of_real_snapshots_2018_and_2026() -> None:
     assert set(moved["tag"]) == {"latest"} and moved["rebuild"].all()
     assert set(diff.loc[diff["change"] == "added", "tag"]) == {"3", "latest"}
     assert "3.7" in set(diff.loc[diff["change"] == "removed", "tag"])
+
+
+def test_a_tag_whose_created_time_was_lost_is_still_compared() -> None:
+    """A created time out of range is said in ``error``, but the row was read: it moves, it is added."""
+    from regdata.oci.manifest import TIME_OUT_OF_RANGE
+
+    def frame(digest: str, tags: list[str]) -> pd.DataFrame:
+        return make_frame(
+            [
+                {
+                    "registry": "r",
+                    "repository": "a",
+                    "tag": tag,
+                    "platform": "linux/amd64",
+                    "kind": "image",
+                    "digest": digest,
+                    "manifest_digest": digest,
+                    "error": f"{TIME_OUT_OF_RANGE}: '2999-01-01T00:00:00Z'",
+                }
+                for tag in tags
+            ],
+            IMAGES,
+            IMAGE_CATEGORIES,
+        )
+
+    diff = diff_snapshots(frame("sha256:old", ["far"]), frame("sha256:new", ["far", "later"]))
+    assert dict(zip(diff["tag"], diff["change"], strict=True)) == {"far": "moved", "later": "added"}

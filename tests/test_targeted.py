@@ -15,25 +15,37 @@ import pandas as pd
 import pytest
 
 from regdata import Credentials, Registry
-from regdata.demo import FLEET_FILES
-from regdata.demodata import data_dir, load_data
-from regdata.fleet import read_fleet
+from regdata.analysis.fleet import read_fleet
 from regdata.report import FleetScan, judge_fleet, read_fleets, scan_fleet
 from regdata.sandbox import Sandbox
+from regdata.sandbox.demo import FLEET_FILES
+from regdata.sandbox.demodata import data_dir, load_data
 from tests.support.builder import Builder, ImageSpec
 from tests.support.hubproxy import start_hub
 from tests.support.registry_server import RegistryServer
 
 NOW = "2018-01-27T12:00:00Z"
 # What both judgements must agree on (newest_tag/newest_created: see the README's freshness part).
-AGREE = ["image", "status", "reason", "deployed_tag", "deployed_created", "candidate_tag", "candidate_created",
-         "lag_days", "newer_versions", "tag_digest", "tag_moved", "repush"]
+AGREE = [
+    "image",
+    "status",
+    "reason",
+    "deployed_tag",
+    "deployed_created",
+    "candidate_tag",
+    "candidate_created",
+    "lag_days",
+    "newer_versions",
+    "tag_digest",
+    "tag_moved",
+    "repush",
+]
 
 
-def judged(host: str, fleet: pd.DataFrame, *, full: bool, now: str = NOW, **options: object
-           ) -> tuple[pd.DataFrame, FleetScan, Registry]:
-    reg = Registry(cache=None, credentials=Credentials.none(), mirrors={"docker.io": host},
-                   **options)  # type: ignore[arg-type]
+def judged(
+    host: str, fleet: pd.DataFrame, *, full: bool, now: str = NOW, **options: object
+) -> tuple[pd.DataFrame, FleetScan, Registry]:
+    reg = Registry(cache=None, credentials=Credentials.none(), mirrors={"docker.io": host}, **options)  # type: ignore[arg-type]
     scan = scan_fleet(reg, fleet, full=full)
     return judge_fleet(scan, now=now), scan, reg
 
@@ -136,36 +148,63 @@ def shop(registry: RegistryServer, builder: Builder) -> dict[str, str]:
         return ImageSpec(created=f"2024-03-{next(days):02d}T00:00:00Z", labels={"v": tag})
 
     for tags in (["1.0.0"], ["1.1.0"], ["1.2.0"], ["1.2.1", "1.2", "1"], ["2.0.0-rc.1"]):
-        pushed = builder.push_multiarch(repo, ["linux/amd64", "linux/arm64/v8"], tags=tags, seed=tags[0],
-                                        spec=spec(tags[0]), attest=True)
+        pushed = builder.push_multiarch(
+            repo, ["linux/amd64", "linux/arm64/v8"], tags=tags, seed=tags[0], spec=spec(tags[0]), attest=True
+        )
         digests[tags[0]] = pushed.digest
     # The highest version has no amd64 image: the judgement must go on to 1.2.1.
     builder.push_multiarch(repo, ["linux/arm64/v8"], tags=["1.3.0"], seed="1.3.0", spec=spec("1.3.0"))
     # 1.1 was pinned, then the tag rebuilt; 1.0 re-pushed (same image, another index).
     old = builder.push_multiarch(repo, ["linux/amd64"], seed="old-1.1", spec=spec("old"))
     digests["old-1.1"] = old.digest
-    builder.push_multiarch(repo, ["linux/amd64", "linux/arm64/v8"], tags=["latest"], seed="1.2.1",
-                           spec=spec("latest"))
+    builder.push_multiarch(
+        repo, ["linux/amd64", "linux/arm64/v8"], tags=["latest"], seed="1.2.1", spec=spec("latest")
+    )
     for tag in ("3.0.0-alpine", "3.1.0-alpine"):
         builder.push_image("library/tgt-web", spec(tag), tags=[tag])
     # A repository whose newest version is an index without the judged platform, and nothing else.
-    for n, (tag, platforms) in enumerate((("1.0.0", ["linux/amd64"]), ("1.1.0", ["linux/amd64"]),
-                                          ("1.3.0", ["linux/arm64/v8"]))):
-        builder.push_multiarch("library/tgt-arm", platforms, tags=[tag], seed=f"arm-{tag}",
-                               spec=ImageSpec(created=f"2024-01-0{n + 1}T00:00:00Z"))
-    builder.push_image("library/tgt-db", ImageSpec(created="2024-01-01T00:00:00Z"), tags=["5", "5.0", "5.0.1"])
-    builder.push_image("library/tgt-db", ImageSpec(created="2024-02-01T00:00:00Z", labels={"v": "6"}),
-                       tags=["6.0.0"])
+    for n, (tag, platforms) in enumerate(
+        (("1.0.0", ["linux/amd64"]), ("1.1.0", ["linux/amd64"]), ("1.3.0", ["linux/arm64/v8"]))
+    ):
+        builder.push_multiarch(
+            "library/tgt-arm",
+            platforms,
+            tags=[tag],
+            seed=f"arm-{tag}",
+            spec=ImageSpec(created=f"2024-01-0{n + 1}T00:00:00Z"),
+        )
+    builder.push_image(
+        "library/tgt-db", ImageSpec(created="2024-01-01T00:00:00Z"), tags=["5", "5.0", "5.0.1"]
+    )
+    builder.push_image(
+        "library/tgt-db", ImageSpec(created="2024-02-01T00:00:00Z", labels={"v": "6"}), tags=["6.0.0"]
+    )
     return digests
 
 
 def shop_fleet(digests: dict[str, str]) -> pd.DataFrame:
-    return read_fleet("\n".join([
-        "tgt-web:1.0.0", "tgt-web:1.1.0", f"tgt-web:1.1.0@{digests['old-1.1']}",
-        f"tgt-web:1.0.0@{digests['1.0.0']}", "tgt-web:1.2", "tgt-web:1", "tgt-web:latest",
-        "tgt-web:2.0.0-rc.1", "tgt-web:3.0.0-alpine", "tgt-web:9.9.9", "tgt-web:1.3.0",
-        "tgt-db:5", "tgt-db:5.0.1", "tgt-missing:1", f"tgt-web@{digests['1.2.0']}", "tgt-arm:1.0.0",
-    ]))
+    return read_fleet(
+        "\n".join(
+            [
+                "tgt-web:1.0.0",
+                "tgt-web:1.1.0",
+                f"tgt-web:1.1.0@{digests['old-1.1']}",
+                f"tgt-web:1.0.0@{digests['1.0.0']}",
+                "tgt-web:1.2",
+                "tgt-web:1",
+                "tgt-web:latest",
+                "tgt-web:2.0.0-rc.1",
+                "tgt-web:3.0.0-alpine",
+                "tgt-web:9.9.9",
+                "tgt-web:1.3.0",
+                "tgt-db:5",
+                "tgt-db:5.0.1",
+                "tgt-missing:1",
+                f"tgt-web@{digests['1.2.0']}",
+                "tgt-arm:1.0.0",
+            ]
+        )
+    )
 
 
 @pytest.mark.parametrize("within", ["track", "major", "minor"])
@@ -173,8 +212,11 @@ def test_test_fleet_targeted_equals_full(registry: RegistryServer, shop: dict[st
     fleet = shop_fleet(shop)
     with start_hub(registry.host, limit=100_000) as (hub, quota):
         reg = Registry(cache=None, credentials=Credentials.none(), mirrors={"docker.io": hub.host})
-        full = judge_fleet(scan_fleet(reg, fleet, full=True, within=within),  # type: ignore[arg-type]
-                           now="2024-06-01", within=within)  # type: ignore[arg-type]
+        full = judge_fleet(
+            scan_fleet(reg, fleet, full=True, within=within),  # type: ignore[arg-type]
+            now="2024-06-01",
+            within=within,
+        )  # type: ignore[arg-type]
         before = quota.pulls
         reg = Registry(cache=None, credentials=Credentials.none(), mirrors={"docker.io": hub.host})
         scan = scan_fleet(reg, fleet, within=within)  # type: ignore[arg-type]
@@ -190,11 +232,15 @@ def test_test_fleet_targeted_equals_full(registry: RegistryServer, shop: dict[st
     assert rows.loc["tgt-missing:1", "status"] == "error"
     # 1.3.0 was read and has no linux/amd64 image: not a newer version, as in the full scan.
     if within != "minor":
-        assert (rows.loc["tgt-arm:1.0.0", "candidate_tag"], rows.loc["tgt-arm:1.0.0", "newer_versions"]) == ("1.1.0", 1)
+        assert (rows.loc["tgt-arm:1.0.0", "candidate_tag"], rows.loc["tgt-arm:1.0.0", "newer_versions"]) == (
+            "1.1.0",
+            1,
+        )
 
 
-def test_a_targeted_scan_refuses_a_judgement_it_did_not_read_for(registry: RegistryServer,
-                                                                 shop: dict[str, str]) -> None:
+def test_a_targeted_scan_refuses_a_judgement_it_did_not_read_for(
+    registry: RegistryServer, shop: dict[str, str]
+) -> None:
     reg = Registry(cache=None, credentials=Credentials.none(), mirrors={"docker.io": registry.host})
     scan = scan_fleet(reg, read_fleet("tgt-db:5"))
     with pytest.raises(ValueError, match="full=True"):
@@ -203,13 +249,20 @@ def test_a_targeted_scan_refuses_a_judgement_it_did_not_read_for(registry: Regis
 
 
 def test_a_warm_cache_costs_no_request_within_the_ttl_and_no_pull_after(
-    registry: RegistryServer, shop: dict[str, str], tmp_path: Path,
+    registry: RegistryServer,
+    shop: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     fleet = shop_fleet(shop)
     with start_hub(registry.host, limit=100_000) as (hub, quota):
+
         def run(ttl: float) -> tuple[pd.DataFrame, Registry]:
-            reg = Registry(cache=f"sqlite:///{tmp_path / 'c.sqlite'}", cache_ttl=ttl,
-                           credentials=Credentials.none(), mirrors={"docker.io": hub.host})
+            reg = Registry(
+                cache=f"sqlite:///{tmp_path / 'c.sqlite'}",
+                cache_ttl=ttl,
+                credentials=Credentials.none(),
+                mirrors={"docker.io": hub.host},
+            )
             with reg:
                 return judge_fleet(scan_fleet(reg, fleet), now="2024-06-01"), reg
 
@@ -229,7 +282,10 @@ def test_a_warm_cache_costs_no_request_within_the_ttl_and_no_pull_after(
 
 
 def test_cli_says_what_the_run_cost_in_pulls_and_full_reads_every_tag(
-    registry: RegistryServer, shop: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    registry: RegistryServer,
+    shop: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from regdata import cli
@@ -240,27 +296,46 @@ def test_cli_says_what_the_run_cost_in_pulls_and_full_reads_every_tag(
         outputs = []
         for extra in ([], ["--full"]):
             before = quota.pulls
-            code = cli.main(["freshness", str(tmp_path / "fleet.txt"), "--mirror", f"docker.io={hub.host}",
-                             "--format", "csv", "--columns", "image,status,candidate_tag", *extra])
+            code = cli.main(
+                [
+                    "freshness",
+                    str(tmp_path / "fleet.txt"),
+                    "--mirror",
+                    f"docker.io={hub.host}",
+                    "--format",
+                    "csv",
+                    "--columns",
+                    "image,status,candidate_tag",
+                    *extra,
+                ]
+            )
             out, err = capsys.readouterr()
             assert code == 0 and "Traceback" not in err
             used = quota.pulls - before
-            assert f"pulls: {used} pulls" in err and f"{hub.host}: {quota.remaining} left of 100 per 6 h" in err
+            assert (
+                f"pulls: {used} pulls" in err and f"{hub.host}: {quota.remaining} left of 100 per 6 h" in err
+            )
             outputs.append((out, used))
     (targeted, pulls), (full, full_pulls) = outputs
     assert targeted == full and "tgt-web:1.0.0,behind,1.2.1" in targeted
     assert pulls < full_pulls
 
 
-def test_a_registry_whose_heads_name_no_digest_is_read_by_tag(registry: RegistryServer,
-                                                              shop: dict[str, str]) -> None:
+def test_a_registry_whose_heads_name_no_digest_is_read_by_tag(
+    registry: RegistryServer, shop: dict[str, str]
+) -> None:
     from tests.support.proxy import Action, Seen, start_proxy
 
     def no_digest(seen: Seen) -> Action | None:
         if seen.method != "HEAD":
             return None
-        return Action(transform=lambda status, headers, body: (
-            status, {k: v for k, v in headers.items() if k.lower() != "docker-content-digest"}, body))
+        return Action(
+            transform=lambda status, headers, body: (
+                status,
+                {k: v for k, v in headers.items() if k.lower() != "docker-content-digest"},
+                body,
+            )
+        )
 
     fleet = shop_fleet(shop)
     with start_proxy(registry.host) as proxy:

@@ -18,10 +18,20 @@ import pandas as pd
 import pytest
 
 import regdata.testing
+import regdata.testing.content
 from regdata import Registry
-from regdata.errors import Cancelled, Denied, DigestMismatch, MalformedContent, NotFound, ServerError
+from regdata.credentials import Credentials
+from regdata.errors import (
+    Cancelled,
+    Denied,
+    DigestMismatch,
+    MalformedContent,
+    NotFound,
+    ServerError,
+    Unauthorized,
+)
 from regdata.frames import HISTORY, IMAGE_KINDS, IMAGES
-from regdata.manifest import (
+from regdata.oci.manifest import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
     OCI_EMPTY,
@@ -30,8 +40,9 @@ from regdata.manifest import (
     SCHEMA1,
     SCHEMA1_SIGNED,
 )
-from regdata.reference import parse_reference
+from regdata.oci.reference import parse_reference
 from regdata.testing import Content, MockRegistry, artifact, image, index, raw, schema1
+from regdata.transport import RetryPolicy
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -77,16 +88,34 @@ def row(**values: Any) -> dict[str, Any]:
     return base
 
 
-def image_row(tag: str, img: Content, *, created: str | None, labels: dict[str, str] | None = None,
-              source: str | None = "config", **extra: Any) -> dict[str, Any]:
+def image_row(
+    tag: str | None,
+    img: Content,
+    *,
+    created: str | None,
+    labels: dict[str, str] | None = None,
+    source: str | None = "config",
+    **extra: Any,
+) -> dict[str, Any]:
     """The row of a single (not indexed) image."""
     os_name, arch, *variant = (img.platform or "").split("/")
     return row(
-        tag=tag, digest=img.digest, media_type=img.media_type, kind="image", platform=img.platform,
-        os=os_name, architecture=arch, variant=variant[0] if variant else None,
-        manifest_digest=img.digest, config_digest=img.config_digest,
-        created=ts(created) if created else None, size=img.size, layers=len(img.layers),
-        labels=labels or {}, created_source=source if created else None, **extra,
+        tag=tag,
+        digest=img.digest,
+        media_type=img.media_type,
+        kind="image",
+        platform=img.platform,
+        os=os_name,
+        architecture=arch,
+        variant=variant[0] if variant else None,
+        manifest_digest=img.digest,
+        config_digest=img.config_digest,
+        created=ts(created) if created else None,
+        size=img.size,
+        layers=len(img.layers),
+        labels=labels or {},
+        created_source=source if created else None,
+        **extra,
     )
 
 
@@ -96,12 +125,25 @@ def index_rows(tag: str, idx: Content, created: str) -> list[dict[str, Any]]:
         if child.kind != "image":
             continue
         os_name, arch, *variant = (child.platform or "").split("/")
-        rows.append(row(
-            tag=tag, digest=idx.digest, media_type=idx.media_type, kind="index", platform=child.platform,
-            os=os_name, architecture=arch, variant=variant[0] if variant else None,
-            manifest_digest=child.digest, config_digest=child.config_digest, created=ts(created),
-            size=child.size, layers=len(child.layers), labels={}, created_source="config",
-        ))
+        rows.append(
+            row(
+                tag=tag,
+                digest=idx.digest,
+                media_type=idx.media_type,
+                kind="index",
+                platform=child.platform,
+                os=os_name,
+                architecture=arch,
+                variant=variant[0] if variant else None,
+                manifest_digest=child.digest,
+                config_digest=child.config_digest,
+                created=ts(created),
+                size=child.size,
+                layers=len(child.layers),
+                labels={},
+                created_source="config",
+            )
+        )
     return rows
 
 
@@ -118,38 +160,75 @@ def check_schema(frame: pd.DataFrame, schema: Any = IMAGES) -> None:
 
 # -- the repository every test reads -------------------------------------------
 
+
 class Repo:
     """A repository with one tag of each kind, and one of each failure."""
 
     def __init__(self) -> None:
         self.mock = MockRegistry()
         self.schema2 = image(
-            created="2024-01-02T03:04:05Z", platform="linux/amd64", labels={"a": "1", "b": "2"},
+            created="2024-01-02T03:04:05Z",
+            platform="linux/amd64",
+            labels={"a": "1", "b": "2"},
             layers=[1200, 3400],
-            history=["ADD rootfs.tar /", {"created": "2024-01-02T03:04:05Z", "created_by": "ENV X=1",
-                                          "empty_layer": True, "comment": "buildkit"}],
+            history=[
+                "ADD rootfs.tar /",
+                {
+                    "created": "2024-01-02T03:04:05Z",
+                    "created_by": "ENV X=1",
+                    "empty_layer": True,
+                    "comment": "buildkit",
+                },
+            ],
         )
-        self.oci = image(created="2024-01-03T00:00:00Z", platform="linux/arm64/v8", layers=[500], oci=True,
-                         annotations={"org.opencontainers.image.source": "https://example.com/src"})
-        self.amd = image(created="2024-02-01T00:00:00Z", platform="linux/amd64", layers=[100, 10],
-                         history=["ADD a /", "RUN b"])
-        self.arm = image(created="2024-02-01T00:00:00Z", platform="linux/arm64/v8", layers=[200],
-                         history=["ADD a /"])
+        self.oci = image(
+            created="2024-01-03T00:00:00Z",
+            platform="linux/arm64/v8",
+            layers=[500],
+            oci=True,
+            annotations={"org.opencontainers.image.source": "https://example.com/src"},
+        )
+        self.amd = image(
+            created="2024-02-01T00:00:00Z",
+            platform="linux/amd64",
+            layers=[100, 10],
+            history=["ADD a /", "RUN b"],
+        )
+        self.arm = image(
+            created="2024-02-01T00:00:00Z", platform="linux/arm64/v8", layers=[200], history=["ADD a /"]
+        )
         self.multi = index(self.amd, self.arm, attestations=True)
         self.chart = artifact(HELM, layers=[3000], annotations={"org.opencontainers.image.title": "app"})
-        self.old = schema1(created="2016-05-01T00:00:00Z", architecture="amd64", labels={"v": "1"},
-                           history=["ADD rootfs /", "CMD sh"])
+        self.old = schema1(
+            created="2016-05-01T00:00:00Z",
+            architecture="amd64",
+            labels={"v": "1"},
+            history=["ADD rootfs /", "CMD sh"],
+        )
         self.nocreated = image(platform="linux/amd64", layers=[1])
-        self.labelled = image(created="2024-01-01T00:00:00Z", layers=[2],
-                              labels={OCI_CREATED: "2024-06-01T12:00:00Z"})
+        self.labelled = image(
+            created="2024-01-01T00:00:00Z", layers=[2], labels={OCI_CREATED: "2024-06-01T12:00:00Z"}
+        )
         self.tz = image(created="2024-03-01T10:00:00.123456789+02:00", layers=[3])
         self.zero = image(created="0001-01-01T00:00:00Z", layers=[4])
         self.noconfig = image(created="2024-01-05T00:00:00Z", layers=[5])
         self.tampered = image(created="2024-01-06T00:00:00Z", layers=[6])
         self.badjson = raw(b"{oops", DOCKER_MANIFEST)
         m = self.mock
-        for tag in ("schema2", "oci", "multi", "chart", "old", "nocreated", "labelled", "tz", "zero",
-                    "noconfig", "tampered", "badjson"):
+        for tag in (
+            "schema2",
+            "oci",
+            "multi",
+            "chart",
+            "old",
+            "nocreated",
+            "labelled",
+            "tz",
+            "zero",
+            "noconfig",
+            "tampered",
+            "badjson",
+        ):
             m.push(f"{REPO}:{tag}", getattr(self, tag))
         m.tag(f"{REPO}:latest", f"{REPO}:multi")
         m.fail(f"{REPO}@{self.noconfig.config_digest}")
@@ -158,31 +237,72 @@ class Repo:
 
     def expected(self) -> list[dict[str, Any]]:
         """Every row of get_repository, in order."""
-        mismatch = (f"DigestMismatch: digest mismatch for manifest {REPO}:tampered: expected "
-                    f"{self.tampered.digest}, got {sha256(self.tampered.body + NEWLINE)}")
+        mismatch = (
+            f"DigestMismatch: digest mismatch for manifest {REPO}:tampered: expected "
+            f"{self.tampered.digest}, got {sha256(self.tampered.body + NEWLINE)}"
+        )
         blob = f"example.com/v2/team/app/blobs/{self.noconfig.config_digest}"
         return [
             image_row("tz", self.tz, created="2024-03-01T10:00:00.123456789+02:00"),
             *index_rows("latest", self.multi, "2024-02-01T00:00:00Z"),
             *index_rows("multi", self.multi, "2024-02-01T00:00:00Z"),
-            image_row("oci", self.oci, created="2024-01-03T00:00:00Z",
-                      annotations={"org.opencontainers.image.source": "https://example.com/src"}),
+            image_row(
+                "oci",
+                self.oci,
+                created="2024-01-03T00:00:00Z",
+                annotations={"org.opencontainers.image.source": "https://example.com/src"},
+            ),
             image_row("schema2", self.schema2, created="2024-01-02T03:04:05Z", labels={"a": "1", "b": "2"}),
-            image_row("labelled", self.labelled, created="2024-01-01T00:00:00Z",
-                      labels={OCI_CREATED: "2024-06-01T12:00:00Z"}),
-            row(tag="old", digest=self.old.digest, media_type=SCHEMA1_SIGNED, kind="schema1",
-                platform="linux/amd64", os="linux", architecture="amd64", manifest_digest=self.old.digest,
-                created=ts("2016-05-01T00:00:00Z"), layers=2, labels={"v": "1"}, created_source="config"),
+            image_row(
+                "labelled",
+                self.labelled,
+                created="2024-01-01T00:00:00Z",
+                labels={OCI_CREATED: "2024-06-01T12:00:00Z"},
+            ),
+            row(
+                tag="old",
+                digest=self.old.digest,
+                media_type=SCHEMA1_SIGNED,
+                kind="schema1",
+                platform="linux/amd64",
+                os="linux",
+                architecture="amd64",
+                manifest_digest=self.old.digest,
+                created=ts("2016-05-01T00:00:00Z"),
+                layers=2,
+                labels={"v": "1"},
+                created_source="config",
+            ),
             # No created: tag order.
             row(tag="badjson", error="MalformedContent: manifest is not JSON (JSONDecodeError: '{oops'...)"),
-            row(tag="chart", digest=self.chart.digest, media_type=OCI_MANIFEST, kind="artifact",
-                manifest_digest=self.chart.digest, config_digest=sha256(b"{}"), size=3000, layers=1,
-                labels={}, artifact_type=HELM, annotations={"org.opencontainers.image.title": "app"}),
-            row(tag="gone", error="NotFound: 404 from example.com/v2/team/app/manifests/gone "
-                                  "(MANIFEST_UNKNOWN: manifest unknown)"),
-            row(tag="noconfig", digest=self.noconfig.digest, media_type=DOCKER_MANIFEST, kind="image",
-                manifest_digest=self.noconfig.digest, config_digest=self.noconfig.config_digest, labels={},
-                error=f"NotFound: 404 from {blob} (BLOB_UNKNOWN: blob unknown to registry)"),
+            row(
+                tag="chart",
+                digest=self.chart.digest,
+                media_type=OCI_MANIFEST,
+                kind="artifact",
+                manifest_digest=self.chart.digest,
+                config_digest=sha256(b"{}"),
+                size=3000,
+                layers=1,
+                labels={},
+                artifact_type=HELM,
+                annotations={"org.opencontainers.image.title": "app"},
+            ),
+            row(
+                tag="gone",
+                error="NotFound: 404 from example.com/v2/team/app/manifests/gone "
+                "(MANIFEST_UNKNOWN: manifest unknown)",
+            ),
+            row(
+                tag="noconfig",
+                digest=self.noconfig.digest,
+                media_type=DOCKER_MANIFEST,
+                kind="image",
+                manifest_digest=self.noconfig.digest,
+                config_digest=self.noconfig.config_digest,
+                labels={},
+                error=f"NotFound: 404 from {blob} (BLOB_UNKNOWN: blob unknown to registry)",
+            ),
             image_row("nocreated", self.nocreated, created=None),
             row(tag="tampered", error=mismatch),
             image_row("zero", self.zero, created=None),
@@ -195,6 +315,7 @@ def repo() -> Repo:
 
 
 # -- get_repository --------------------------------------------------------------
+
 
 def test_every_column_of_every_row(repo: Repo) -> None:
     df = repo.mock.registry().get_repository(REPO)
@@ -241,11 +362,15 @@ def test_labels_win_takes_the_label_time(repo: Repo) -> None:
     other = reg.get_image(f"{REPO}:schema2")
     assert other.loc[0, "created_source"] == "config"
     # A label-schema build date is the second choice.
-    repo.mock.push(f"{REPO}:ls", image(created="2024-01-01T00:00:00Z",
-                                       labels={"org.label-schema.build-date": "2023-12-31T00:00:00Z"}))
+    repo.mock.push(
+        f"{REPO}:ls",
+        image(created="2024-01-01T00:00:00Z", labels={"org.label-schema.build-date": "2023-12-31T00:00:00Z"}),
+    )
     ls = reg.get_image(f"{REPO}:ls")
     assert (ls.loc[0, "created"], ls.loc[0, "created_source"]) == (
-        ts("2023-12-31T00:00:00Z"), "label:org.label-schema.build-date")
+        ts("2023-12-31T00:00:00Z"),
+        "label:org.label-schema.build-date",
+    )
 
 
 def test_labels_win_with_an_unreadable_label_falls_back_to_config() -> None:
@@ -270,9 +395,14 @@ def test_platforms_filter(repo: Repo) -> None:
     check_schema(df)
     kept = [(r["tag"], r["platform"]) for r in records(df)]
     assert kept == [
-        ("latest", "linux/arm64/v8"), ("multi", "linux/arm64/v8"), ("oci", "linux/arm64/v8"),
+        ("latest", "linux/arm64/v8"),
+        ("multi", "linux/arm64/v8"),
+        ("oci", "linux/arm64/v8"),
         # Errors with no platform to judge by stay; artifacts, having no platform, go.
-        ("badjson", None), ("gone", None), ("noconfig", None), ("tampered", None),
+        ("badjson", None),
+        ("gone", None),
+        ("noconfig", None),
+        ("tampered", None),
     ]
     assert repo.mock.registry(platforms=["linux/arm64/v7"]).get_image(f"{REPO}:oci").empty
     assert len(repo.mock.registry(platforms=["linux/arm64/v8"]).get_image(f"{REPO}:oci")) == 1
@@ -295,11 +425,21 @@ def test_attestations(repo: Repo) -> None:
     proofs = [c for c in repo.multi.children if c.kind == "attestation"]
     images = [c for c in repo.multi.children if c.kind == "image"]
     want = sorted(
-        (row(tag="multi", digest=repo.multi.digest, media_type=OCI_INDEX, kind="artifact",
-             manifest_digest=proof.digest, artifact_type="attestation-manifest",
-             annotations={"vnd.docker.reference.digest": subject.digest,
-                          "vnd.docker.reference.type": "attestation-manifest"})
-         for proof, subject in zip(proofs, images, strict=True)),
+        (
+            row(
+                tag="multi",
+                digest=repo.multi.digest,
+                media_type=OCI_INDEX,
+                kind="artifact",
+                manifest_digest=proof.digest,
+                artifact_type="attestation-manifest",
+                annotations={
+                    "vnd.docker.reference.digest": subject.digest,
+                    "vnd.docker.reference.type": "attestation-manifest",
+                },
+            )
+            for proof, subject in zip(proofs, images, strict=True)
+        ),
         key=lambda r: r["manifest_digest"],
     )
     assert got[2:] == want
@@ -344,20 +484,22 @@ def test_unknown_repository_raises() -> None:
 
 # -- get_image, history, tags -----------------------------------------------------
 
+
 def test_get_image_by_tag_digest_and_default_latest(repo: Repo) -> None:
     reg = repo.mock.registry()
     by_tag = records(reg.get_image(f"{REPO}:schema2"))
-    assert by_tag == [image_row("schema2", repo.schema2, created="2024-01-02T03:04:05Z",
-                                labels={"a": "1", "b": "2"})]
+    assert by_tag == [
+        image_row("schema2", repo.schema2, created="2024-01-02T03:04:05Z", labels={"a": "1", "b": "2"})
+    ]
     by_digest = records(reg.get_image(f"{REPO}@{repo.schema2.digest}"))
-    assert by_digest == [dict(by_tag[0], tag=repo.schema2.digest)]
+    assert by_digest == [dict(by_tag[0], tag=None)]  # by digest: no tag, the digest in its column
     both = records(reg.get_image(f"{REPO}:whatever@{repo.schema2.digest}"))
     assert both == [dict(by_tag[0], tag="whatever")]
     latest = records(reg.get_image(REPO))
     assert latest == index_rows("latest", repo.multi, "2024-02-01T00:00:00Z")
     # An index entry by its own digest is a plain image.
     child = records(reg.get_image(f"{REPO}@{repo.arm.digest}"))
-    assert child == [image_row(repo.arm.digest, repo.arm, created="2024-02-01T00:00:00Z")]
+    assert child == [image_row(None, repo.arm, created="2024-02-01T00:00:00Z")]
 
 
 def test_get_image_raises_when_the_top_manifest_fails(repo: Repo) -> None:
@@ -380,18 +522,37 @@ def test_history(repo: Repo) -> None:
     reg = repo.mock.registry()
     h = reg.history(f"{REPO}:schema2")
     check_schema(h, HISTORY)
-    base = {"registry": "example.com", "repository": "team/app", "tag": "schema2", "platform": "linux/amd64",
-            "error": None}
+    base = {
+        "registry": "example.com",
+        "repository": "team/app",
+        "tag": "schema2",
+        "platform": "linux/amd64",
+        "error": None,
+    }
     assert records(h) == [
-        dict(base, step=0, created=ts("2024-01-02T03:04:05Z"), created_by="ADD rootfs.tar /",
-             empty_layer=False, comment=None),
-        dict(base, step=1, created=ts("2024-01-02T03:04:05Z"), created_by="ENV X=1",
-             empty_layer=True, comment="buildkit"),
+        dict(
+            base,
+            step=0,
+            created=ts("2024-01-02T03:04:05Z"),
+            created_by="ADD rootfs.tar /",
+            empty_layer=False,
+            comment=None,
+        ),
+        dict(
+            base,
+            step=1,
+            created=ts("2024-01-02T03:04:05Z"),
+            created_by="ENV X=1",
+            empty_layer=True,
+            comment="buildkit",
+        ),
     ]
     # An index: one row per entry per platform, by platform then step.
     multi = records(reg.history(f"{REPO}:multi"))
     assert [(r["platform"], r["step"], r["created_by"]) for r in multi] == [
-        ("linux/amd64", 0, "ADD a /"), ("linux/amd64", 1, "RUN b"), ("linux/arm64/v8", 0, "ADD a /"),
+        ("linux/amd64", 0, "ADD a /"),
+        ("linux/amd64", 1, "RUN b"),
+        ("linux/arm64/v8", 0, "ADD a /"),
     ]
     assert {r["tag"] for r in multi} == {"multi"}
     # schema1: from v1Compatibility, oldest first.
@@ -410,8 +571,23 @@ def test_history(repo: Repo) -> None:
 
 def test_tags_lists_pushed_and_fault_tags_sorted(repo: Repo) -> None:
     assert repo.mock.registry().tags(REPO) == sorted(
-        ["schema2", "oci", "multi", "chart", "old", "nocreated", "labelled", "tz", "zero", "noconfig",
-         "tampered", "badjson", "latest", "gone"])
+        [
+            "schema2",
+            "oci",
+            "multi",
+            "chart",
+            "old",
+            "nocreated",
+            "labelled",
+            "tz",
+            "zero",
+            "noconfig",
+            "tampered",
+            "badjson",
+            "latest",
+            "gone",
+        ]
+    )
 
 
 def test_repository_fault_fails_the_tag_list() -> None:
@@ -424,6 +600,7 @@ def test_repository_fault_fails_the_tag_list() -> None:
 
 
 # -- formats ----------------------------------------------------------------------
+
 
 def test_docker_and_oci_media_types() -> None:
     docker, oci = image(), image(oci=True)
@@ -465,23 +642,38 @@ def test_schema1_signed_and_unsigned() -> None:
     reg = mock.registry()
     s = records(reg.get_image(f"{REPO}:s"))[0]
     assert (s["digest"], s["media_type"], s["kind"], s["created"]) == (
-        signed.digest, SCHEMA1_SIGNED, "schema1", ts("2016-01-01T00:00:00Z"))
+        signed.digest,
+        SCHEMA1_SIGNED,
+        "schema1",
+        ts("2016-01-01T00:00:00Z"),
+    )
     u = records(reg.get_image(f"{REPO}:u"))[0]
     assert (u["digest"], u["media_type"], u["platform"], u["created"], u["created_source"]) == (
-        unsigned.digest, SCHEMA1, "linux/arm", None, None)
+        unsigned.digest,
+        SCHEMA1,
+        "linux/arm",
+        None,
+        None,
+    )
     assert records(reg.get_image(f"{REPO}@{signed.digest}"))[0]["kind"] == "schema1"
 
 
 def test_helm_chart_without_artifact_type() -> None:
     mock = MockRegistry()
-    chart = artifact(config_media_type="application/vnd.cncf.helm.config.v1+json",
-                     config=b'{"name":"app","version":"1.0.0"}', layers=[3000],
-                     layer_media_type="application/vnd.cncf.helm.chart.content.v1.tar+gzip")
+    chart = artifact(
+        config_media_type="application/vnd.cncf.helm.config.v1+json",
+        config=b'{"name":"app","version":"1.0.0"}',
+        layers=[3000],
+        layer_media_type="application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+    )
     mock.push(f"{REPO}:chart", chart)
     r = records(mock.registry().get_image(f"{REPO}:chart"))[0]
     assert (r["kind"], r["artifact_type"], r["size"], r["config_digest"]) == (
-        "artifact", "application/vnd.cncf.helm.config.v1+json", 3000,
-        sha256(b'{"name":"app","version":"1.0.0"}'))
+        "artifact",
+        "application/vnd.cncf.helm.config.v1+json",
+        3000,
+        sha256(b'{"name":"app","version":"1.0.0"}'),
+    )
     # No config fetch for an artifact.
     assert [k for k, _ in mock.calls] == ["manifest"]
 
@@ -511,15 +703,18 @@ def test_index_edge_cases() -> None:
     assert nested[0]["error"] == f"ContentError: index entry {index(amd).digest} is not an image manifest"
     missing = records(reg.get_image(f"{REPO}:missing"))
     assert [(r["platform"], r["error"] is None) for r in missing] == [
-        ("linux/amd64", True), ("linux/s390x", False)]
+        ("linux/amd64", True),
+        ("linux/s390x", False),
+    ]
     assert missing[1]["manifest_digest"] == s390.digest
     assert missing[1]["error"].startswith("NotFound: 404 from example.com/v2/team/app/manifests/sha256:")
 
 
 def test_config_fields_and_raw_config() -> None:
     mock = MockRegistry()
-    win = image(platform="windows/amd64",
-                config={"os.version": "10.0.17763.1", "created": "2024-01-01T00:00:00Z"})
+    win = image(
+        platform="windows/amd64", config={"os.version": "10.0.17763.1", "created": "2024-01-01T00:00:00Z"}
+    )
     mock.push(f"{REPO}:win", index(win))
     bad = image(config=b"{oops")
     mock.push(f"{REPO}:bad", bad)
@@ -529,7 +724,10 @@ def test_config_fields_and_raw_config() -> None:
     reg = mock.registry()
     w = records(reg.get_image(f"{REPO}:win"))[0]
     assert (w["platform"], w["os_version"], w["created"]) == (
-        "windows/amd64", "10.0.17763.1", ts("2024-01-01T00:00:00Z"))
+        "windows/amd64",
+        "10.0.17763.1",
+        ts("2024-01-01T00:00:00Z"),
+    )
     assert json.loads(index(win).body)["manifests"][0]["platform"]["os.version"] == "10.0.17763.1"
     b = records(reg.get_image(f"{REPO}:bad"))[0]
     assert b["error"] == "MalformedContent: image config is not JSON (JSONDecodeError: '{oops'...)"
@@ -542,6 +740,7 @@ def test_config_fields_and_raw_config() -> None:
 
 
 # -- faults ------------------------------------------------------------------------
+
 
 def test_corrupt_with_malformed_json_on_a_new_tag() -> None:
     mock = MockRegistry()
@@ -560,25 +759,102 @@ def test_corrupt_config_is_a_digest_mismatch_row() -> None:
     mock.push(f"{REPO}:1", img)
     mock.corrupt(f"{REPO}@{img.config_digest}")
     r = records(mock.registry().get_image(f"{REPO}:1"))[0]
-    assert r["error"] == (f"DigestMismatch: digest mismatch for blob {img.config_digest} of {REPO}: "
-                          f"expected {img.config_digest}, got {sha256((img.config or b'') + NEWLINE)}")
+    assert r["error"] == (
+        f"DigestMismatch: digest mismatch for blob {img.config_digest} of {REPO}: "
+        f"expected {img.config_digest}, got {sha256((img.config or b'') + NEWLINE)}"
+    )
     assert (r["created"], r["size"], r["config_digest"]) == (None, None, img.config_digest)
+
+
+FAST = RetryPolicy(initial=0.01, maximum=0.02)
 
 
 def test_fail_with_a_status_an_exception_and_times() -> None:
     mock = MockRegistry()
     mock.push(f"{REPO}:1", image())
+    # Under the real retry layer now: a 503 once is retried, and the row is good.
     mock.fail(f"{REPO}:1", 503, times=1)
-    reg = mock.registry()
+    reg = mock.registry(retry=FAST)
+    assert len(reg.get_image(f"{REPO}:1")) == 1
+    assert reg.requests[["kind", "status", "attempt"]].values.tolist() == [
+        ["manifest", 503, 1],
+        ["manifest", 200, 2],
+        ["blob", 200, 1],
+    ]
+    # A 503 every time outlasts the retries.
+    mock.fail(f"{REPO}:1", 503)
     with pytest.raises(ServerError) as info:
         reg.get_image(f"{REPO}:1")
     assert info.value.temporary and info.value.status == 503
-    assert len(reg.get_image(f"{REPO}:1")) == 1  # the fault is used up
+    assert mock.calls.count(("manifest", f"{REPO}:1")) == 2 + FAST.attempts
     mock.fail(f"{REPO}:1", RuntimeError("boom"))
     r = records(reg.get_repository(REPO))[0]
     assert r["error"] == "RuntimeError: boom"
     with pytest.raises(RuntimeError):
         reg.get_image(f"{REPO}:1")
+
+
+def test_a_429_twice_with_retry_after_is_retried_and_the_row_is_good() -> None:
+    mock = MockRegistry()
+    img = image(created="2024-01-01T00:00:00Z")
+    mock.push(f"{REPO}:1", img)
+    mock.fail(f"{REPO}:1", 429, times=2, retry_after=0.05)
+    reg = mock.registry()
+    df = reg.get_repository(REPO)
+    assert df["error"].isna().all() and df.loc[0, "digest"] == img.digest
+    log = reg.requests
+    manifests = log[log["kind"] == "manifest"]
+    assert manifests["status"].tolist() == [429, 429, 200]
+    assert manifests["attempt"].tolist() == [1, 2, 3]
+    assert (manifests["started"].diff().dropna() >= pd.Timedelta(0.04, "s")).all()  # Retry-After waited for
+
+
+def test_a_dropped_connection_is_retried_then_an_error_row() -> None:
+    mock = MockRegistry()
+    mock.push(f"{REPO}:1", image())
+    mock.push(f"{REPO}:2", image(layers=[2]))
+    mock.drop(f"{REPO}:1", times=1)
+    reg = mock.registry(retry=FAST)
+    assert reg.get_repository(REPO)["error"].isna().all()
+    mock.drop(f"{REPO}:2")
+    df = reg.get_repository(REPO)
+    assert str(df.set_index("tag").loc["2", "error"]).startswith(
+        "TransportError: connection failed for GET https://example.com/v2/team/app/manifests/2"
+    )
+    mock.fail(f"{REPO}:1", ConnectionResetError("reset by peer"), times=1)
+    assert len(reg.get_image(f"{REPO}:1")) == 1
+
+
+def test_a_delay_runs_into_the_budget() -> None:
+    mock = MockRegistry()
+    mock.push(f"{REPO}:1", image())
+    mock.push(f"{REPO}:2", image(layers=[2]))
+    mock.delay(f"{REPO}:2", 5.0)
+    df = mock.registry(budget=0.3).get_repository(REPO).set_index("tag")
+    assert df.loc["1", "error"] is pd.NA
+    assert str(df.loc["2", "error"]).startswith("timed out")
+
+
+def test_basic_auth_challenge_and_credentials() -> None:
+    mock = MockRegistry(users={"alice": "s3cret-Pw"})
+    mock.push(f"{REPO}:1", image())
+    with pytest.raises(Unauthorized):
+        mock.registry().tags(REPO)
+    reg = mock.registry(credentials=Credentials.from_mapping({"example.com": ("alice", "s3cret-Pw")}))
+    assert reg.tags(REPO) == ["1"]
+    assert reg.requests["status"].tolist() == [401, 200]  # the challenge, then with credentials
+    assert "s3cret" not in reg.requests.to_string()
+
+
+def test_the_cache_under_the_mock() -> None:
+    mock = MockRegistry()
+    mock.push(f"{REPO}:1", image(created="2024-01-01T00:00:00Z"))
+    reg = mock.registry(cache="memory://")
+    first = reg.get_repository(REPO)
+    again = reg.get_repository(REPO)
+    pd.testing.assert_frame_equal(first, again)
+    assert set(reg.requests["cache"]) >= {"miss", "hit"}
+    assert mock.calls.count(("blob", f"{REPO}@{image(created='2024-01-01T00:00:00Z').config_digest}")) == 1
 
 
 def test_requests_log(repo: Repo) -> None:
@@ -587,8 +863,9 @@ def test_requests_log(repo: Repo) -> None:
     with pytest.raises(NotFound):
         reg.get_image(f"{REPO}:gone")
     log = records(reg.requests)
-    assert [(r["kind"], r["method"], r["status"], r["bytes"], r["cache"], r["host"], r["repository"])
-            for r in log] == [
+    assert [
+        (r["kind"], r["method"], r["status"], r["bytes"], r["cache"], r["host"], r["repository"]) for r in log
+    ] == [
         ("manifest", "GET", 200, len(repo.schema2.body), "none", "example.com", "team/app"),
         ("blob", "GET", 200, len(repo.schema2.config or b""), "none", "example.com", "team/app"),
         ("manifest", "GET", 404, log[2]["bytes"], "none", "example.com", "team/app"),
@@ -617,7 +894,8 @@ def test_remote_head_catalog_and_docker_hub() -> None:
     remote = factory.remote("example.com")
     assert factory.remote("EXAMPLE.com") is remote
     assert remote.head(parse_reference(f"{REPO}:1")) == (schema1().digest, SCHEMA1_SIGNED)
-    assert remote.calls[-2:] == [("catalog", "example.com"), ("manifest_head", f"{REPO}:1")]
+    # The mock's own record: a real Remote keeps none.
+    assert mock.calls[-2:] == [("catalog", "example.com"), ("manifest_head", f"{REPO}:1")]
     with pytest.raises(NotFound):
         remote.head(parse_reference(f"{REPO}:2"))
 
@@ -628,11 +906,10 @@ def test_cancel_and_budget() -> None:
     factory = mock.factory()
     reg = Registry(factory=factory)
     remote = factory.remote("example.com")
-    factory.cancel()  # as the real factory: cancels the Remotes it made
-    with pytest.raises(Cancelled):
-        reg.tags(REPO)
+    factory.cancel()  # as the real factory: stops the Remotes it made...
     with pytest.raises(Cancelled):
         remote.blob(parse_reference(REPO).repo, image().config_digest or "")
+    assert reg.tags(REPO) == ["1"]  # ...and later calls get a fresh one (Flux's Cancel)
     slow = MockRegistry(latency=0.05)
     for i in range(12):
         slow.push(f"{REPO}:{i}", image(layers=[i]))
@@ -646,8 +923,10 @@ def test_cancel_and_budget() -> None:
 def test_concurrent_scans_are_complete() -> None:
     mock = MockRegistry()
     for i in range(40):
-        mock.push(f"{REPO}:t{i:02d}", index(image(platform="linux/amd64", layers=[i]),
-                                           image(platform="linux/arm64", layers=[i])))
+        mock.push(
+            f"{REPO}:t{i:02d}",
+            index(image(platform="linux/amd64", layers=[i]), image(platform="linux/arm64", layers=[i])),
+        )
     reg = mock.registry(concurrency=16)
     frames: list[pd.DataFrame] = []
 
@@ -686,5 +965,27 @@ def test_builder_errors() -> None:
 
 
 def test_module_doctests() -> None:
-    result = doctest.testmod(regdata.testing, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 10 and result.failed == 0
+    for module in (regdata.testing, regdata.testing.content):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted >= 5 and result.failed == 0, module.__name__
+
+
+def test_tags_and_catalog_are_paged_with_link_headers() -> None:
+    mock = MockRegistry()
+    for tag in ("a", "b", "c", "d", "e"):
+        mock.push(f"{REPO}:{tag}", image())
+    for name in ("x", "y", "z"):
+        mock.push(f"example.com/{name}:1", image())
+    reg = mock.registry()
+    remote = reg.remote("example.com")
+    remote.page_size = 2  # type: ignore[attr-defined]
+    assert reg.tags(REPO) == ["a", "b", "c", "d", "e"]
+    assert reg.catalog("example.com") == ["team/app", "x", "y", "z"]
+    assert reg.requests["kind"].tolist() == ["tags"] * 3 + ["catalog"] * 2
+
+
+def test_no_password_in_any_repr() -> None:
+    mock = MockRegistry(users={"alice": "s3cret-Pw"})
+    transport = mock.transport()
+    for text in (repr(mock), repr(transport), repr(transport.store), repr(mock.registry())):
+        assert "s3cret" not in text

@@ -22,7 +22,9 @@ import pytest
 
 import regdata
 from regdata.context import Context
-from regdata.limits import (
+from regdata.instrument.requestlog import RequestLog
+from regdata.transport import RetryPolicy
+from regdata.transport.limits import (
     BASELINE_WINDOWS,
     MIN_WINDOW,
     HostLimiter,
@@ -31,8 +33,6 @@ from regdata.limits import (
     QuotaFloorReached,
     parse_rate_limit,
 )
-from regdata.requestlog import RequestLog
-from regdata.transport import RetryPolicy
 from tests.support.builder import Builder, ImageSpec
 from tests.support.hubproxy import Throttle
 from tests.support.proxy import Action, FaultProxy, Seen, start_proxy
@@ -63,8 +63,11 @@ def app(registry: RegistryServer, builder: Builder) -> pd.DataFrame:
     returns its frame read straight from the registry, the truth to compare with."""
     for i in range(TAGS):
         j = i - 1 if i % 6 == 5 else i  # every sixth tag shares the image of the tag before
-        builder.push_image(REPO, ImageSpec(labels={"n": str(j)}, created=f"2024-01-{1 + j % 28:02d}T00:00:00Z"),
-                           tags=[f"v{i}"])
+        builder.push_image(
+            REPO,
+            ImageSpec(labels={"n": str(j)}, created=f"2024-01-{1 + j % 28:02d}T00:00:00Z"),
+            tags=[f"v{i}"],
+        )
     builder.push_multiarch(REPO, ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"], tags=["multi", "latest"])
     truth = client().get_repository(f"{registry.host}/{REPO}")
     assert truth["error"].isna().all() and len(truth) == TAGS + 6
@@ -87,7 +90,8 @@ class PathFaults:
 
     def plan(self, path: str) -> list[str]:
         return {0: ["429"], 1: ["drop"], 2: ["429", "drop"], 3: ["drop", "503", "429"]}.get(
-            zlib.crc32(path.encode()) % 10, [])
+            zlib.crc32(path.encode()) % 10, []
+        )
 
     def __call__(self, seen: Seen) -> Action | None:
         with self.lock:
@@ -99,8 +103,11 @@ class PathFaults:
         if plan[visit] == "drop":
             return Action(drop=True)
         status = int(plan[visit])
-        return Action(status=status, headers={"Retry-After": self.retry_after, "Content-Type": "application/json"},
-                      body=b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}')
+        return Action(
+            status=status,
+            headers={"Retry-After": self.retry_after, "Content-Type": "application/json"},
+            body=b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}',
+        )
 
 
 # -- a full read through 429s and dropped connections --------------------------------------
@@ -150,8 +157,13 @@ def test_tiny_attempt_limit_marks_the_failing_rows_and_completes_the_others(
     proxy: FaultProxy, app: pd.DataFrame
 ) -> None:
     broken = {"v3", "v7", "multi"}
-    proxy.add(lambda s: Action(status=429, headers={"Retry-After": "0"})
-              if s.path.rsplit("/", 1)[-1] in broken and "/manifests/" in s.path else None)
+    proxy.add(
+        lambda s: (
+            Action(status=429, headers={"Retry-After": "0"})
+            if s.path.rsplit("/", 1)[-1] in broken and "/manifests/" in s.path
+            else None
+        )
+    )
     reg = client(retry=RetryPolicy(attempts=1))
     df = reg.get_repository(f"{proxy.host}/{REPO}")
 
@@ -253,8 +265,16 @@ def test_rate_limit_headers_are_parsed_and_the_floor_stops_the_scan(
         def headers(status: int, h: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
             with lock:
                 left = quota["left"]
-            return status, {**h, "RateLimit-Limit": "100;w=21600", "RateLimit-Remaining": f"{left};w=21600",
-                            "Docker-RateLimit-Source": "127.0.0.1"}, body
+            return (
+                status,
+                {
+                    **h,
+                    "RateLimit-Limit": "100;w=21600",
+                    "RateLimit-Remaining": f"{left};w=21600",
+                    "Docker-RateLimit-Source": "127.0.0.1",
+                },
+                body,
+            )
 
         return Action(transform=headers)
 
@@ -361,16 +381,23 @@ def test_concurrency_halves_on_429(proxy: FaultProxy, app: pd.DataFrame) -> None
 def test_rows_come_back_in_ref_order_whatever_order_requests_finish() -> None:
     import random
 
-    from regdata.reference import parse_reference, parse_repository
-    from regdata.scan import ScanOptions, scan
+    from regdata.client.scan import ScanOptions, scan
+    from regdata.oci.reference import parse_reference, parse_repository
     from regdata.testing import MockRegistry, image, index
 
     mock = MockRegistry()
     for i in range(12):
-        mock.push(f"example.com/app:t{i}", image(created=f"2024-01-{i + 1:02d}T00:00:00Z", labels={"i": str(i % 5)}))
-    mock.push("example.com/app:multi", index(image(platform="linux/amd64", layers=[1]),
-                                             image(platform="linux/arm64/v8", layers=[2]),
-                                             image(platform="linux/arm/v7", layers=[3])))
+        mock.push(
+            f"example.com/app:t{i}", image(created=f"2024-01-{i + 1:02d}T00:00:00Z", labels={"i": str(i % 5)})
+        )
+    mock.push(
+        "example.com/app:multi",
+        index(
+            image(platform="linux/amd64", layers=[1]),
+            image(platform="linux/arm64/v8", layers=[2]),
+            image(platform="linux/arm/v7", layers=[3]),
+        ),
+    )
     mock.fail("example.com/app:t4")
     refs = [parse_reference(f"example.com/app:{t}") for t in [*(f"t{i}" for i in range(12)), "multi"]]
     repo = parse_repository("example.com/app")
@@ -399,9 +426,21 @@ def test_rows_come_back_in_ref_order_whatever_order_requests_finish() -> None:
             self._nap()
             return self.inner.blob(repo, digest, context)
 
+        def config(self, repo, digest, context=None):  # type: ignore[no-untyped-def]
+            self._nap()
+            return self.inner.config(repo, digest, context)
+
+        def known_manifest(self, ref, hits=None):  # type: ignore[no-untyped-def]
+            return None  # the scan's Protocol asks; a jittery remote holds nothing
+
+        def known_config(self, repo, digest, hits=None):  # type: ignore[no-untyped-def]
+            return None
+
     def rows(seed: int) -> list[tuple[object, ...]]:
         result = scan(Jittery(seed), repo, refs, ScanOptions(concurrency=6), Context())
-        return [(r["tag"], r.get("platform"), r.get("manifest_digest"), r.get("error")) for r in result.images]
+        return [
+            (r["tag"], r.get("platform"), r.get("manifest_digest"), r.get("error")) for r in result.images
+        ]
 
     first = rows(1)
     assert [r[0] for r in first] == [f"t{i}" for i in range(12)] + ["multi"] * 3
@@ -439,8 +478,16 @@ def test_slow_start_doubles_then_additive_growth_after_a_cut() -> None:
     window(lim, 0.030)
     window(lim, 0.030)
     assert lim.concurrency == 12  # one more per window once pushed back
-    assert events_of(log) == [("start", None, 2), ("grow", 2, 4), ("grow", 4, 8), ("grow", 8, 16),
-                              ("grow", 16, 20), ("halve", 20, 10), ("grow", 10, 11), ("grow", 11, 12)]
+    assert events_of(log) == [
+        ("start", None, 2),
+        ("grow", 2, 4),
+        ("grow", 4, 8),
+        ("grow", 8, 16),
+        ("grow", 16, 20),
+        ("halve", 20, 10),
+        ("grow", 10, 11),
+        ("grow", 11, 12),
+    ]
 
 
 def test_rising_latency_holds_the_limit() -> None:
@@ -592,7 +639,7 @@ def test_limits_per_host() -> None:
     assert limiters.for_url("https://registry-1.docker.io:443/v2/").concurrency == 2
     assert limiters.for_url("https://ghcr.io/v2/").limits == Limits()
     assert limiters.concurrency("ghcr.io") == 8 and limiters.concurrency("quay.io") is None
-    assert set(limiters.hosts()) == {"registry-1.docker.io:443", "ghcr.io"}
+    assert set(limiters.hosts()) == {"registry-1.docker.io", "ghcr.io"}  # one key: no default port
 
 
 def test_a_stale_answer_does_not_raise_the_quota_estimate() -> None:
@@ -608,26 +655,46 @@ def test_a_stale_answer_does_not_raise_the_quota_estimate() -> None:
     assert lim.rate_limit is not None and lim.rate_limit.remaining == 9  # exposed as last seen
 
 
-@pytest.mark.parametrize(("headers", "expected"), [
-    ({"RateLimit-Limit": "100;w=21600", "RateLimit-Remaining": "76;w=21600"}, (100, 76, 21600.0, None)),
-    ({"ratelimit-limit": "200", "ratelimit-remaining": "0", "ratelimit-reset": "30"}, (200, 0, None, 30.0)),
-    ({"RateLimit-Limit": "10, 10;w=1, 1000;w=3600", "RateLimit-Remaining": "9"}, (10, 9, 1.0, None)),
-    ({"RateLimit": "limit=100, remaining=50, reset=5"}, (100, 50, None, 5.0)),
-    ({"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "4999",
-      "X-RateLimit-Reset": str(1_700_000_000 + 90)}, (5000, 4999, None, 90.0)),
-    ({"RateLimit-Limit": "lots", "RateLimit-Remaining": ""}, None),
-    ({"Content-Type": "application/json"}, None),
-])
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"RateLimit-Limit": "100;w=21600", "RateLimit-Remaining": "76;w=21600"}, (100, 76, 21600.0, None)),
+        (
+            {"ratelimit-limit": "200", "ratelimit-remaining": "0", "ratelimit-reset": "30"},
+            (200, 0, None, 30.0),
+        ),
+        ({"RateLimit-Limit": "10, 10;w=1, 1000;w=3600", "RateLimit-Remaining": "9"}, (10, 9, 1.0, None)),
+        ({"RateLimit": "limit=100, remaining=50, reset=5"}, (100, 50, None, 5.0)),
+        (
+            {
+                "X-RateLimit-Limit": "5000",
+                "X-RateLimit-Remaining": "4999",
+                "X-RateLimit-Reset": str(1_700_000_000 + 90),
+            },
+            (5000, 4999, None, 90.0),
+        ),
+        ({"RateLimit-Limit": "lots", "RateLimit-Remaining": ""}, None),
+        ({"Content-Type": "application/json"}, None),
+    ],
+)
 def test_parse_rate_limit(headers: dict[str, str], expected: object) -> None:
     from requests.structures import CaseInsensitiveDict
 
     assert parse_rate_limit(CaseInsensitiveDict(headers), 1_700_000_000.0) == expected
 
 
-@pytest.mark.parametrize("bad", [
-    {"concurrency": 0}, {"concurrency": 8, "max_concurrency": 4}, {"min_concurrency": 9},
-    {"rps": 0.0}, {"burst": 0}, {"quota_floor": -1}, {"latency_tolerance": 0.5},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"concurrency": 0},
+        {"concurrency": 8, "max_concurrency": 4},
+        {"min_concurrency": 9},
+        {"rps": 0.0},
+        {"burst": 0},
+        {"quota_floor": -1},
+        {"latency_tolerance": 0.5},
+    ],
+)
 def test_limits_reject_nonsense(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         Limits(**bad)  # type: ignore[arg-type]
@@ -637,7 +704,11 @@ def test_default_limits_are_polite() -> None:
     reg = regdata.Registry(cache=None, credentials=regdata.Credentials.none())
     assert (reg.limits.concurrency, reg.limits.min_concurrency, reg.limits.max_concurrency) == (8, 1, 32)
     assert reg.limits.rps is None and reg.limits.quota_floor == "auto"
-    assert regdata.Registry(cache=None, credentials=regdata.Credentials.none(),
-                            concurrency=48).limits.max_concurrency == 48
+    assert (
+        regdata.Registry(
+            cache=None, credentials=regdata.Credentials.none(), concurrency=48
+        ).limits.max_concurrency
+        == 48
+    )
     with pytest.raises(ValueError):
         regdata.Registry(cache=None, credentials=regdata.Credentials.none(), concurrency=8, max_concurrency=4)

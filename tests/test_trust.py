@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 import regdata
-from regdata.cli import EXIT_UNREACHABLE, main
+from regdata.cli import main
+from regdata.cli.exits import EXIT_UNREACHABLE
 from tests.support.builder import Builder, ImageSpec
 from tests.support.certs import ClientPair, make_client_pair
 from tests.support.registry_server import RegistryServer, start_registry
@@ -56,8 +57,9 @@ def test_refused_by_default_with_a_clear_tls_error(tls_registry: RegistryServer,
 
 
 @pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
-def test_trusted_through_the_environment(variable: str, tls_registry: RegistryServer, tls_repo: str,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trusted_through_the_environment(
+    variable: str, tls_registry: RegistryServer, tls_repo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(variable, str(tls_registry.ca_path))
     assert _reg().tags(tls_repo) == ["1"]
 
@@ -72,7 +74,9 @@ def test_certifi_is_still_trusted_beside_the_system_store() -> None:
     assert certifi.where()
 
 
-def test_trusted_through_a_certs_d_folder(tls_registry: RegistryServer, tls_repo: str, tmp_path: Path) -> None:
+def test_trusted_through_a_certs_d_folder(
+    tls_registry: RegistryServer, tls_repo: str, tmp_path: Path
+) -> None:
     assert tls_registry.ca_path is not None
     root = _certs_d(tmp_path / "certs.d", tls_registry.host, ("ca.crt", tls_registry.ca_path))
     assert _reg(certs_d=[str(root)]).tags(tls_repo) == ["1"]
@@ -82,11 +86,15 @@ def test_trusted_through_a_certs_d_folder(tls_registry: RegistryServer, tls_repo
         _reg(certs_d=[str(other)]).tags(tls_repo)
 
 
-def test_the_users_containers_certs_d_is_read_by_default(tls_registry: RegistryServer, tls_repo: str,
-                                                         tmp_path: Path) -> None:
+def test_the_users_containers_certs_d_is_read_by_default(
+    tls_registry: RegistryServer, tls_repo: str, tmp_path: Path
+) -> None:
     assert tls_registry.ca_path is not None
-    _certs_d(tmp_path / "home" / ".config" / "containers" / "certs.d", tls_registry.host,
-             ("ca.crt", tls_registry.ca_path))
+    _certs_d(
+        tmp_path / "home" / ".config" / "containers" / "certs.d",
+        tls_registry.host,
+        ("ca.crt", tls_registry.ca_path),
+    )
     reg = regdata.Registry(cache=None, credentials=regdata.Credentials.none())
     assert reg.tags(tls_repo) == ["1"]
 
@@ -127,8 +135,10 @@ def test_an_insecure_host_is_read_unverified_with_one_warning(
         assert reg.tags(tls_repo) == ["1"]
     assert df["error"].isna().all()
     warnings = [r.getMessage() for r in caplog.records if "insecure registry" in r.getMessage()]
-    assert warnings == [f"{tls_registry.host} is an insecure registry: its TLS certificate is not verified "
-                        "and plain HTTP is allowed"]
+    assert warnings == [
+        f"{tls_registry.host} is an insecure registry: its TLS certificate is not verified "
+        "and plain HTTP is allowed"
+    ]
 
 
 def test_an_insecure_host_falls_back_to_plain_http(registry: RegistryServer, builder: Builder) -> None:
@@ -159,18 +169,25 @@ def test_mtls_refused_without_a_client_certificate(mtls: tuple[RegistryServer, C
     assert not info.value.temporary
 
 
-def test_mtls_served_with_the_pair_of_a_certs_d_folder(mtls: tuple[RegistryServer, ClientPair],
-                                                      tmp_path: Path) -> None:
+def test_mtls_served_with_the_pair_of_a_certs_d_folder(
+    mtls: tuple[RegistryServer, ClientPair], tmp_path: Path
+) -> None:
     server, pair = mtls
     assert server.ca_path is not None
-    root = _certs_d(tmp_path / "certs.d", server.host, ("ca.crt", server.ca_path),
-                    ("client.cert", pair.cert_path), ("client.key", pair.key_path))
+    root = _certs_d(
+        tmp_path / "certs.d",
+        server.host,
+        ("ca.crt", server.ca_path),
+        ("client.cert", pair.cert_path),
+        ("client.key", pair.key_path),
+    )
     df = _reg(certs_d=[str(root)]).get_repository(f"{server.host}/mtls/app")
     assert df["tag"].tolist() == ["1"] and df["error"].isna().all()
 
 
-def test_mtls_served_with_the_pair_given(mtls: tuple[RegistryServer, ClientPair],
-                                         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_mtls_served_with_the_pair_given(
+    mtls: tuple[RegistryServer, ClientPair], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     server, pair = mtls
     repo = f"{server.host}/mtls/app"
     given = (str(pair.cert_path), str(pair.key_path))
@@ -179,28 +196,40 @@ def test_mtls_served_with_the_pair_given(mtls: tuple[RegistryServer, ClientPair]
     with pytest.raises(regdata.TLSError):  # a pair for another host is not shown to this one
         _reg(verify=str(server.ca_path), cert={"localhost:1": given}).tags(repo)
     assert server.ca_path is not None
-    cert_dir = _certs_d(tmp_path, "dir", ("ca.crt", server.ca_path), ("client.cert", pair.cert_path),
-                        ("client.key", pair.key_path)) / "dir"
+    cert_dir = (
+        _certs_d(
+            tmp_path,
+            "dir",
+            ("ca.crt", server.ca_path),
+            ("client.cert", pair.cert_path),
+            ("client.key", pair.key_path),
+        )
+        / "dir"
+    )
     assert main(["tags", repo, "--cache", "none", "--cert-dir", str(cert_dir)]) == 0
     assert capsys.readouterr().out.split() == ["tag", "1"]
 
 
-def test_a_certs_d_certificate_without_its_key_says_so(mtls: tuple[RegistryServer, ClientPair],
-                                                       tmp_path: Path) -> None:
+def test_a_certs_d_certificate_without_its_key_says_so(
+    mtls: tuple[RegistryServer, ClientPair], tmp_path: Path
+) -> None:
     server, pair = mtls
     root = _certs_d(tmp_path / "certs.d", server.host, ("client.cert", pair.cert_path))
     with pytest.raises(regdata.TransportError, match="client certificate without its key client.key"):
         _reg(certs_d=[str(root)]).tags(f"{server.host}/mtls/app")
 
 
-def test_trusted_through_ssl_cert_dir(tls_registry: RegistryServer, tls_repo: str, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trusted_through_ssl_cert_dir(
+    tls_registry: RegistryServer, tls_repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import subprocess
 
     assert tls_registry.ca_path is not None
     folder = tmp_path / "certs"
     folder.mkdir()
     shutil.copy(tls_registry.ca_path, folder / "test-ca.pem")
-    subprocess.run(["openssl", "rehash", str(folder)], check=True, capture_output=True)  # OpenSSL's hashed names
+    subprocess.run(
+        ["openssl", "rehash", str(folder)], check=True, capture_output=True
+    )  # OpenSSL's hashed names
     monkeypatch.setenv("SSL_CERT_DIR", str(folder))
     assert _reg().tags(tls_repo) == ["1"]

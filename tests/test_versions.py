@@ -1,4 +1,4 @@
-"""Tests of regdata.versions: real-world tags read as versions, tracks, ordering."""
+"""Tests of regdata.analysis.versions: real-world tags read as versions, tracks, ordering."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from regdata.versions import VERSIONS, Version, floating_tags, parse_version, sort_tags, version_frame
+from regdata.analysis.versions import (
+    VERSIONS,
+    Version,
+    floating_tags,
+    parse_version,
+    sort_tags,
+    version_frame,
+)
 from tests.support.dockerhub import open_data
 
 
@@ -78,9 +85,29 @@ TABLE = [
 ]
 
 NOT_VERSIONS = [
-    "latest", "edge", "stable", "mainline", "main-abc123", "sha-1234abc", "1234abc", "2b3", "1a2f",
-    "alpine", "alpine3.7", "bookworm", "carbon-slim", "rc", "rc-alpine", "jessie-backports",
-    "windowsservercore-1709", "stable-perl", "1.2.3-", "1.2.3--x", "v", "", "buster-20171399",
+    "latest",
+    "edge",
+    "stable",
+    "mainline",
+    "main-abc123",
+    "sha-1234abc",
+    "1234abc",
+    "2b3",
+    "1a2f",
+    "alpine",
+    "alpine3.7",
+    "bookworm",
+    "carbon-slim",
+    "rc",
+    "rc-alpine",
+    "jessie-backports",
+    "windowsservercore-1709",
+    "stable-perl",
+    "1.2.3-",
+    "1.2.3--x",
+    "v",
+    "",
+    "buster-20171399",
 ]
 
 
@@ -89,7 +116,11 @@ def test_real_world_tags(tag: str, track: str, version: str, precision: int, pre
     parsed = parse_version(tag)
     assert parsed is not None, tag
     assert (parsed.track, str(parsed), parsed.precision, parsed.prerelease) == (
-        track, version, precision, prerelease)
+        track,
+        version,
+        precision,
+        prerelease,
+    )
     assert parsed.tag == tag
     assert parsed.is_prerelease == (prerelease is not None)
 
@@ -100,26 +131,61 @@ def test_non_versions(tag: str) -> None:
 
 
 def test_prerelease_order() -> None:
-    tags = ["2.0.0", "2.0.0-rc.2", "2.0.0-alpha", "2.0.0-rc.1", "2.0.0-beta", "1.9.9", "2.0.1-dev", "2.0.0-rc.10"]
+    tags = [
+        "2.0.0",
+        "2.0.0-rc.2",
+        "2.0.0-alpha",
+        "2.0.0-rc.1",
+        "2.0.0-beta",
+        "1.9.9",
+        "2.0.1-dev",
+        "2.0.0-rc.10",
+    ]
     assert sort_tags(tags) == [
-        "1.9.9", "2.0.0-alpha", "2.0.0-beta", "2.0.0-rc.1", "2.0.0-rc.2", "2.0.0-rc.10", "2.0.0", "2.0.1-dev",
+        "1.9.9",
+        "2.0.0-alpha",
+        "2.0.0-beta",
+        "2.0.0-rc.1",
+        "2.0.0-rc.2",
+        "2.0.0-rc.10",
+        "2.0.0",
+        "2.0.1-dev",
     ]
 
 
 def test_pep440_and_go_prereleases_order_like_semver() -> None:
     assert sort_tags(["3.7.0", "3.7.0b1", "3.7.0a4", "3.7.0rc1", "3.7.0a10"]) == [
-        "3.7.0a4", "3.7.0a10", "3.7.0b1", "3.7.0rc1", "3.7.0"]
+        "3.7.0a4",
+        "3.7.0a10",
+        "3.7.0b1",
+        "3.7.0rc1",
+        "3.7.0",
+    ]
     assert sort_tags(["1.10", "1.10rc1", "1.10beta2", "1.9.3"]) == ["1.9.3", "1.10beta2", "1.10rc1", "1.10"]
 
 
 def test_numbers_compare_as_numbers() -> None:
-    assert sort_tags(["1.10", "1.9", "1.2", "1.10.1", "10", "9"]) == ["1.2", "1.9", "1.10", "1.10.1", "9", "10"]
+    assert sort_tags(["1.10", "1.9", "1.2", "1.10.1", "10", "9"]) == [
+        "1.2",
+        "1.9",
+        "1.10",
+        "1.10.1",
+        "9",
+        "10",
+    ]
 
 
 def test_tracks_are_kept_apart() -> None:
     tags = ["16-alpine3.19", "16-alpine3.18", "17-alpine", "16.1-alpine", "16", "17", "latest"]
-    assert sort_tags(tags) == ["16", "17", "16.1-alpine", "17-alpine", "16-alpine3.18", "16-alpine3.19",
-                               "latest"]
+    assert sort_tags(tags) == [
+        "16",
+        "17",
+        "16.1-alpine",
+        "17-alpine",
+        "16-alpine3.18",
+        "16-alpine3.19",
+        "latest",
+    ]
     alpine, alpine319 = parse_version("17-alpine"), parse_version("16-alpine3.19")
     assert alpine is not None and alpine319 is not None
     assert alpine.track != alpine319.track
@@ -133,7 +199,11 @@ def test_v_prefix_is_cosmetic() -> None:
 
 def test_builds_sort_after_their_release() -> None:
     assert sort_tags(["17.0.9_10-jdk", "17.0.9-jdk", "17.0.9_9-jdk", "17.0.10_1-jdk"]) == [
-        "17.0.9-jdk", "17.0.9_9-jdk", "17.0.9_10-jdk", "17.0.10_1-jdk"]
+        "17.0.9-jdk",
+        "17.0.9_9-jdk",
+        "17.0.9_10-jdk",
+        "17.0.10_1-jdk",
+    ]
 
 
 def test_version_is_frozen_and_hashable() -> None:
@@ -160,7 +230,10 @@ def test_floating_tags_cover_their_precise_versions() -> None:
     assert not v("3.19-alpine").covers(v("3.19.1"))  # other track
     assert not v("3.19.1").covers(v("3.19.1"))
     assert floating_tags([v(t) for t in ["1", "1.28", "1.28.0", "1-glibc", "1.28.0-glibc"]]) == {
-        "1", "1.28", "1-glibc"}
+        "1",
+        "1.28",
+        "1-glibc",
+    }
 
 
 def test_sort_tags_on_real_images() -> None:
@@ -191,7 +264,15 @@ def test_real_tag_families_share_their_track() -> None:
     assert family == {"alpine3.7"}
     non_versions = {t for t, v in parsed.items() if v is None}
     assert len(non_versions) == 23  # of 164: bare variants, code names and rc channels
-    assert non_versions >= {"latest", "alpine", "slim", "rc", "rc-alpine", "windowsservercore-1709", "onbuild"}
+    assert non_versions >= {
+        "latest",
+        "alpine",
+        "slim",
+        "rc",
+        "rc-alpine",
+        "windowsservercore-1709",
+        "onbuild",
+    }
 
 
 def test_version_frame() -> None:
@@ -200,11 +281,20 @@ def test_version_frame() -> None:
     assert [str(d) for d in frame.dtypes] == [d for _, d in VERSIONS]
     assert frame["tag"].tolist() == ["3.6", "3.6.4", "3.7.0a4", "3.6.4-alpine", "stretch-20171210", "latest"]
     row = frame.set_index("tag").loc["3.7.0a4"]
-    assert (row["version"], row["release"], row["precision"], row["prerelease"]) == ("3.7.0-alpha.4", "3.7.0", 3,
-                                                                                      "alpha.4")
+    assert (row["version"], row["release"], row["precision"], row["prerelease"]) == (
+        "3.7.0-alpha.4",
+        "3.7.0",
+        3,
+        "alpha.4",
+    )
     assert frame.set_index("tag")["floating"].to_dict() == {
-        "3.6": True, "3.6.4": False, "3.7.0a4": False, "3.6.4-alpine": False, "stretch-20171210": False,
-        "latest": False}
+        "3.6": True,
+        "3.6.4": False,
+        "3.7.0a4": False,
+        "3.6.4-alpine": False,
+        "stretch-20171210": False,
+        "latest": False,
+    }
     latest = frame.iloc[-1]
     assert not latest["is_version"] and pd.isna(latest["track"]) and pd.isna(latest["precision"])
 

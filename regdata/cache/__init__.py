@@ -1,7 +1,9 @@
-"""The cache under the RemoteFactory: what to keep, for how long, and what to do when it fails.
+"""The cache: what to keep, for how long, and what to do when it fails.
 
 Deciding is apart from storing: this module decides, a backend (a byte
-store, see :mod:`regdata.cache.backends`) stores.
+store, see :mod:`regdata.cache.backends`) stores.  It knows nothing of the
+client: :class:`regdata.cache.remote.CachedRemote` wraps a Remote and asks
+it, keyed by registry host and credential identity (:meth:`Cache.key`).
 
 - Content addressed by digest (manifests and config blobs) never changes:
   kept with no expiry.
@@ -14,7 +16,7 @@ store, see :mod:`regdata.cache.backends`) stores.
   parse, a tag that does not point to a digest, a time stamp from the
   future, is a miss (counted in ``corrupt``) and is deleted, then
   overwritten by the fresh answer.  Bodies are checked against their
-  digest by the Remote, which discards them here when they fail.
+  digest by the CachedRemote, which discards them here when they fail.
 - What this process has read or checked is kept in its own memory too
   (:mod:`regdata.cache.lru`, ``memory`` bytes of it), parsed and verified:
   only the backend's copy is untrusted.  Moving entries there carry their
@@ -33,25 +35,27 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..manifest import ACCEPT_ALL, decode_json
-from ..reference import api_host
-from .backends.base import Backend, BackendUnavailable
-from .keys import make_key
-from .lru import LRU
-
-if TYPE_CHECKING:
-    from ..remote import Remote
+from regdata.cache.backends.base import Backend, BackendUnavailable
+from regdata.cache.keys import make_key
+from regdata.cache.lru import LRU
+from regdata.oci.digest import is_verifiable
+from regdata.oci.manifest import ACCEPT_ALL, decode_json
 
 __all__ = [
-    "DEFAULT_MEMORY", "DEFAULT_TTL", "STALE_KEEP", "Backend", "BackendUnavailable", "Cache", "CachedManifest",
+    "DEFAULT_MEMORY",
+    "DEFAULT_TTL",
+    "STALE_KEEP",
+    "Backend",
+    "BackendUnavailable",
+    "Cache",
+    "CachedManifest",
 ]
 
 log = logging.getLogger("regdata.cache")
@@ -68,8 +72,6 @@ MAX_CLOCK_SKEW = 300.0
 _MANIFEST = b"M1\n"
 # The Accept list we send decides the manifest we get: a new list names new keys.
 _ACCEPT_KEY = "a1-" + hashlib.sha256(", ".join(ACCEPT_ALL).encode()).hexdigest()[:12]
-# The two digest algorithms regdata verifies.
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ class Cache:
     @property
     def name(self) -> str:
         """The backend's name (``memory``, ``sqlite``, ``memcached``, or its class)."""
-        return str(getattr(self.backend, "name", type(self.backend).__name__))
+        return self.backend.name
 
     def ttl_for(self, host: str) -> float:
         """The TTL of moving entries of registry ``host``."""
@@ -135,12 +137,14 @@ class Cache:
 
     # -- keys -----------------------------------------------------------------
 
-    def key(self, kind: str, remote: Remote, repository: str, reference: str) -> str:
-        """The key of one entry, for one remote (host and credential)."""
-        host = remote.registry
-        if remote.api_host != api_host(host):  # read through a mirror: its answers are its own
-            host = f"{host}~{remote.api_host}"
-        return make_key(kind, host, repository, reference, _ACCEPT_KEY, remote.credential.identity())
+    def key(self, kind: str, host: str, repository: str, reference: str, identity: str) -> str:
+        """The key of one entry: registry ``host``, and the ``identity`` of the credential that read it.
+
+        ``host`` is the registry as references name it; a registry read through
+        a mirror is ``registry~mirror`` (the mirror's answers are its own).
+        ``identity`` is :meth:`regdata.credentials.Credential.identity`, never a secret.
+        """
+        return make_key(kind, host, repository, reference, _ACCEPT_KEY, identity)
 
     # -- the backend, failures turned into misses ----------------------------
 
@@ -152,7 +156,9 @@ class Cache:
         if warn:
             log.warning(
                 "cache backend %s failed (%s: %s); going on without it where it fails",
-                self.name, type(exc).__name__, str(exc)[:400],
+                self.name,
+                type(exc).__name__,
+                str(exc)[:400],
             )
 
     def _get(self, key: str) -> bytes | None:
@@ -288,6 +294,22 @@ class Cache:
         """Store a tag list (a stale one is of no use: it is kept for the TTL only)."""
         self._put_moving(key, tags, self.ttl_for(host))
 
+    def get_unknown(self, key: str, host: str) -> tuple[str, list[tuple[str, str]]] | None:
+        """(url, errors) of a 404 a registry gave for a repository less than the TTL ago."""
+        found = self._moving(key, host, _is_unknown)
+        if found is None or not found[1]:
+            return None
+        value = found[0]
+        return str(value["url"]), [(str(code), str(message)) for code, message in value["errors"]]
+
+    def put_unknown(self, key: str, host: str, url: str, errors: list[tuple[str, str]]) -> None:
+        """Remember, for the TTL as a tag list is, that a registry has no such repository.
+
+        So a fleet naming an image the registry lacks costs one request per TTL,
+        not one per run (and a second run within the TTL makes none).
+        """
+        self._put_moving(key, {"url": url, "errors": [list(e) for e in errors]}, self.ttl_for(host))
+
     def get_tag(self, key: str, host: str) -> tuple[str | None, str | None]:
         """(fresh digest, stale digest) of a tag: one of them, or neither."""
         found = self._moving(key, host, _is_digest)
@@ -307,7 +329,7 @@ class Cache:
         raw = self._get(key)
         if raw is None:
             return None
-        head, newline, body = raw[len(_MANIFEST):].partition(b"\n")
+        head, newline, body = raw[len(_MANIFEST) :].partition(b"\n")
         if not raw.startswith(_MANIFEST) or not newline:
             self.discard(key)
             return None
@@ -331,25 +353,27 @@ class Cache:
         """Counters of this cache, and the backend's own (servers, calls) when it has them."""
         with self._lock:
             out: dict[str, Any] = {
-                "backend": self.name, "hits": self.hits, "misses": self.misses,
-                "errors": self.errors, "corrupt": self.corrupt, "ttl": self.ttl,
-                "memory_hits": self.memory_hits, "memory_bytes": self._recent.bytes,
+                "backend": self.name,
+                "hits": self.hits,
+                "misses": self.misses,
+                "errors": self.errors,
+                "corrupt": self.corrupt,
+                "ttl": self.ttl,
+                "memory_hits": self.memory_hits,
+                "memory_bytes": self._recent.bytes,
             }
-        backend_stats = getattr(self.backend, "stats", None)
-        if callable(backend_stats):
-            try:
-                out["backend_stats"] = backend_stats()
-            except Exception as exc:
-                out["backend_stats"] = {"error": f"{type(exc).__name__}: {exc}"}
+        try:
+            backend_stats = self.backend.stats()
+        except Exception as exc:
+            backend_stats = {"error": f"{type(exc).__name__}: {exc}"}
+        if backend_stats:  # a backend with nothing to tell (memory) adds no entry
+            out["backend_stats"] = backend_stats
         return out
 
     def close(self) -> None:
-        """Close the backend (a backend without ``close`` has nothing to close)."""
-        close = getattr(self.backend, "close", None)
-        if close is None:
-            return
+        """Close the backend."""
         try:
-            close()
+            self.backend.close()
         except Exception as exc:
             self._failed(exc)
 
@@ -372,5 +396,13 @@ def _is_tag_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(tag, str) for tag in value)
 
 
+def _is_unknown(value: Any) -> bool:
+    if not (isinstance(value, dict) and isinstance(value.get("url"), str)):
+        return False
+    return isinstance(value.get("errors"), list) and all(
+        isinstance(e, list) and len(e) == 2 and all(isinstance(x, str) for x in e) for e in value["errors"]
+    )
+
+
 def _is_digest(value: Any) -> bool:
-    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
+    return isinstance(value, str) and is_verifiable(value)

@@ -91,8 +91,9 @@ class OperationLog:
         with self._lock:
             out: dict[str, dict[str, Any]] = {}
             for method, totals in sorted(self._totals.items()):
-                row: dict[str, Any] = {k: int(v) for k, v in totals.items()
-                                       if k not in ("seconds", "max_seconds")}
+                row: dict[str, Any] = {
+                    k: int(v) for k, v in totals.items() if k not in ("seconds", "max_seconds")
+                }
                 row["seconds"] = totals["seconds"]
                 row["max_seconds"] = totals["max_seconds"]
                 out[method] = row
@@ -105,17 +106,41 @@ class OperationLog:
         rows = [
             {
                 "started": pd.Timestamp(op.started, unit="s", tz="UTC"),
-                "backend": op.backend, "server": op.server, "method": op.method,
-                "outcome": op.outcome, "duration_s": op.duration_s, "keys": op.keys,
-                "bytes": op.bytes, "key": op.key, "error": op.error,
+                "backend": op.backend,
+                "server": op.server,
+                "method": op.method,
+                "outcome": op.outcome,
+                "duration_s": op.duration_s,
+                "keys": op.keys,
+                "bytes": op.bytes,
+                "key": op.key,
+                "error": op.error,
             }
             for op in self.records()
         ]
-        columns = ["started", "backend", "server", "method", "outcome", "duration_s", "keys",
-                   "bytes", "key", "error"]
+        columns = [
+            "started",
+            "backend",
+            "server",
+            "method",
+            "outcome",
+            "duration_s",
+            "keys",
+            "bytes",
+            "key",
+            "error",
+        ]
         return pd.DataFrame(rows, columns=columns)
 
 
 def _empty() -> dict[str, float]:
-    return {"calls": 0, "hit": 0, "miss": 0, "ok": 0, "error": 0, "seconds": 0.0,
-            "max_seconds": 0.0, "bytes": 0}
+    return {
+        "calls": 0,
+        "hit": 0,
+        "miss": 0,
+        "ok": 0,
+        "error": 0,
+        "seconds": 0.0,
+        "max_seconds": 0.0,
+        "bytes": 0,
+    }

@@ -23,8 +23,9 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from . import DEFAULT_TTL, Cache
-from .backends.memory import MemoryBackend
+from regdata.cache import DEFAULT_TTL, Cache
+from regdata.cache.backends.base import Backend
+from regdata.cache.backends.memory import MemoryBackend
 
 __all__ = ["open_cache", "parse_ttl"]
 
@@ -128,9 +129,12 @@ def open_cache(spec: Any, ttl: TTLSpec = None) -> Cache | None:
     if isinstance(spec, Cache):
         return spec
     if not isinstance(spec, str):
-        if all(callable(getattr(spec, name, None)) for name in ("get", "set", "delete")):
+        if isinstance(spec, Backend):
             return Cache(spec, ttl=seconds, host_ttl=per_host)
-        raise TypeError(f"cache must be a URL string, a backend or None, got {type(spec).__name__}")
+        raise TypeError(
+            f"cache must be a URL string, a backend (name, get, set, delete, close, stats) or None, "
+            f"got {type(spec).__name__}"
+        )
     # Not urlsplit: a server list such as "a:1,[::1]:2" is no URL netloc, and the
     # urllib of Python 3.11.4+ (and of Debian's 3.11.2) rejects it as a bad IPv6 host.
     scheme, _, rest = spec.strip().partition("://")
@@ -139,20 +143,20 @@ def open_cache(spec: Any, ttl: TTLSpec = None) -> Cache | None:
     if scheme == "memory":
         return Cache(MemoryBackend(), ttl=seconds, host_ttl=per_host)
     if scheme == "sqlite":
-        from .backends.sqlite import SQLiteBackend
+        from regdata.cache.backends.sqlite import SQLiteBackend
 
         path = unquote(location)
         sqlite = SQLiteBackend(path if path not in ("", "/") else None, **_sqlite_options(query))
         return Cache(sqlite, ttl=seconds, host_ttl=per_host)
     if scheme == "memcached":
-        from .backends.memcached import MemcachedBackend
+        from regdata.cache.backends.memcached import MemcachedBackend
 
         servers = _servers(unquote(location.strip("/")))
         options = _options(query)
         options.pop("update_interval", None)  # a fixed list has nothing to look up
         return Cache(MemcachedBackend(servers, **options), ttl=seconds, host_ttl=per_host)  # type: ignore[arg-type]
     if scheme == "memcached+srv":
-        from .backends.memcached import MemcachedBackend
+        from regdata.cache.backends.memcached import MemcachedBackend
 
         service = unquote(location.strip("/"))
         if not service:

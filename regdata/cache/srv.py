@@ -123,7 +123,7 @@ def _read_name(packet: bytes, offset: int) -> tuple[str, int]:
             continue
         if length & 0xC0:
             raise DNSError("DNS answer uses an unknown label type")
-        label = packet[offset + 1:offset + 1 + length]
+        label = packet[offset + 1 : offset + 1 + length]
         if len(label) != length:
             raise DNSError("DNS answer cut short inside a label")
         labels.append(label.decode("ascii", "replace"))
@@ -183,7 +183,7 @@ def _exchange_tcp(query: bytes, server: tuple[str, int], timeout: float) -> byte
             if not chunk:
                 raise DNSError("DNS server closed the TCP connection")
             data += chunk
-        return data[2:2 + struct.unpack_from("!H", data)[0]]
+        return data[2 : 2 + struct.unpack_from("!H", data)[0]]
 
 
 def query_srv(name: str, config: ResolverConfig | None = None) -> list[SrvRecord]:
@@ -201,10 +201,10 @@ def query_srv(name: str, config: ResolverConfig | None = None) -> list[SrvRecord
             query = encode_query(candidate, ident)
             try:
                 rcode, truncated, records = decode_srv_answer(
-                    _exchange_udp(query, server, config.timeout), ident)
+                    _exchange_udp(query, server, config.timeout), ident
+                )
                 if truncated:
-                    rcode, _, records = decode_srv_answer(
-                        _exchange_tcp(query, server, config.timeout), ident)
+                    rcode, _, records = decode_srv_answer(_exchange_tcp(query, server, config.timeout), ident)
             except OSError as exc:  # DNSError included: try the next server
                 last = exc
                 continue

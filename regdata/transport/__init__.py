@@ -11,16 +11,27 @@ Read top to bottom, a request goes::
 
 Auth sits above retry, so a flake is retried below it and a 401 fetches a
 token once, above.  Token requests take the lower three layers only.
+
+Beside the stack: :mod:`regdata.transport.scheme` probes once per host
+whether a host allowed plain HTTP speaks TLS.  The submodules import one
+another, never this package, which only re-exports.
 """
 
 from __future__ import annotations
 
-from .auth import AuthTransport, Challenge, TokenCache, parse_challenge
-from .base import Request, Response, Transport
-from .http import HTTPTransport, Timeouts
-from .log import LogTransport
-from .redirect import RedirectTransport
-from .retry import Clock, HostBackoff, RetryPolicy, RetryTransport, SystemClock, parse_retry_after
+from regdata.transport.auth import AuthTransport, Challenge, TokenCache, parse_challenge
+from regdata.transport.base import Request, Response, Transport
+from regdata.transport.http import HTTPTransport, Timeouts
+from regdata.transport.log import LogTransport
+from regdata.transport.redirect import RedirectTransport
+from regdata.transport.retry import (
+    Clock,
+    HostBackoff,
+    RetryPolicy,
+    RetryTransport,
+    SystemClock,
+    parse_retry_after,
+)
 
 __all__ = [
     "AuthTransport",

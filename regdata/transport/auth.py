@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-from ..credentials import Credential
-from ..errors import CredentialsError, InsecureRequest, MalformedContent, error_for_status
-from ..manifest import load_json
-from .base import Request, Response, Transport
+from regdata.credentials import Credential
+from regdata.errors import CredentialsError, InsecureRequest, MalformedContent, error_for_status
+from regdata.oci.manifest import load_json
+from regdata.transport.base import Request, Response, Transport, host_key
 
 __all__ = ["AuthTransport", "Challenge", "TokenCache", "parse_challenge"]
 
@@ -136,8 +136,8 @@ class AuthTransport:
     _challenge: Challenge | None = None
 
     def _same_host(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return (parts.netloc or "").lower() == self.host.lower()
+        # One host however written (ghcr.io, GHCR.io:443): the token goes to it, and nowhere else.
+        return host_key(url) == host_key(self.host, urlsplit(url).scheme)
 
     def send(self, request: Request) -> Response:
         """Send with the credential this host wants, retrying once after a 401."""
@@ -202,9 +202,7 @@ class AuthTransport:
                 self.tokens.put(key, value, seconds)
             return value
 
-    def _fetch_token(
-        self, challenge: Challenge, scope: str | None, request: Request
-    ) -> tuple[str, float]:
+    def _fetch_token(self, challenge: Challenge, scope: str | None, request: Request) -> tuple[str, float]:
         realm = challenge.realm
         if not realm:
             raise MalformedContent(f"{self.host}: bearer challenge without a realm")
@@ -228,8 +226,13 @@ class AuthTransport:
             if scopes:
                 form["scope"] = " ".join(scopes)
             token_request = Request(
-                "POST", realm, "token", data=form, max_bytes=TOKEN_MAX_BYTES,
-                repository=request.repository, context=request.context,
+                "POST",
+                realm,
+                "token",
+                data=form,
+                max_bytes=TOKEN_MAX_BYTES,
+                repository=request.repository,
+                context=request.context,
             )  # the HTTP layer form-encodes ``data`` and says so
         else:
             pairs = list(query.items()) + [("scope", s) for s in scopes]
@@ -240,13 +243,19 @@ class AuthTransport:
             if self.credential.username and self.credential.password:
                 headers["Authorization"] = _basic(self.credential)
             token_request = Request(
-                "GET", url, "token", headers=headers, max_bytes=TOKEN_MAX_BYTES,
-                repository=request.repository, context=request.context,
+                "GET",
+                url,
+                "token",
+                headers=headers,
+                max_bytes=TOKEN_MAX_BYTES,
+                repository=request.repository,
+                context=request.context,
             )
         response = self.token_transport.send(token_request)
         if not response.ok:
             raise error_for_status(
-                response.status, f"token endpoint {parts.scheme}://{parts.netloc}{parts.path}",
+                response.status,
+                f"token endpoint {parts.scheme}://{parts.netloc}{parts.path}",
                 detail="token request refused",
             )
         doc = load_json(response.body, "token answer", quote=False)  # its first bytes may be the token

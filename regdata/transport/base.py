@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
-from ..context import BACKGROUND, Context
-from ..errors import MalformedContent
+from regdata.context import BACKGROUND, Context
+from regdata.errors import MalformedContent
 
-__all__ = ["Request", "Response", "Transport", "check_url", "join_url", "netloc"]
+__all__ = ["Request", "Response", "Transport", "check_url", "host_key", "join_url"]
 
 # The OCI distribution spec suggests registries refuse manifests over 4 MiB;
 # configs and error bodies get their own caps at the call site.
@@ -48,13 +48,30 @@ def join_url(base: str, target: str) -> str:
     return url
 
 
-def netloc(url: str) -> str:
-    """``host:port`` of a URL, lower-cased, with the scheme's default port made explicit."""
-    parts = urlsplit(url)
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def host_key(url: str, scheme: str = "https") -> str:
+    """The one key of a host: lower-case, IPv6 bracketed, the scheme's default port dropped.
+
+    ``url`` is a URL, or a bare ``host[:port]`` taken as ``scheme``'s.  So
+    ``ghcr.io``, ``GHCR.io:443`` and ``https://ghcr.io:443/v2/`` are one host,
+    and ``http://localhost:80`` is ``localhost``.  Every per-host state is keyed
+    by it: limiters, backoff, connection pools, the request log, auth, pagination.
+    Userinfo, path and query are left out: they may carry credentials.
+    """
+    text = url if "://" in url else f"{scheme}://{url}"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:  # no URL a request can go to (check_url refuses it): as written, no userinfo
+        authority = text.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+        return authority.rsplit("@", 1)[-1].lower()
     host = (parts.hostname or "").lower()
     if ":" in host:
         host = f"[{host}]"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if port is None or port == _DEFAULT_PORTS.get(parts.scheme.lower()):
+        return host
     return f"{host}:{port}"
 
 

@@ -31,11 +31,11 @@ from urllib3.exceptions import (
     SSLError as URLLib3SSLError,
 )
 
-from ..errors import InsecureRequest, MalformedContent, RequestTimeout, TLSError, TransportError
-from ..reference import is_loopback_host
-from .base import Request, Response, netloc
-from .proxy import Proxies, proxy_host, split_credentials
-from .trust import HostTrust, Trust, tls_context
+from regdata.errors import InsecureRequest, MalformedContent, RequestTimeout, TLSError, TransportError
+from regdata.oci.reference import is_loopback_host
+from regdata.transport.base import Request, Response, host_key
+from regdata.transport.proxy import Proxies, proxy_host, split_credentials
+from regdata.transport.trust import HostTrust, Trust, tls_context
 
 __all__ = ["HTTPTransport", "Timeouts", "tls_context"]
 
@@ -114,7 +114,7 @@ class HTTPTransport:
         """The connection pool for this URL's host, made on first use."""
         parts = urlsplit(url)
         proxy = self._route(url)
-        key = f"{parts.scheme}://{netloc(url)}" + (f" via {proxy_host(proxy)}" if proxy else "")
+        key = f"{parts.scheme}://{host_key(url)}" + (f" via {proxy_host(proxy)}" if proxy else "")
         pool = self._pools.get(key)
         if pool is not None:
             return pool
@@ -126,12 +126,13 @@ class HTTPTransport:
                 kw: dict[str, object] = {"maxsize": self.pool_size, "block": False, "retries": False}
                 if parts.scheme == "https":
                     trust = self.trust.for_host(parts.netloc)
-                    kw.update(ssl_context=_trust(trust),
-                              cert_reqs="CERT_NONE" if trust.verify is False else "CERT_REQUIRED",
-                              assert_hostname=False if trust.verify is False else None)
+                    kw.update(
+                        ssl_context=_trust(trust),
+                        cert_reqs="CERT_NONE" if trust.verify is False else "CERT_REQUIRED",
+                        assert_hostname=False if trust.verify is False else None,
+                    )
                 if proxy:
-                    pool = self._manager(proxy).connection_from_host(
-                        host, port, parts.scheme, pool_kwargs=kw)
+                    pool = self._manager(proxy).connection_from_host(host, port, parts.scheme, pool_kwargs=kw)
                 elif parts.scheme == "https":
                     pool = _HTTPSPool(host, port, **kw)  # type: ignore[arg-type]
                 else:
@@ -172,16 +173,18 @@ class HTTPTransport:
             if host.lower() in self._warned:
                 return
             self._warned.add(host.lower())
-        logger.warning("%s is an insecure registry: its TLS certificate is not verified "
-                       "and plain HTTP is allowed", host)
+        logger.warning(
+            "%s is an insecure registry: its TLS certificate is not verified and plain HTTP is allowed", host
+        )
 
     def _tls_error(self, exc: BaseException, where: str, host: str) -> TLSError:
         """The TLSError of a failed handshake, in words: a server asking for a client certificate says so."""
         text = _reason(exc)
         upper = text.upper()
         # The server's alert, after our half of the handshake: it wants a (different) client certificate.
-        if "ALERT" in upper and any(a in upper for a in ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE",
-                                                          "UNKNOWN_CA", "HANDSHAKE_FAILURE")):
+        if "ALERT" in upper and any(
+            a in upper for a in ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA", "HANDSHAKE_FAILURE")
+        ):
             assert self.trust is not None
             if self.trust.for_host(host).cert is None:
                 text = f"the server requires a client certificate and none is set for {host} ({text})"
@@ -249,8 +252,9 @@ class HTTPTransport:
             raise
         finally:
             raw.release_conn()
-        return Response(status=raw.status, headers=raw.headers, body=content, url=request.url,
-                        request=request)
+        return Response(
+            status=raw.status, headers=raw.headers, body=content, url=request.url, request=request
+        )
 
     @staticmethod
     def _read(raw: urllib3.BaseHTTPResponse, request: Request, where: str, seconds: float) -> bytes:
@@ -281,9 +285,7 @@ class HTTPTransport:
                 total += len(chunk)
                 if total > request.max_bytes:
                     raw.close()
-                    raise MalformedContent(
-                        f"{where}: body is over the {request.max_bytes}-byte cap"
-                    )
+                    raise MalformedContent(f"{where}: body is over the {request.max_bytes}-byte cap")
                 parts.append(chunk)
                 if time.monotonic() > deadline:
                     raw.close()
@@ -301,7 +303,8 @@ def _verify_failed(exc: BaseException) -> bool:
     """True when a TLS failure is the certificate's (not a server that speaks no TLS)."""
     causes = [exc, *exc.args, exc.__context__]
     return any(isinstance(c, (ssl.SSLCertVerificationError, ssl.CertificateError)) for c in causes) or (
-        "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc))
+        "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc)
+    )
 
 
 def _is_tls(exc: BaseException) -> bool:
@@ -309,15 +312,19 @@ def _is_tls(exc: BaseException) -> bool:
     return any(isinstance(c, ssl.SSLError | URLLib3SSLError) for c in causes)
 
 
-
-
 def _trust(trust: HostTrust) -> ssl.SSLContext:
     """:func:`tls_context`, or an error that says the CA bundle is the problem (no retry mends it)."""
     try:
         return tls_context(trust)
     except (OSError, ssl.SSLError) as exc:
-        what = ", ".join([str(trust.verify)] * (trust.verify not in (True, False)) + list(trust.cas)
-                         + list(trust.cert or ())) or "(the system store)"
+        what = (
+            ", ".join(
+                [str(trust.verify)] * (trust.verify not in (True, False))
+                + list(trust.cas)
+                + list(trust.cert or ())
+            )
+            or "(the system store)"
+        )
         which = "CA certificates or the client certificate" if trust.cert else "CA certificates"
         error = TransportError(f"cannot load the {which} {what}: {_reason(exc)}")
         error.temporary = False

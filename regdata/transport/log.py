@@ -13,13 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from .. import metrics
-from ..errors import RegdataError
-from ..requestlog import RequestLog, RequestRecord
-from .base import Request, Response, Transport
-from .redirect import REDIRECTS
+from regdata.errors import RegdataError
+from regdata.instrument.requestlog import RequestLog, RequestRecord
+from regdata.transport.base import Request, Response, Transport, host_key
+from regdata.transport.redirect import REDIRECTS
 
-__all__ = ["LogTransport", "announces_quota", "host_of", "is_pull"]
+__all__ = ["LogTransport", "announces_quota", "is_pull"]
 
 # The headers by which a host announces a request quota (Docker Hub: ``ratelimit-limit: 100;w=21600``).
 _QUOTA_HEADERS = ("RateLimit-Limit", "X-RateLimit-Limit", "RateLimit")
@@ -35,8 +34,12 @@ def is_pull(request: Request, response: Response) -> bool:
 
     HEADs, tag lists and blobs are not pulls; nor is an answer refused (4xx, 5xx).
     """
-    return (request.method == "GET" and request.kind == "manifest" and response.status < 400
-            and announces_quota(response.headers))
+    return (
+        request.method == "GET"
+        and request.kind == "manifest"
+        and response.status < 400
+        and announces_quota(response.headers)
+    )
 
 
 class ConcurrencySource(Protocol):
@@ -54,11 +57,14 @@ class LogTransport:
     limiters: ConcurrencySource | None = None
     #: ``url -> "host:port"`` of the proxy a request goes through, or None (the HTTP layer's).
     proxy_for: Callable[[str], str | None] | None = None
+    #: Told of every attempt as ``observe(kind, success, seconds)``: the factory passes
+    #: :func:`regdata.instrument.metrics.observe_request`, so this layer needs no metrics of its own.
+    observe: Callable[[str, bool, float], None] | None = None
 
     def send(self, request: Request) -> Response:
         """Send through ``inner`` and record the outcome, success or not."""
         request.context.check()  # a request never sent is not a row
-        host = host_of(request.url)
+        host = host_key(request.url)
         concurrency = self.limiters.concurrency(host) if self.limiters is not None else None
         started = time.time()
         clock = time.perf_counter()
@@ -68,8 +74,17 @@ class LogTransport:
             self._write(request, host, started, clock, None, None, str(exc), concurrency)
             raise
         error = None if response.ok or response.status in REDIRECTS else f"HTTP {response.status}"
-        self._write(request, host, started, clock, response.status, len(response.body), error,
-                    concurrency, is_pull(request, response))
+        self._write(
+            request,
+            host,
+            started,
+            clock,
+            response.status,
+            len(response.body),
+            error,
+            concurrency,
+            is_pull(request, response),
+        )
         return response
 
     def _write(
@@ -103,14 +118,5 @@ class LogTransport:
                 pull=pull,
             )
         )
-        metrics.observe_request(request.kind, error is None, duration)
-
-
-def host_of(url: str) -> str:
-    """``host[:port]`` of a URL, lower-cased, as the request log and the limiters key hosts.
-
-    Nothing else of the URL: a path or query may carry an account, userinfo a password.
-    """
-    rest = url.split("://", 1)[-1]
-    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    return authority.rsplit("@", 1)[-1].lower()
+        if self.observe is not None:
+            self.observe(request.kind, error is None, duration)

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from ..errors import RegdataError
+from regdata.errors import RegdataError
 
 __all__ = ["Proxies", "proxy_host"]
 
@@ -50,8 +50,10 @@ def _normalise(url: str | None) -> str | None:
     except ValueError:
         raise RegdataError(f"unusable proxy URL for {proxy_host(url) or 'a proxy'}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RegdataError(f"unusable proxy URL {parts.scheme}://{proxy_host(url)}: "
-                           "only http:// and https:// proxies are supported")
+        raise RegdataError(
+            f"unusable proxy URL {parts.scheme}://{proxy_host(url)}: "
+            "only http:// and https:// proxies are supported"
+        )
     return url
 
 
@@ -84,8 +86,7 @@ class _Rule:
     network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
     port: str = ""
 
-    def matches(self, host: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
-                port: str) -> bool:
+    def matches(self, host: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, port: str) -> bool:
         if self.port and self.port != port:
             return False
         if self.network is not None:
@@ -157,8 +158,11 @@ class Proxies:
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Proxies:
         """``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY`` (uppercase first, then lowercase)."""
         env = os.environ if environ is None else environ
-        return cls(https=_env(env, "https_proxy") or None, http=_env(env, "http_proxy") or None,
-                   no_proxy=_env(env, "no_proxy"))
+        return cls(
+            https=_env(env, "https_proxy") or None,
+            http=_env(env, "http_proxy") or None,
+            no_proxy=_env(env, "no_proxy"),
+        )
 
     @classmethod
     def none(cls) -> Proxies:
@@ -171,8 +175,9 @@ class Proxies:
         unknown = set(mapping) - {"https", "http", "no_proxy"}
         if unknown:
             raise ValueError(f"unknown proxies key {sorted(unknown)[0]!r}: use https, http, no_proxy")
-        return cls(https=mapping.get("https"), http=mapping.get("http"),
-                   no_proxy=mapping.get("no_proxy") or "")
+        return cls(
+            https=mapping.get("https"), http=mapping.get("http"), no_proxy=mapping.get("no_proxy") or ""
+        )
 
     def __bool__(self) -> bool:
         return bool(self.https or self.http)

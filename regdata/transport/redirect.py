@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from ..errors import InsecureRequest, MalformedContent
-from .base import Request, Response, Transport, join_url
+from regdata.errors import InsecureRequest, MalformedContent
+from regdata.transport.base import Request, Response, Transport, join_url
 
 __all__ = ["RedirectTransport"]
 

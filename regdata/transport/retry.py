@@ -29,12 +29,17 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from ..context import Context
-from ..errors import BudgetExceeded, RegdataError, TransportError
-from .base import Request, Response, Transport, netloc
+from regdata.context import Context
+from regdata.errors import BudgetExceeded, RegdataError, TransportError
+from regdata.transport.base import Request, Response, Transport, host_key
 
 __all__ = [
-    "Clock", "HostBackoff", "RetryPolicy", "RetryTransport", "parse_retry_after", "quota_exhausted",
+    "Clock",
+    "HostBackoff",
+    "RetryPolicy",
+    "RetryTransport",
+    "parse_retry_after",
+    "quota_exhausted",
 ]
 
 # go-containerregistry's retryable statuses (pkg/v1/remote/options.go).
@@ -222,7 +227,7 @@ class RetryTransport:
 
     def host(self, url: str) -> HostBackoff:
         """The shared backoff state of this URL's host."""
-        key = netloc(url)
+        key = host_key(url)
         with self._lock:
             return self._hosts.setdefault(key, HostBackoff())
 
@@ -269,8 +274,12 @@ class RetryTransport:
                     return response
                 asked = parse_retry_after(response.headers.get("Retry-After"), self.clock.wall())
                 if asked is not None and asked > self.policy.max_retry_after:
-                    log.debug("%s: Retry-After %.0f s is over the %.0f s cap; giving up",
-                              _where(request), asked, self.policy.max_retry_after)
+                    log.debug(
+                        "%s: Retry-After %.0f s is over the %.0f s cap; giving up",
+                        _where(request),
+                        asked,
+                        self.policy.max_retry_after,
+                    )
                     return response  # an absurd wait: give up now rather than hang
                 delay = (
                     asked

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import certifi
 
-from ..errors import TransportError
-from ..reference import api_host, canonical_host
+from regdata.errors import TransportError
+from regdata.oci.reference import api_host, canonical_host
 
 __all__ = ["HostTrust", "Trust", "certs_d_roots", "tls_context"]
 
@@ -45,8 +45,11 @@ CertSetting = CertPair | Mapping[str, CertPair] | None
 def certs_d_roots() -> tuple[str, ...]:
     """The ``certs.d`` folders Docker and podman read, in the order they are asked."""
     home = os.environ.get("HOME") or str(Path.home())
-    return ("/etc/containers/certs.d", "/etc/docker/certs.d",
-            str(Path(home) / ".config" / "containers" / "certs.d"))
+    return (
+        "/etc/containers/certs.d",
+        "/etc/docker/certs.d",
+        str(Path(home) / ".config" / "containers" / "certs.d"),
+    )
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,10 @@ def _read_dir(folder: Path) -> tuple[tuple[str, ...], CertPair | None]:
 
 
 def _environment() -> tuple[str, ...]:
-    return tuple(os.environ.get(name, "") for name in
-                 ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"))
+    return tuple(
+        os.environ.get(name, "")
+        for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+    )
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,9 @@ class Trust:
             object.__setattr__(self, "_verify", {_host_key(h): v for h, v in self.verify.items()})
         if isinstance(self.cert, Mapping):
             object.__setattr__(self, "_cert", {_host_key(h): tuple(v) for h, v in self.cert.items()})
-        elif self.cert is not None and (len(self.cert) != 2 or not all(isinstance(p, str | os.PathLike)
-                                                                        for p in self.cert)):
+        elif self.cert is not None and (
+            len(self.cert) != 2 or not all(isinstance(p, str | os.PathLike) for p in self.cert)
+        ):
             raise ValueError("cert must be a (certfile, keyfile) pair")
 
     def for_host(self, host: str) -> HostTrust:
@@ -164,8 +170,11 @@ def tls_context(trust: HostTrust | bool | str) -> ssl.SSLContext:
             _load(context, bundle)
     else:
         where = str(trust.verify)
-        context = (ssl.create_default_context(capath=where) if os.path.isdir(where)
-                   else ssl.create_default_context(cafile=where))
+        context = (
+            ssl.create_default_context(capath=where)
+            if os.path.isdir(where)
+            else ssl.create_default_context(cafile=where)
+        )
     if trust.verify is not False:
         for ca in trust.cas:
             _load(context, ca)

@@ -187,8 +187,13 @@ class Batch:
         outcome, detail = judge_exception(exc)
         return self.record(name, outcome, detail, group)
 
-    def call(self, name: str, fn: Callable[[], Any], on_result: Callable[[Any], tuple[str, str]],
-             group: str | None = None) -> str:
+    def call(
+        self,
+        name: str,
+        fn: Callable[[], Any],
+        on_result: Callable[[Any], tuple[str, str]],
+        group: str | None = None,
+    ) -> str:
         """Run ``fn``; an exception is judged as such, a result by ``on_result``."""
         try:
             result = fn()
@@ -221,7 +226,8 @@ class Batch:
 
 #: Every exception class of regdata's one tree, by name (the ``error`` cells start with one).
 ERROR_NAMES = frozenset(
-    name for name, obj in vars(regdata.errors).items()
+    name
+    for name, obj in vars(regdata.errors).items()
     if isinstance(obj, type) and issubclass(obj, RegdataError)
 )
 # Row texts the scan writes itself, without an exception type.
@@ -242,8 +248,12 @@ def clear_cell(text: str) -> bool:
 def judge_exception(exc: BaseException) -> tuple[str, str]:
     """``clear exception`` for a RegdataError with a plain message, ``crash`` otherwise."""
     text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, RegdataError) and "Traceback" not in str(exc) and str(exc).strip() \
-            and str(exc).isprintable():
+    if (
+        isinstance(exc, RegdataError)
+        and "Traceback" not in str(exc)
+        and str(exc).strip()
+        and str(exc).isprintable()
+    ):
         return CLEAR, text[:400]
     return CRASH, text[:400] + "\n" + "".join(traceback.format_exception(exc)[-6:])
 
@@ -420,7 +430,7 @@ class RawProxy(FaultProxy):
                 h.end_headers()
                 if not head:
                     for i in range(0, len(body), 64 * 1024):
-                        chunk = body[i:i + 64 * 1024]
+                        chunk = body[i : i + 64 * 1024]
                         h.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     h.wfile.write(b"0\r\n\r\n")
             elif mode == "truncate":
@@ -493,8 +503,11 @@ class Overlay:
         self.extra: list[Callable[[Seen], Action | None]] = []
         self._lock = threading.Lock()
 
-    def set(self, served: dict[str, Served] | None = None,
-            extra: list[Callable[[Seen], Action | None]] | None = None) -> None:
+    def set(
+        self,
+        served: dict[str, Served] | None = None,
+        extra: list[Callable[[Seen], Action | None]] | None = None,
+    ) -> None:
         """Answer this way from now on (and only this way)."""
         with self._lock:
             self.served = dict(served or {})
@@ -505,8 +518,9 @@ class Overlay:
         self.set()
 
     @contextlib.contextmanager
-    def serving(self, served: dict[str, Served],
-                extra: list[Callable[[Seen], Action | None]] | None = None) -> Iterator[None]:
+    def serving(
+        self, served: dict[str, Served], extra: list[Callable[[Seen], Action | None]] | None = None
+    ) -> Iterator[None]:
         """Add answers (and faults) for the time of a block, beside those of other threads' cases.
 
         Cases running at once must use paths of their own (another repository).
@@ -550,8 +564,14 @@ def json_type(value: Any) -> str:
     """The JSON type of a decoded value (int and float apart)."""
     if value is None:
         return "null"
-    for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"), (list, "list"),
-                       (dict, "dict")):
+    for kind, name in (
+        (bool, "bool"),
+        (int, "int"),
+        (float, "float"),
+        (str, "str"),
+        (list, "list"),
+        (dict, "dict"),
+    ):
         if isinstance(value, kind):
             return name
     raise TypeError(type(value).__name__)

@@ -59,13 +59,20 @@ from .support import (
 # Fast retries: a malformed answer is not retried anyway, a 5xx or a drop is, briefly.
 FAST = RetryPolicy(attempts=3, initial=0.01, maximum=0.05, total=10.0)
 MIB = 1024 * 1024
-HTML = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
-        b"<body><h1>Bad Gateway</h1><p>nginx</p></body></html>")
+HTML = (
+    b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+    b"<body><h1>Bad Gateway</h1><p>nginx</p></body></html>"
+)
 
 
 def client(**kwargs: Any) -> Registry:
-    return Registry(cache=None, credentials=kwargs.pop("credentials", Credentials.none()), retry=FAST,
-                    timeout=10, **kwargs)
+    return Registry(
+        cache=None,
+        credentials=kwargs.pop("credentials", Credentials.none()),
+        retry=FAST,
+        timeout=10,
+        **kwargs,
+    )
 
 
 # --------------------------------------------------------------------------- the bed
@@ -189,8 +196,12 @@ def _string_list(value: Any) -> tuple[str, str]:
 def _multiarch(builder: Builder, repo: str, platforms: list[str], format: Format) -> Pushed:
     """An index whose children are the same in every repository (push_multiarch seeds by repository)."""
     children = [
-        builder.push_image(repo, ImageSpec(format=format, platform=Platform.parse(p),
-                                           layers=(Layer.from_seed(f"reliability/{p}"),)))
+        builder.push_image(
+            repo,
+            ImageSpec(
+                format=format, platform=Platform.parse(p), layers=(Layer.from_seed(f"reliability/{p}"),)
+            ),
+        )
         for p in platforms
     ]
     return builder.push_index(repo, children, tags=["victim"], format=format)
@@ -206,11 +217,13 @@ def bed(registry: RegistryServer, builder: Builder) -> Iterator[Bed]:
             "docker": builder.push_image(
                 f"{base}/docker",
                 ImageSpec(format="docker", labels={"org.opencontainers.image.version": "1.0"}),
-                tags=["victim"]),
+                tags=["victim"],
+            ),
             "oci": builder.push_image(
                 f"{base}/oci",
                 ImageSpec(format="oci", annotations={"org.opencontainers.image.source": "https://x"}),
-                tags=["victim"]),
+                tags=["victim"],
+            ),
             "index": _multiarch(builder, f"{base}/index", ["linux/amd64", "linux/arm64/v8"], "oci"),
             "list": _multiarch(builder, f"{base}/list", ["linux/amd64", "linux/arm/v7"], "docker"),
         }
@@ -235,8 +248,12 @@ def bed(registry: RegistryServer, builder: Builder) -> Iterator[Bed]:
 # --------------------------------------------------------------------------- wrongly typed fields
 
 
-def _index_chain(target: Target, config: bytes | None = None, child: dict[str, Any] | None = None,
-                 index: dict[str, Any] | None = None) -> dict[str, Served]:
+def _index_chain(
+    target: Target,
+    config: bytes | None = None,
+    child: dict[str, Any] | None = None,
+    index: dict[str, Any] | None = None,
+) -> dict[str, Served]:
     """Answers for an index whose first child (and its config) are replaced, digests kept consistent."""
     victim = target.victim
     first = victim.children[0]
@@ -244,8 +261,9 @@ def _index_chain(target: Target, config: bytes | None = None, child: dict[str, A
     child_doc = child if child is not None else first.manifest
     if config is not None:
         served[target.blob_path(digest_of(config))] = Served(config, "application/octet-stream")
-        child_doc = dict(child_doc, config=dict(child_doc["config"], digest=digest_of(config),
-                                                size=len(config)))
+        child_doc = dict(
+            child_doc, config=dict(child_doc["config"], digest=digest_of(config), size=len(config))
+        )
     child_body = dumps(child_doc)
     served[target.manifest_path(digest_of(child_body))] = Served(child_body, first.media_type)
     index_doc = index if index is not None else victim.manifest
@@ -277,7 +295,9 @@ def _listing(body: bytes) -> Callable[[Target], dict[str, Served]]:
     return lambda t: {t.tags_path: Served(body)}
 
 
-def _tag_manifest(body: bytes, media_type: str | None, **kwargs: Any) -> Callable[[Target], dict[str, Served]]:
+def _tag_manifest(
+    body: bytes, media_type: str | None, **kwargs: Any
+) -> Callable[[Target], dict[str, Served]]:
     return lambda t: {t.tag_path: Served(body, media_type, **kwargs)}
 
 
@@ -290,8 +310,9 @@ def test_wrongly_typed_manifests_and_indexes(bed: Bed, tally: Tally) -> None:
             cases.append(Case(f"{kind} manifest: {name}", kind, _tag_manifest(dumps(doc), victim.media_type)))
     # An index's child, by digest: one platform fails, the other is complete.
     for name, doc in wrongly_typed(bed.target("index").victim.children[0].manifest):
-        cases.append(Case(f"index child manifest: {name}", "index",
-                          lambda t, doc=doc: _index_chain(t, child=doc)))
+        cases.append(
+            Case(f"index child manifest: {name}", "index", lambda t, doc=doc: _index_chain(t, child=doc))
+        )
     bed.run(batch, cases)
     batch.assert_clean()
 
@@ -301,10 +322,13 @@ def test_wrongly_typed_configs(bed: Bed, tally: Tally) -> None:
     config = bed.target("docker").victim.config_json
     child_config = bed.target("index").victim.children[0].config_json
     assert config is not None and child_config is not None
-    cases = [Case(f"image config: {name}", "docker", _config(dumps(doc)))
-             for name, doc in wrongly_typed(config)]
-    cases += [Case(f"index child config: {name}", "index", _child_config(dumps(doc)))
-              for name, doc in wrongly_typed(child_config)]
+    cases = [
+        Case(f"image config: {name}", "docker", _config(dumps(doc))) for name, doc in wrongly_typed(config)
+    ]
+    cases += [
+        Case(f"index child config: {name}", "index", _child_config(dumps(doc)))
+        for name, doc in wrongly_typed(child_config)
+    ]
     bed.run(batch, cases)
     batch.assert_clean()
 
@@ -312,8 +336,13 @@ def test_wrongly_typed_configs(bed: Bed, tally: Tally) -> None:
 def test_wrongly_typed_tag_lists_and_catalogs(bed: Bed, tally: Tally) -> None:
     batch = tally.batch("answer", "wrong type in a tag list or catalog")
     listing = {"name": "x", "tags": ["victim", "witness"]}
-    bed.run(batch, [Case(f"tag list: {name}", "docker", _listing(dumps(doc)), listing=True)
-                    for name, doc in wrongly_typed(listing)])
+    bed.run(
+        batch,
+        [
+            Case(f"tag list: {name}", "docker", _listing(dumps(doc)), listing=True)
+            for name, doc in wrongly_typed(listing)
+        ],
+    )
     catalog = {"repositories": [t.repo for t in bed.targets["docker"]]}
     for name, doc in wrongly_typed(catalog):
         bed.catalog(batch, f"catalog: {name}", Served(dumps(doc)))
@@ -350,25 +379,45 @@ def test_malformed_json(bed: Bed, tally: Tally) -> None:
     docker, index = bed.target("docker").victim, bed.target("index").victim
     config = docker.config
     assert config is not None
-    cases = [Case(f"manifest: {name}", "docker", _tag_manifest(body, docker.media_type))
-             for name, body in _malformed(docker.manifest_bytes)]
-    cases += [Case(f"index: {name}", "index", _tag_manifest(body, index.media_type))
-              for name, body in _malformed(index.manifest_bytes)]
+    cases = [
+        Case(f"manifest: {name}", "docker", _tag_manifest(body, docker.media_type))
+        for name, body in _malformed(docker.manifest_bytes)
+    ]
+    cases += [
+        Case(f"index: {name}", "index", _tag_manifest(body, index.media_type))
+        for name, body in _malformed(index.manifest_bytes)
+    ]
     cases += [Case(f"config: {name}", "docker", _config(body)) for name, body in _malformed(config.data)]
     listing = dumps({"name": "x", "tags": ["victim", "witness"]})
-    cases += [Case(f"tag list: {name}", "docker", _listing(body), listing=True)
-              for name, body in _malformed(listing)]
+    cases += [
+        Case(f"tag list: {name}", "docker", _listing(body), listing=True)
+        for name, body in _malformed(listing)
+    ]
     error = dumps({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "x"}]})
-    cases += [Case(f"404 error body: {name}", "docker", _tag_manifest(body, None, status=404, digest_header=None))
-              for name, body in _malformed(error)]
+    cases += [
+        Case(f"404 error body: {name}", "docker", _tag_manifest(body, None, status=404, digest_header=None))
+        for name, body in _malformed(error)
+    ]
     # The registry's words go into messages: escape codes there must not reach a terminal.
     escapes = dumps({"errors": [{"code": "X\x1b[2J", "message": "\x1b[31mred\x07\r\nForged: line"}]})
-    cases += [Case("404 error message with terminal escapes", "docker",
-                   _tag_manifest(escapes, None, status=404, digest_header=None)),
-              Case("403 tag list message with terminal escapes", "docker",
-                   lambda t: {t.tags_path: Served(escapes, status=403, digest_header=None)}, listing=True),
-              Case("a Content-Type with terminal escapes", "docker",
-                   _tag_manifest(b"<html>", "text/\x1b[31mhtml", status=500, digest_header=None))]
+    cases += [
+        Case(
+            "404 error message with terminal escapes",
+            "docker",
+            _tag_manifest(escapes, None, status=404, digest_header=None),
+        ),
+        Case(
+            "403 tag list message with terminal escapes",
+            "docker",
+            lambda t: {t.tags_path: Served(escapes, status=403, digest_header=None)},
+            listing=True,
+        ),
+        Case(
+            "a Content-Type with terminal escapes",
+            "docker",
+            _tag_manifest(b"<html>", "text/\x1b[31mhtml", status=500, digest_header=None),
+        ),
+    ]
     bed.run(batch, cases)
     batch.assert_clean()
 
@@ -383,14 +432,19 @@ def test_html_where_json_was_expected(bed: Bed, tally: Tally) -> None:
         html = Served(HTML, "text/html; charset=utf-8", status=status, digest_header=None)
         cases += [
             Case(f"manifest: HTML {status}", "docker", lambda t, h=html: {t.tag_path: h}),
-            Case(f"index child: HTML {status}", "index", lambda t, h=html: {t.manifest_path(child.digest): h}),
+            Case(
+                f"index child: HTML {status}", "index", lambda t, h=html: {t.manifest_path(child.digest): h}
+            ),
             Case(f"config: HTML {status}", "docker", lambda t, h=html: {t.blob_path(config.digest): h}),
             Case(f"tag list: HTML {status}", "docker", lambda t, h=html: {t.tags_path: h}, listing=True),
         ]
     bed.run(batch, cases)
     for status in (200, 404, 500):
-        bed.catalog(batch, f"catalog: HTML {status}",
-                    Served(HTML, "text/html; charset=utf-8", status=status, digest_header=None))
+        bed.catalog(
+            batch,
+            f"catalog: HTML {status}",
+            Served(HTML, "text/html; charset=utf-8", status=status, digest_header=None),
+        )
     batch.assert_clean()
 
 
@@ -420,17 +474,25 @@ def test_unknown_media_types(bed: Bed, tally: Tally) -> None:
         doc = dict(docker.manifest, mediaType=media_type)
         cases.append(Case(f"manifest mediaType {shown}", "docker", _tag_manifest(dumps(doc), header)))
         bare = {k: v for k, v in docker.manifest.items() if k != "mediaType"}
-        cases.append(Case(f"no mediaType, Content-Type {shown}", "docker", _tag_manifest(dumps(bare), header)))
+        cases.append(
+            Case(f"no mediaType, Content-Type {shown}", "docker", _tag_manifest(dumps(bare), header))
+        )
         entries = [dict(e) for e in index.manifest["manifests"]]
         entries[0]["mediaType"] = media_type
         body = dumps(dict(index.manifest, manifests=entries))
         cases.append(Case(f"index entry mediaType {shown}", "index", _tag_manifest(body, index.media_type)))
         child = dict(index.children[0].manifest, mediaType=media_type)
-        cases.append(Case(f"index child mediaType {shown}", "index",
-                          lambda t, child=child: _index_chain(t, child=child)))
+        cases.append(
+            Case(
+                f"index child mediaType {shown}", "index", lambda t, child=child: _index_chain(t, child=child)
+            )
+        )
         doc = dict(docker.manifest, config=dict(docker.manifest["config"], mediaType=media_type))
-        cases.append(Case(f"config descriptor mediaType {shown}", "docker",
-                          _tag_manifest(dumps(doc), docker.media_type)))
+        cases.append(
+            Case(
+                f"config descriptor mediaType {shown}", "docker", _tag_manifest(dumps(doc), docker.media_type)
+            )
+        )
     bed.run(batch, cases)
     batch.assert_clean()
 
@@ -457,8 +519,13 @@ def test_bodies_over_the_cap(bed: Bed, tally: Tally) -> None:
         headers = {RAW: raw} if raw else {}
         for size, name in ((manifest_cap + 1, "cap + 1"), (3 * manifest_cap, "3 x cap")):
             body = _padded(docker.manifest, size)
-            cases.append(Case(f"manifest {name}, {how}", "docker",
-                              _tag_manifest(body, docker.media_type, headers=dict(headers))))
+            cases.append(
+                Case(
+                    f"manifest {name}, {how}",
+                    "docker",
+                    _tag_manifest(body, docker.media_type, headers=dict(headers)),
+                )
+            )
         big = _padded(json.loads(config.data), config_cap + 1)
 
         def big_config(t: Target, big: bytes = big, headers: dict[str, str] = headers) -> dict[str, Served]:
@@ -468,25 +535,56 @@ def test_bodies_over_the_cap(bed: Bed, tally: Tally) -> None:
 
         cases.append(Case(f"config cap + 1, {how}", "docker", big_config))
         body = _padded({"name": "x", "tags": ["victim", "witness"]}, manifest_cap + 1)
-        cases.append(Case(f"tag list cap + 1, {how}", "docker",
-                          lambda t, b=body, h=headers: {t.tags_path: Served(b, headers=dict(h))}, listing=True))
+        cases.append(
+            Case(
+                f"tag list cap + 1, {how}",
+                "docker",
+                lambda t, b=body, h=headers: {t.tags_path: Served(b, headers=dict(h))},
+                listing=True,
+            )
+        )
         body = _padded({"errors": [{"code": "X", "message": "y"}]}, 2 * manifest_cap)
-        cases.append(Case(f"404 with a huge error body, {how}", "docker",
-                          _tag_manifest(body, None, status=404, headers=dict(headers), digest_header=None)))
+        cases.append(
+            Case(
+                f"404 with a huge error body, {how}",
+                "docker",
+                _tag_manifest(body, None, status=404, headers=dict(headers), digest_header=None),
+            )
+        )
         # A manifest of exactly the cap is read: the cap is not off by one.
         body = _padded(docker.manifest, manifest_cap)
-        cases.append(Case(f"manifest of exactly the cap, {how}", "docker",
-                          _tag_manifest(body, docker.media_type, headers=dict(headers))))
+        cases.append(
+            Case(
+                f"manifest of exactly the cap, {how}",
+                "docker",
+                _tag_manifest(body, docker.media_type, headers=dict(headers)),
+            )
+        )
     # Compressed small, huge once inflated: the cap counts what is inflated.
     bomb = gzip.compress(dumps(docker.manifest) + b" " * (64 * MIB))
-    cases.append(Case("manifest gzip bomb (64 MiB inflated)", "docker",
-                      _tag_manifest(bomb, docker.media_type, headers={"Content-Encoding": "gzip"},
-                                    digest_header=None)))
-    cases.append(Case("tag list gzip bomb", "docker",
-                      lambda t: {t.tags_path: Served(bomb, headers={"Content-Encoding": "gzip"})}, listing=True))
+    cases.append(
+        Case(
+            "manifest gzip bomb (64 MiB inflated)",
+            "docker",
+            _tag_manifest(bomb, docker.media_type, headers={"Content-Encoding": "gzip"}, digest_header=None),
+        )
+    )
+    cases.append(
+        Case(
+            "tag list gzip bomb",
+            "docker",
+            lambda t: {t.tags_path: Served(bomb, headers={"Content-Encoding": "gzip"})},
+            listing=True,
+        )
+    )
     # A Content-Length that claims a huge body is refused before anything is read.
-    cases.append(Case("Content-Length of 1 TB", "docker",
-                      _tag_manifest(b"{}", docker.media_type, headers={"Content-Length": str(10**12)})))
+    cases.append(
+        Case(
+            "Content-Length of 1 TB",
+            "docker",
+            _tag_manifest(b"{}", docker.media_type, headers={"Content-Length": str(10**12)}),
+        )
+    )
     bed.run(batch, cases)
     exact = [c for c in batch.cases if "exactly the cap" in c.name]
     assert [c.outcome for c in exact] == [HANDLED, HANDLED], exact
@@ -501,25 +599,29 @@ def test_link_headers_that_loop_or_leave(bed: Bed, tally: Tally, monkeypatch: py
     port = bed.proxy.host.rsplit(":", 1)[1]
     other = "127.0.0.1:1" if port != "1" else "127.0.0.1:2"
     links: dict[str, Callable[[Target], str]] = {
-        "to itself": lambda t: f"<{t.first_page}>; rel=\"next\"",
-        "to itself, absolute": lambda t: f"<{bed.proxy.url}{t.first_page}>; rel=\"next\"",
-        "to another host": lambda t: f"<http://127.0.0.2:{port}{t.first_page}&x=1>; rel=\"next\"",
-        "to another port": lambda t: f"<http://{other}{t.first_page}>; rel=\"next\"",
-        "to https on the same port": lambda t: f"<https://{bed.proxy.host}{t.first_page}&last=victim>; rel=\"next\"",
-        "to file:": lambda t: "<file:///etc/passwd>; rel=\"next\"",
-        "to javascript:": lambda t: "<javascript:alert(1)>; rel=\"next\"",
-        "to a port out of range": lambda t: f"<http://127.0.0.1:99999{t.first_page}>; rel=\"next\"",
-        "to a port that is not a number": lambda t: f"<http://127.0.0.1:abc{t.first_page}>; rel=\"next\"",
-        "to a broken IPv6 host": lambda t: f"<http://[::1{t.first_page}>; rel=\"next\"",
-        "to user:password@ the host": lambda t: f"<http://u:p@{bed.proxy.host}{t.first_page}&last=victim>; rel=\"next\"",
-        "empty target": lambda t: "<>; rel=\"next\"",
-        "no brackets": lambda t: f"{t.first_page}&last=victim; rel=\"next\"",
-        "an unterminated bracket": lambda t: f"<{t.first_page}&last=victim; rel=\"next\"",
-        "unicode in the target": lambda t: f"<{t.first_page}&last=\u00e9>; rel=\"next\"",
-        "a very long target": lambda t: f"<{t.first_page}&last={'x' * 30000}>; rel=\"next\"",
-        "rel prev only": lambda t: f"<{t.first_page}&last=victim>; rel=\"prev\"",
-        "many next links": lambda t: ", ".join([f"<{t.first_page}>; rel=\"next\""] * 500),
-        "a loop through two pages": lambda t: f"<{t.first_page}&last=victim>; rel=\"next\"",
+        "to itself": lambda t: f'<{t.first_page}>; rel="next"',
+        "to itself, absolute": lambda t: f'<{bed.proxy.url}{t.first_page}>; rel="next"',
+        "to another host": lambda t: f'<http://127.0.0.2:{port}{t.first_page}&x=1>; rel="next"',
+        "to another port": lambda t: f'<http://{other}{t.first_page}>; rel="next"',
+        "to https on the same port": lambda t: (
+            f'<https://{bed.proxy.host}{t.first_page}&last=victim>; rel="next"'
+        ),
+        "to file:": lambda t: '<file:///etc/passwd>; rel="next"',
+        "to javascript:": lambda t: '<javascript:alert(1)>; rel="next"',
+        "to a port out of range": lambda t: f'<http://127.0.0.1:99999{t.first_page}>; rel="next"',
+        "to a port that is not a number": lambda t: f'<http://127.0.0.1:abc{t.first_page}>; rel="next"',
+        "to a broken IPv6 host": lambda t: f'<http://[::1{t.first_page}>; rel="next"',
+        "to user:password@ the host": lambda t: (
+            f'<http://u:p@{bed.proxy.host}{t.first_page}&last=victim>; rel="next"'
+        ),
+        "empty target": lambda t: '<>; rel="next"',
+        "no brackets": lambda t: f'{t.first_page}&last=victim; rel="next"',
+        "an unterminated bracket": lambda t: f'<{t.first_page}&last=victim; rel="next"',
+        "unicode in the target": lambda t: f'<{t.first_page}&last=\u00e9>; rel="next"',
+        "a very long target": lambda t: f'<{t.first_page}&last={"x" * 30000}>; rel="next"',
+        "rel prev only": lambda t: f'<{t.first_page}&last=victim>; rel="prev"',
+        "many next links": lambda t: ", ".join([f'<{t.first_page}>; rel="next"'] * 500),
+        "a loop through two pages": lambda t: f'<{t.first_page}&last=victim>; rel="next"',
     }
     page = dumps({"name": "x", "tags": ["victim"]})
     page2 = dumps({"name": "x", "tags": ["witness"]})
@@ -527,7 +629,7 @@ def test_link_headers_that_loop_or_leave(bed: Bed, tally: Tally, monkeypatch: py
     def pages(link: Callable[[Target], str]) -> Callable[[Target], dict[str, Served]]:
         return lambda t: {
             t.first_page: Served(page, headers={"Link": link(t)}),
-            f"{t.first_page}&last=victim": Served(page2, headers={"Link": f"<{t.first_page}>; rel=\"next\""}),
+            f"{t.first_page}&last=victim": Served(page2, headers={"Link": f'<{t.first_page}>; rel="next"'}),
         }
 
     cases = [Case(f"Link {name}", "docker", pages(link), listing=True) for name, link in links.items()]
@@ -537,13 +639,19 @@ def test_link_headers_that_loop_or_leave(bed: Bed, tally: Tally, monkeypatch: py
             if not seen.path.startswith(t.tags_path):
                 return None
             n = int(seen.path.rsplit("page=", 1)[1]) if "page=" in seen.path else 0
-            return Action(status=200, headers={"Content-Type": "application/json",
-                                               "Link": f"<{t.tags_path}?page={n + 1}>; rel=\"next\""},
-                          body=dumps({"name": "x", "tags": [f"t{n}"]}))
+            return Action(
+                status=200,
+                headers={
+                    "Content-Type": "application/json",
+                    "Link": f'<{t.tags_path}?page={n + 1}>; rel="next"',
+                },
+                body=dumps({"name": "x", "tags": [f"t{n}"]}),
+            )
+
         return [fault]
 
     # Pages without end: the page limit made small to try it.
-    monkeypatch.setattr(regdata.remote, "MAX_PAGES", 50)
+    monkeypatch.setattr(regdata.client.remote, "MAX_PAGES", 50)
     cases.append(Case("Link to a new page, forever", "docker", lambda t: {}, extra=endless, listing=True))
     durations = bed.run(batch, cases)
     assert max(durations.values()) < 10, durations
@@ -581,11 +689,16 @@ def test_absurd_retry_after_is_capped(bed: Bed, tally: Tally) -> None:
     batch = tally.batch("answer", "an absurd Retry-After")
     body = b'{"errors":[{"code":"TOOMANYREQUESTS"}]}'
     cases = [
-        Case(f"{status} Retry-After {value[:40]!r}", "docker",
-             lambda t, s=status, v=value: {t.tags_path: Served(body, status=s, headers={"Retry-After": v},
-                                                                 digest_header=None)},
-             listing=True)
-        for status in (429, 503) for value in ABSURD_RETRY_AFTER
+        Case(
+            f"{status} Retry-After {value[:40]!r}",
+            "docker",
+            lambda t, s=status, v=value: {
+                t.tags_path: Served(body, status=s, headers={"Retry-After": v}, digest_header=None)
+            },
+            listing=True,
+        )
+        for status in (429, 503)
+        for value in ABSURD_RETRY_AFTER
     ]
     durations = bed.run(batch, cases)
     # The cap (60 s) or the exponential schedule: never the registry's absurd wait.
@@ -613,17 +726,45 @@ def test_bodies_that_do_not_match_their_digest(bed: Bed, tally: Tally) -> None:
     for name, changed in variants.items():
         # Served under the real digest: the body no longer matches it.
         cases += [
-            Case(f"tag manifest {name}", "docker", _tag_manifest(changed, docker.media_type, digest_header=docker.digest)),
-            Case(f"child manifest by digest {name}", "index",
-                 lambda t, c=changed: {t.manifest_path(child.digest): Served(c, child.media_type, digest_header=None)}),
-            Case(f"config blob {name}", "docker",
-                 lambda t, c=changed: {t.blob_path(config.digest): Served(c or b"{}", "application/octet-stream")}),
+            Case(
+                f"tag manifest {name}",
+                "docker",
+                _tag_manifest(changed, docker.media_type, digest_header=docker.digest),
+            ),
+            Case(
+                f"child manifest by digest {name}",
+                "index",
+                lambda t, c=changed: {
+                    t.manifest_path(child.digest): Served(c, child.media_type, digest_header=None)
+                },
+            ),
+            Case(
+                f"config blob {name}",
+                "docker",
+                lambda t, c=changed: {
+                    t.blob_path(config.digest): Served(c or b"{}", "application/octet-stream")
+                },
+            ),
         ]
-    for header in ("sha256:" + "0" * 64, "sha256:" + "g" * 64, "sha256:abc", "md5:" + "0" * 32,
-                   "sha512:" + "0" * 128, "../../etc/passwd", "sha256:" + "0" * 64 + "?x=1", "\u00e9",
-                   "sha256:\x1b[31m" + "0" * 64, "sha256:" + "0" * 63 + "\x07"):
-        cases.append(Case(f"Docker-Content-Digest {header[:30]!r}", "docker",
-                          _tag_manifest(body, docker.media_type, digest_header=header)))
+    for header in (
+        "sha256:" + "0" * 64,
+        "sha256:" + "g" * 64,
+        "sha256:abc",
+        "md5:" + "0" * 32,
+        "sha512:" + "0" * 128,
+        "../../etc/passwd",
+        "sha256:" + "0" * 64 + "?x=1",
+        "\u00e9",
+        "sha256:\x1b[31m" + "0" * 64,
+        "sha256:" + "0" * 63 + "\x07",
+    ):
+        cases.append(
+            Case(
+                f"Docker-Content-Digest {header[:30]!r}",
+                "docker",
+                _tag_manifest(body, docker.media_type, digest_header=header),
+            )
+        )
     bed.run(batch, cases)
     batch.assert_clean()
 
@@ -639,19 +780,34 @@ def test_broken_transfers(bed: Bed, tally: Tally) -> None:
     child = index.children[0]
     places: dict[str, tuple[str, Callable[[Target], str], bytes, str]] = {
         "tag manifest": ("docker", lambda t: t.tag_path, docker.manifest_bytes, docker.media_type),
-        "child manifest": ("index", lambda t: t.manifest_path(child.digest), child.manifest_bytes, child.media_type),
+        "child manifest": (
+            "index",
+            lambda t: t.manifest_path(child.digest),
+            child.manifest_bytes,
+            child.media_type,
+        ),
         "config": ("docker", lambda t: t.blob_path(config.digest), config.data, "application/octet-stream"),
-        "tag list": ("docker", lambda t: t.first_page, dumps({"name": "x", "tags": ["victim", "witness"]}),
-                     "application/json"),
+        "tag list": (
+            "docker",
+            lambda t: t.first_page,
+            dumps({"name": "x", "tags": ["victim", "witness"]}),
+            "application/json",
+        ),
     }
     cases = []
     for where, (kind, path, body, media_type) in places.items():
         listing = where == "tag list"
         for mode in ("truncate", "overlong", "chunked"):
-            cases.append(Case(f"{where}: {mode}", kind,
-                              lambda t, p=path, b=body, m=media_type, mode=mode: {
-                                  p(t): Served(b, m, headers={RAW: mode})},
-                              listing=listing))
+            cases.append(
+                Case(
+                    f"{where}: {mode}",
+                    kind,
+                    lambda t, p=path, b=body, m=media_type, mode=mode: {
+                        p(t): Served(b, m, headers={RAW: mode})
+                    },
+                    listing=listing,
+                )
+            )
 
         def drop(t: Target, path: Callable[[Target], str] = path) -> list[Fault]:
             return [lambda seen: Action(drop=True) if seen.path == path(t) else None]
@@ -694,6 +850,7 @@ class TokenBed:
 
     def run(self, batch: Batch, cases: list[TokenCase]) -> None:
         """Each case with a fresh Registry (an empty token cache), REPLICAS at a time."""
+
         def work(copy: int) -> None:
             for case in cases[copy::REPLICAS]:
                 self._one(batch, case, self.repos[copy])
@@ -704,8 +861,11 @@ class TokenBed:
     def _one(self, batch: Batch, case: TokenCase, repo: str) -> str:
         at_registry = [case.registry(repo)] if case.registry else []
         at_token = [case.token(repo)] if case.token else []
-        with self.registry_overlay.serving({}, at_registry), self.token_overlay.serving({}, at_token), \
-                client(credentials=self.credentials) as reg:
+        with (
+            self.registry_overlay.serving({}, at_registry),
+            self.token_overlay.serving({}, at_token),
+            client(credentials=self.credentials) as reg,
+        ):
             try:
                 frame = reg.get_repository(f"{self.registry_proxy.host}/{repo}")
             except Exception as exc:
@@ -714,8 +874,9 @@ class TokenBed:
 
 
 @pytest.fixture(scope="module")
-def token_bed(token_registry: RegistryServer, token_server: TokenServer,
-              token_builder: Builder) -> Iterator[TokenBed]:
+def token_bed(
+    token_registry: RegistryServer, token_server: TokenServer, token_builder: Builder
+) -> Iterator[TokenBed]:
     repos = [f"private/reliability-token-{copy}" for copy in range(REPLICAS)]
     for repo in repos:
         token_builder.push_image(repo, ImageSpec(labels={"who": "alice"}), tags=["1", "2"])
@@ -729,8 +890,15 @@ def token_bed(token_registry: RegistryServer, token_server: TokenServer,
 
     def to_token_proxy(seen: Seen) -> Action:
         def rewrite(status: int, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-            return status, {k: v.replace(token_server.realm, realm) if k.lower() == "www-authenticate" else v
-                            for k, v in headers.items()}, body
+            return (
+                status,
+                {
+                    k: v.replace(token_server.realm, realm) if k.lower() == "www-authenticate" else v
+                    for k, v in headers.items()
+                },
+                body,
+            )
+
         return Action(transform=rewrite)
 
     registry_proxy.add(to_token_proxy)
@@ -741,8 +909,16 @@ def token_bed(token_registry: RegistryServer, token_server: TokenServer,
             baselines[repo] = reg.get_repository(f"{registry_proxy.host}/{repo}")
             assert len(baselines[repo]) == 2 and baselines[repo]["error"].isna().all()
     assert any(r.path == "/token" for r in token_server.requests)
-    yield TokenBed(token_server, registry_proxy, token_proxy, registry_overlay, token_overlay, repos,
-                   baselines, credentials)
+    yield TokenBed(
+        token_server,
+        registry_proxy,
+        token_proxy,
+        registry_overlay,
+        token_overlay,
+        repos,
+        baselines,
+        credentials,
+    )
     registry_proxy.stop()
     token_proxy.stop()
 
@@ -757,12 +933,15 @@ def _token_answer(change: Callable[[dict[str, Any]], Any]) -> Callable[[str], Fa
 
     ``change`` returns the new document, raw bytes, or (bytes, extra headers).
     """
+
     def for_repo(repo: str) -> Fault:
         def fault(seen: Seen) -> Action | None:
             if not (seen.path.startswith("/token") and _mine(repo, seen.path)):
                 return None
 
-            def transform(status: int, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+            def transform(
+                status: int, headers: dict[str, str], body: bytes
+            ) -> tuple[int, dict[str, str], bytes]:
                 if status != 200:
                     return status, headers, body
                 new = change(json.loads(body))
@@ -770,44 +949,65 @@ def _token_answer(change: Callable[[dict[str, Any]], Any]) -> Callable[[str], Fa
                 if isinstance(new, tuple):
                     new, extra = new
                 return status, {**headers, **extra}, new if isinstance(new, bytes) else dumps(new)
+
             return Action(transform=transform)
+
         return fault
+
     return for_repo
 
 
 def _token_status(status: int) -> Callable[[str], Fault]:
     def for_repo(repo: str) -> Fault:
-        return lambda seen: (Action(status=status, headers={"Content-Type": "text/html"}, body=HTML)
-                             if seen.path.startswith("/token") and _mine(repo, seen.path) else None)
+        return lambda seen: (
+            Action(status=status, headers={"Content-Type": "text/html"}, body=HTML)
+            if seen.path.startswith("/token") and _mine(repo, seen.path)
+            else None
+        )
+
     return for_repo
 
 
 def _challenge(value: str) -> Callable[[str], Fault]:
     """A fault putting ``value`` in the registry's WWW-Authenticate for one repository."""
+
     def for_repo(repo: str) -> Fault:
         def fault(seen: Seen) -> Action | None:
             if not _mine(repo, seen.path):
                 return None
 
-            def transform(status: int, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+            def transform(
+                status: int, headers: dict[str, str], body: bytes
+            ) -> tuple[int, dict[str, str], bytes]:
                 if status == 401:
                     headers = {k: v for k, v in headers.items() if k.lower() != "www-authenticate"}
                     headers["WWW-Authenticate"] = value
                 return status, headers, body
+
             return Action(transform=transform)
+
         return fault
+
     return for_repo
 
 
 def test_wrongly_typed_token_answers(token_bed: TokenBed, tally: Tally) -> None:
     batch = tally.batch("answer", "wrong type in a token answer")
     sample = {"token": "t", "access_token": "t", "expires_in": 300, "issued_at": "2024-01-01T00:00:00Z"}
-    cases = [TokenCase(f"token answer: {name}", token=_token_answer(lambda doc, p=path, v=value: mutated(doc, p, v)))
-             for name, path, value in mutations(sample)]
+    cases = [
+        TokenCase(
+            f"token answer: {name}", token=_token_answer(lambda doc, p=path, v=value: mutated(doc, p, v))
+        )
+        for name, path, value in mutations(sample)
+    ]
     # Both token fields wrong at once: nothing usable is left.
-    cases += [TokenCase(f"token and access_token = {json.dumps(value)}",
-                        token=_token_answer(lambda doc, v=value: dict(doc, token=v, access_token=v)))
-              for value in (None, 0, True, [], {}, "", "\ud800")]
+    cases += [
+        TokenCase(
+            f"token and access_token = {json.dumps(value)}",
+            token=_token_answer(lambda doc, v=value: dict(doc, token=v, access_token=v)),
+        )
+        for value in (None, 0, True, [], {}, "", "\ud800")
+    ]
     token_bed.run(batch, cases)
     batch.assert_clean()
 
@@ -818,7 +1018,7 @@ def test_token_answers_malformed_expired_and_huge(token_bed: TokenBed, tally: Ta
     changes: dict[str, Callable[[dict[str, Any]], Any]] = {
         "expires_in 0": lambda d: dict(d, expires_in=0),
         "expires_in -1": lambda d: dict(d, expires_in=-1),
-        "expires_in -10**9": lambda d: dict(d, expires_in=-10**9),
+        "expires_in -10**9": lambda d: dict(d, expires_in=-(10**9)),
         "expires_in 10**30": lambda d: dict(d, expires_in=10**30),
         "expires_in 1e308": lambda d: dict(d, expires_in=1e308),
         "token of 100 KiB": lambda d: dict(d, token="a" * 100_000, access_token="a" * 100_000),
@@ -837,8 +1037,10 @@ def test_token_answers_malformed_expired_and_huge(token_bed: TokenBed, tally: Ta
         "an unknown token format": lambda d: dict(d, token="not-a-jwt", access_token="not-a-jwt"),
     }
     cases = [TokenCase(name, token=_token_answer(change)) for name, change in changes.items()]
-    cases += [TokenCase(f"token endpoint answers {status} HTML", token=_token_status(status))
-              for status in (400, 401, 403, 404, 500, 503)]
+    cases += [
+        TokenCase(f"token endpoint answers {status} HTML", token=_token_status(status))
+        for status in (400, 401, 403, 404, 500, 503)
+    ]
     token_bed.run(batch, cases)
     # The faults did reach their answers: a bad one refused, a short-lived one used once.
     outcomes = {c.name: c.outcome for c in batch.cases}
@@ -860,8 +1062,19 @@ def test_malformed_www_authenticate(token_bed: TokenBed, tally: Tally) -> None:
     realm = token_bed.realm
     service = token_bed.server.service
     challenges = [
-        "", " ", "Bearer", "Bearer ", "Bearer realm", "Bearer realm=", 'Bearer realm=""', 'Bearer realm="',
-        'Bearer realm="\\"', "Bearer ,,,,", "Bearer =", '=Bearer realm="x"', "Bearer\trealm=x",
+        "",
+        " ",
+        "Bearer",
+        "Bearer ",
+        "Bearer realm",
+        "Bearer realm=",
+        'Bearer realm=""',
+        'Bearer realm="',
+        'Bearer realm="\\"',
+        "Bearer ,,,,",
+        "Bearer =",
+        '=Bearer realm="x"',
+        "Bearer\trealm=x",
         'Bearer realm="http://127.0.0.1:99999/token"',
         'Bearer realm="http://127.0.0.1:abc/token"',
         'Bearer realm="http://[::1/token"',
@@ -875,7 +1088,7 @@ def test_malformed_www_authenticate(token_bed: TokenBed, tally: Tally) -> None:
         f'Bearer realm="{realm.replace("http://", "http://u:p@")}",service="{service}"',
         f'Bearer realm="{realm}",service="{"x" * 30000}"',
         f'Bearer realm="{realm}" service="{service}"',
-        f'Bearer realm={realm},service={service}',
+        f"Bearer realm={realm},service={service}",
         f'bEaReR ReAlM="{realm}",SERVICE="{service}"',
         f'Bearer realm="{realm}",,service="{service}",,',
         f'Bearer realm="{realm}?x=1&y",service="{service}"',
@@ -888,8 +1101,10 @@ def test_malformed_www_authenticate(token_bed: TokenBed, tally: Tally) -> None:
         'Digest realm="r", nonce="n", qop="auth"',
         'Bearer realm="' + "a" * 60000 + '"',
     ]
-    token_bed.run(batch, [TokenCase(f"WWW-Authenticate {value[:60]!r}", registry=_challenge(value))
-                          for value in challenges])
+    token_bed.run(
+        batch,
+        [TokenCase(f"WWW-Authenticate {value[:60]!r}", registry=_challenge(value)) for value in challenges],
+    )
     outcomes = {c.name: c.outcome for c in batch.cases}
     assert outcomes["WWW-Authenticate 'Negotiate'"] == CLEAR, outcomes
     batch.assert_clean()

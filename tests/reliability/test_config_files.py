@@ -62,8 +62,11 @@ def _try(batch: Batch, name: str, load: Callable[[], Any]) -> str:
     return batch.record(name, *_judge_credentials(value))
 
 
-def _read(path: Path, hosts: tuple[str, ...] = ("ghcr.io", "quay.io", "docker.io")) -> Callable[[], Credential]:
+def _read(
+    path: Path, hosts: tuple[str, ...] = ("ghcr.io", "quay.io", "docker.io")
+) -> Callable[[], Credential]:
     """Both loaders read the file; the last host's credential is the value (every host is asked)."""
+
     def load() -> Credential:
         last = Credential()
         for loader in (Credentials.from_docker_config, Credentials.from_auth_file):
@@ -72,6 +75,7 @@ def _read(path: Path, hosts: tuple[str, ...] = ("ghcr.io", "quay.io", "docker.io
                 last = credentials.for_host(host)
             credentials.hosts()
         return last
+
     return load
 
 
@@ -163,8 +167,21 @@ def test_wrong_base64(tmp_path: Path, tally: Tally) -> None:
     batch.assert_clean()
 
 
-BAD_KEYS = ("", " ", "://", "https://", "/", "a b", "\u00e9.example", "x" * 10_000, "[::1", "ghcr.io:99999",
-            "\x00", "ghcr.io/../../etc", "HTTPS://GHCR.IO/V2/")
+BAD_KEYS = (
+    "",
+    " ",
+    "://",
+    "https://",
+    "/",
+    "a b",
+    "\u00e9.example",
+    "x" * 10_000,
+    "[::1",
+    "ghcr.io:99999",
+    "\x00",
+    "ghcr.io/../../etc",
+    "HTTPS://GHCR.IO/V2/",
+)
 
 
 def test_odd_host_keys(tmp_path: Path, tally: Tally) -> None:
@@ -186,30 +203,71 @@ def helper_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    for name in ("DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME",
-                 "REGDATA_TEST_HELPER_MODE", "REGDATA_TEST_HELPER_LOG"):
+    for name in (
+        "DOCKER_CONFIG",
+        "REGISTRY_AUTH_FILE",
+        "XDG_RUNTIME_DIR",
+        "XDG_CONFIG_HOME",
+        "REGDATA_TEST_HELPER_MODE",
+        "REGDATA_TEST_HELPER_LOG",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PATH", f"{HELPERS}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("REGDATA_TEST_HELPER_SECRET", SECRET)
     return home
 
 
-HELPER_NAMES = ("../regdatatest", "/bin/sh", "sh -c id", "a b", "", "x/y", "evil;rm -rf /", "$(id)",
-                "`id`", "regdatatest\n", "\u00e9", ".", "..", "-h", "regdatatest\x00", "a" * 300, "*", "~")
+HELPER_NAMES = (
+    "../regdatatest",
+    "/bin/sh",
+    "sh -c id",
+    "a b",
+    "",
+    "x/y",
+    "evil;rm -rf /",
+    "$(id)",
+    "`id`",
+    "regdatatest\n",
+    "\u00e9",
+    ".",
+    "..",
+    "-h",
+    "regdatatest\x00",
+    "a" * 300,
+    "*",
+    "~",
+)
 
 
-def test_credential_helpers_that_fail(helper_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      tally: Tally, registry: RegistryServer, builder: Builder) -> None:
+def test_credential_helpers_that_fail(
+    helper_env: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tally: Tally,
+    registry: RegistryServer,
+    builder: Builder,
+) -> None:
     batch = tally.batch("config", "a credential helper missing, hanging or talking nonsense")
     builder.push_image("reliability/helper", ImageSpec(), tags=["1"])
     path = tmp_path / "config.json"
-    modes = {"normal": HANDLED, "token": HANDLED, "notfound": HANDLED, "fail": CLEAR, "failjson": CLEAR,
-             "garbage": CLEAR, "hang": CLEAR, "unknown-mode": CLEAR}
+    modes = {
+        "normal": HANDLED,
+        "token": HANDLED,
+        "notfound": HANDLED,
+        "fail": CLEAR,
+        "failjson": CLEAR,
+        "garbage": CLEAR,
+        "hang": CLEAR,
+        "unknown-mode": CLEAR,
+    }
     for mode, expected in modes.items():
         monkeypatch.setenv("REGDATA_TEST_HELPER_MODE", mode)
         for section in ("credHelpers", "credsStore"):
-            config: dict[str, Any] = ({"credHelpers": {registry.host: HELPER}} if section == "credHelpers"
-                                      else {"credsStore": HELPER})
+            config: dict[str, Any] = (
+                {"credHelpers": {registry.host: HELPER}}
+                if section == "credHelpers"
+                else {"credsStore": HELPER}
+            )
             path.write_text(json.dumps(config))
             started = time.monotonic()
             outcome = _try(batch, f"helper {mode} ({section})", _read(path, (registry.host,)))
@@ -218,9 +276,11 @@ def test_credential_helpers_that_fail(helper_env: Path, tmp_path: Path, monkeypa
             # Through a Registry: a helper that fails stops this registry's read, clearly.
             credentials = Credentials.from_docker_config(path, helper_timeout=0.5)
             with Registry(cache=None, credentials=credentials) as reg:
-                batch.call(f"helper {mode} ({section}) under a scan",
-                           lambda reg=reg: reg.get_repository(f"{registry.host}/reliability/helper"),
-                           lambda frame: (HANDLED, f"{len(frame)} rows"))
+                batch.call(
+                    f"helper {mode} ({section}) under a scan",
+                    lambda reg=reg: reg.get_repository(f"{registry.host}/reliability/helper"),
+                    lambda frame: (HANDLED, f"{len(frame)} rows"),
+                )
     # A helper that is not there at all, or only on a relative PATH entry.
     path.write_text(json.dumps({"credHelpers": {"ghcr.io": "missing-helper"}}))
     _try(batch, "helper not on PATH", _read(path, ("ghcr.io",)))
@@ -238,14 +298,19 @@ def test_helper_names_are_validated(helper_env: Path, tmp_path: Path, tally: Tal
     for name in HELPER_NAMES:
         for config in ({"credHelpers": {"ghcr.io": name}}, {"credsStore": name}):
             path.write_text(json.dumps(config))
-            outcome = _try(batch, f"helper name {name[:30]!r} in {next(iter(config))}", _read(path, ("ghcr.io",)))
+            outcome = _try(
+                batch, f"helper name {name[:30]!r} in {next(iter(config))}", _read(path, ("ghcr.io",))
+            )
             # Never run: refused, or (the empty credsStore) no store at all.
             assert outcome == CLEAR or (name == "" and "credsStore" in config), batch.cases[-1]
     batch.assert_clean()
 
 
 def test_broken_default_files_warn_and_anonymous_access_goes_on(
-    helper_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tally: Tally,
+    helper_env: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tally: Tally,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """As Docker: one warning naming the file and the fault, never the secret; the Registry is made."""
@@ -262,6 +327,7 @@ def test_broken_default_files_warn_and_anonymous_access_goes_on(
             if registry.factory.credentials.for_host("ghcr.io"):
                 return CRASH, "a credential from a broken file"
             return HANDLED, messages[0]
+
         return judge
 
     caplog.set_level(logging.WARNING, logger="regdata.credentials")
@@ -269,7 +335,9 @@ def test_broken_default_files_warn_and_anonymous_access_goes_on(
     docker.mkdir()
     (docker / "config.json").write_text('{"auths": {"ghcr.io": {"auth": "' + SECRET + '"}}')
     monkeypatch.setenv("DOCKER_CONFIG", str(docker))
-    batch.call("broken $DOCKER_CONFIG/config.json", lambda: Registry(cache=None), warned(docker / "config.json"))
+    batch.call(
+        "broken $DOCKER_CONFIG/config.json", lambda: Registry(cache=None), warned(docker / "config.json")
+    )
     monkeypatch.delenv("DOCKER_CONFIG")
     auth = tmp_path / "auth.json"
     auth.write_bytes(b'{"auths": {"ghcr.io": {"auth": 7}}, "x": "\xff"}')
@@ -277,8 +345,12 @@ def test_broken_default_files_warn_and_anonymous_access_goes_on(
     batch.call("broken $REGISTRY_AUTH_FILE", lambda: Registry(cache=None), warned(auth))
     (tmp_path / "dir.json").mkdir()
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "dir.json"))
-    batch.call("$REGISTRY_AUTH_FILE is a directory", lambda: Registry(cache=None), warned(tmp_path / "dir.json"))
+    batch.call(
+        "$REGISTRY_AUTH_FILE is a directory", lambda: Registry(cache=None), warned(tmp_path / "dir.json")
+    )
     monkeypatch.setenv("REGISTRY_AUTH_FILE", "/proc/self/mem")
-    batch.call("$REGISTRY_AUTH_FILE cannot be read", lambda: Registry(cache=None), warned(Path("/proc/self/mem")))
+    batch.call(
+        "$REGISTRY_AUTH_FILE cannot be read", lambda: Registry(cache=None), warned(Path("/proc/self/mem"))
+    )
     assert [c.outcome for c in batch.cases] == [HANDLED] * 4, batch.cases
     batch.assert_clean()

@@ -50,8 +50,11 @@ def _fds() -> int:
 
 def _threads() -> list[str]:
     """Live threads but this process's test servers' (their handlers come and go on their own)."""
-    return sorted(t.name for t in threading.enumerate()
-                  if "process_request_thread" not in t.name and "serve_forever" not in t.name)
+    return sorted(
+        t.name
+        for t in threading.enumerate()
+        if "process_request_thread" not in t.name and "serve_forever" not in t.name
+    )
 
 
 def _settle(threads: int, fds: int) -> None:
@@ -102,23 +105,31 @@ def _scan_with(repo: str, **options: Any) -> Callable[[], None]:
         with Registry(credentials=Credentials.none(), **options) as reg:
             frame = reg.get_repository(repo)
             assert len(frame) == 5
+
     return scan
 
 
-def test_a_new_registry_per_scan_with_sqlite(repo: str, tmp_path: Path,
-                                             measure: Callable[[str, Callable[[], Any]], None]) -> None:
-    measure("a Registry made and closed per scan, SQLite cache",
-            _scan_with(repo, cache=f"sqlite://{tmp_path}/cache.sqlite"))
+def test_a_new_registry_per_scan_with_sqlite(
+    repo: str, tmp_path: Path, measure: Callable[[str, Callable[[], Any]], None]
+) -> None:
+    measure(
+        "a Registry made and closed per scan, SQLite cache",
+        _scan_with(repo, cache=f"sqlite://{tmp_path}/cache.sqlite"),
+    )
 
 
 def test_one_registry_for_every_scan(repo: str, memcached: MemcachedServer, measure: Any) -> None:
     # The request log is a bounded ring: kept small here, so its filling up is not taken for a leak.
     # Its connection pools may grow with the limiter (up to max_concurrency per host): the
     # figures are taken once it is closed.
-    reg = Registry(cache=f"memcached://{memcached.host}", credentials=Credentials.none(),
-                   request_log_size=100)
-    measure("one Registry for every scan, memcached, closed at the end", lambda: reg.get_repository(repo),
-            close=reg.close)
+    reg = Registry(
+        cache=f"memcached://{memcached.host}", credentials=Credentials.none(), request_log_size=100
+    )
+    measure(
+        "one Registry for every scan, memcached, closed at the end",
+        lambda: reg.get_repository(repo),
+        close=reg.close,
+    )
 
 
 def test_scans_that_fail_leak_nothing(server_factory: Any, measure: Callable[..., None]) -> None:
@@ -144,8 +155,12 @@ def test_scans_that_fail_leak_nothing(server_factory: Any, measure: Callable[...
             assert frame["error"].notna().sum() == 1
             with pytest.raises(RegdataError):
                 reg.get_repository(f"{closed}/{REPO}")
-        with Registry(cache=None, credentials=Credentials.none(), timeout=0.05,
-                      retry=RetryPolicy(attempts=1)) as reg, pytest.raises(RegdataError):
+        with (
+            Registry(
+                cache=None, credentials=Credentials.none(), timeout=0.05, retry=RetryPolicy(attempts=1)
+            ) as reg,
+            pytest.raises(RegdataError),
+        ):
             reg.get_repository(f"{paused.host}/{REPO}")
 
     try:

@@ -21,23 +21,77 @@ from regdata.transport import Request
 from .support import CLEAR, CRASH, HANDLED, Batch, Tally, judge_exception
 
 EXAMPLES = 1_000  # per strategy; five strategies
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 # Every code point, surrogates and control characters included.
 _ANY = st.characters(exclude_categories=())
 _CONTROL = st.characters(categories=["Cc", "Cf", "Zl", "Zp", "Cs"])
-_PIECES = st.sampled_from([
-    "docker.io", "localhost", "localhost:5000", "127.0.0.1:5000", "[::1]:5000", "ghcr.io", "a.b.c:1",
-    "library", "alpine", "team/app", "a__b", "a--b", "a..b", "A", "_", "-", ".", "/", "//", ":", "::", "@",
-    "@@", "latest", "v1.2.3", "sha256:", "sha512:", "0" * 64, "f" * 128, "x" * 128, "x" * 300, " ", "\t",
-    "\n", "\x00", "\u00e9", "\u202e", "\ud800", "\uffff", "%2F", "..", "?", "#", "[", "]", "99999",
-])
+_PIECES = st.sampled_from(
+    [
+        "docker.io",
+        "localhost",
+        "localhost:5000",
+        "127.0.0.1:5000",
+        "[::1]:5000",
+        "ghcr.io",
+        "a.b.c:1",
+        "library",
+        "alpine",
+        "team/app",
+        "a__b",
+        "a--b",
+        "a..b",
+        "A",
+        "_",
+        "-",
+        ".",
+        "/",
+        "//",
+        ":",
+        "::",
+        "@",
+        "@@",
+        "latest",
+        "v1.2.3",
+        "sha256:",
+        "sha512:",
+        "0" * 64,
+        "f" * 128,
+        "x" * 128,
+        "x" * 300,
+        " ",
+        "\t",
+        "\n",
+        "\x00",
+        "\u00e9",
+        "\u202e",
+        "\ud800",
+        "\uffff",
+        "%2F",
+        "..",
+        "?",
+        "#",
+        "[",
+        "]",
+        "99999",
+    ]
+)
 _LOOKALIKE = st.lists(_PIECES, min_size=1, max_size=12).map("".join)
 _CORRUPTED = st.builds(
     lambda base, at, junk: base[:at] + junk + base[at:],
-    st.sampled_from(["127.0.0.1:5000/team/app:1.0", "ghcr.io/org/app@sha256:" + "a" * 64,
-                     "alpine:3.19", "localhost/a/b/c:tag@sha256:" + "0" * 64]),
+    st.sampled_from(
+        [
+            "127.0.0.1:5000/team/app:1.0",
+            "ghcr.io/org/app@sha256:" + "a" * 64,
+            "alpine:3.19",
+            "localhost/a/b/c:tag@sha256:" + "0" * 64,
+        ]
+    ),
     st.integers(0, 60),
     st.text(_ANY, min_size=1, max_size=3),
 )
@@ -96,10 +150,12 @@ def test_references_with_junk_inserted(text: str, tally: Tally) -> None:
 
 
 @SETTINGS
-@given(text=st.one_of(
-    st.text(st.sampled_from("ab/:.@-_0"), min_size=200, max_size=5_000),
-    st.builds(lambda n, tail: "a/" * n + tail, st.integers(100, 3_000), st.text(max_size=5)),
-))
+@given(
+    text=st.one_of(
+        st.text(st.sampled_from("ab/:.@-_0"), min_size=200, max_size=5_000),
+        st.builds(lambda n, tail: "a/" * n + tail, st.integers(100, 3_000), st.text(max_size=5)),
+    )
+)
 def test_very_long_strings(text: str, tally: Tally) -> None:
     _check(tally.batch("reference", "very long strings"), text)
 

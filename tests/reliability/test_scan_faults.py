@@ -75,8 +75,16 @@ def _running(server: RegistryServer) -> None:
         server.start()
 
 
-def _scan(tally: Tally, group: str, name: str, reg: Registry, host: str, baseline: pd.DataFrame,
-          bound: float, expect: tuple[str, ...] = (HANDLED, ROW)) -> tuple[str, pd.DataFrame | None]:
+def _scan(
+    tally: Tally,
+    group: str,
+    name: str,
+    reg: Registry,
+    host: str,
+    baseline: pd.DataFrame,
+    bound: float,
+    expect: tuple[str, ...] = (HANDLED, ROW),
+) -> tuple[str, pd.DataFrame | None]:
     """One scan under a fault, judged and counted; it must end within ``bound`` seconds."""
     batch = tally.batch("fault", group)
     started = time.monotonic()
@@ -116,6 +124,7 @@ def _on_request(nth: int, path_part: str, action: Callable[[], None]) -> Callabl
                 return None
         action()
         return None
+
     return fault
 
 
@@ -135,6 +144,7 @@ def test_registry_killed_mid_scan(server: RegistryServer, tally: Tally, variant:
     def strike() -> None:
         server.kill()
         if "restarted" in variant:
+
             def later() -> None:
                 time.sleep(0.3)
                 server.start()
@@ -142,6 +152,7 @@ def test_registry_killed_mid_scan(server: RegistryServer, tally: Tally, variant:
                 # The server dies with the thread that started it (setpriv's parent-death
                 # signal is per thread): this one lives until the test is over.
                 finished.wait(60)
+
             helper.append(threading.Thread(target=later, daemon=True))
             helper[0].start()
 
@@ -158,8 +169,9 @@ def test_registry_killed_mid_scan(server: RegistryServer, tally: Tally, variant:
             proxy.add(_on_request(5, "/manifests/", strike))
             # Staying down, the breaker ends the scan in seconds, not every tag's retry schedule.
             bound = 25 if variant == "killed, stays down" else 30
-            outcome, frame = _scan(tally, "the registry killed mid-scan", variant, reg, host, baseline,
-                                   bound=bound)
+            outcome, frame = _scan(
+                tally, "the registry killed mid-scan", variant, reg, host, baseline, bound=bound
+            )
             if variant == "killed, stays down":
                 assert outcome == ROW and frame is not None
                 assert frame["error"].dropna().str.startswith("TransportError").all()
@@ -192,14 +204,28 @@ def test_connections_dropped(server: RegistryServer, tally: Tally) -> None:
 
         proxy.add(every_third)
         with Registry(cache=None, credentials=Credentials.none(), retry=PATIENT) as reg:
-            outcome, _ = _scan(tally, "connections dropped", "every third connection dropped", reg,
-                               proxy.host, baseline, bound=30)
+            outcome, _ = _scan(
+                tally,
+                "connections dropped",
+                "every third connection dropped",
+                reg,
+                proxy.host,
+                baseline,
+                bound=30,
+            )
         assert outcome == HANDLED  # a dropped GET is retried: nothing is lost
         proxy.clear()
         proxy.add(lambda seen: Action(drop=True) if seen.path.endswith(("/t3", "/t7", "/m1")) else None)
         with Registry(cache=None, credentials=Credentials.none(), retry=QUICK) as reg:
-            outcome, frame = _scan(tally, "connections dropped", "three tags' connections always dropped",
-                                   reg, proxy.host, baseline, bound=30)
+            outcome, frame = _scan(
+                tally,
+                "connections dropped",
+                "three tags' connections always dropped",
+                reg,
+                proxy.host,
+                baseline,
+                bound=30,
+            )
         assert frame is not None and sorted(frame.loc[frame["error"].notna(), "tag"]) == ["m1", "t3", "t7"]
 
 
@@ -212,11 +238,23 @@ def test_registry_paused_trips_the_read_timeout(server: RegistryServer, tally: T
         baseline = _baseline(proxy.host)
         # SIGSTOP at the 5th manifest: the port stays open, nothing answers, reads time out.
         proxy.add(_on_request(5, "/manifests/", server.pause))
-        reg = Registry(cache=None, credentials=Credentials.none(), timeout=0.5, concurrency=4,
-                       retry=RetryPolicy(attempts=2, initial=0.05, total=5.0))
+        reg = Registry(
+            cache=None,
+            credentials=Credentials.none(),
+            timeout=0.5,
+            concurrency=4,
+            retry=RetryPolicy(attempts=2, initial=0.05, total=5.0),
+        )
         try:
-            outcome, frame = _scan(tally, "a slow registry", "paused mid-scan (SIGSTOP), read timeout 0.5 s",
-                                   reg, proxy.host, baseline, bound=30)
+            outcome, frame = _scan(
+                tally,
+                "a slow registry",
+                "paused mid-scan (SIGSTOP), read timeout 0.5 s",
+                reg,
+                proxy.host,
+                baseline,
+                bound=30,
+            )
         finally:
             server.resume()
             reg.close()
@@ -238,15 +276,26 @@ def test_slow_answers_trip_the_read_timeout(server: RegistryServer, tally: Tally
             if how.startswith("answers after"):
                 return Action(delay=3.0)
 
-            def trickle(status: int, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+            def trickle(
+                status: int, headers: dict[str, str], body: bytes
+            ) -> tuple[int, dict[str, str], bytes]:
                 return status, {**headers, RAW: "trickle:0.05"}, body
+
             return Action(transform=trickle)
 
         proxy.add(slow)
-        with Registry(cache=None, credentials=Credentials.none(), timeout=1.0,
-                      retry=RetryPolicy(attempts=1)) as reg:
-            outcome, frame = _scan(tally, "a slow registry", f"a registry that {how}, read timeout 1 s",
-                                   reg, proxy.host, baseline, bound=20)
+        with Registry(
+            cache=None, credentials=Credentials.none(), timeout=1.0, retry=RetryPolicy(attempts=1)
+        ) as reg:
+            outcome, frame = _scan(
+                tally,
+                "a slow registry",
+                f"a registry that {how}, read timeout 1 s",
+                reg,
+                proxy.host,
+                baseline,
+                bound=20,
+            )
         assert outcome == ROW and frame is not None
         assert frame["error"].dropna().str.startswith("RequestTimeout").all()
     finally:
@@ -258,13 +307,15 @@ def test_budget_and_cancel_mark_what_is_left(server: RegistryServer, tally: Tall
     with start_proxy(server.host, delay=0.1) as proxy:
         baseline = _baseline(proxy.host)
         with Registry(cache=None, credentials=Credentials.none(), budget=0.6, concurrency=2) as reg:
-            outcome, frame = _scan(tally, "a slow registry", "a scan over its time budget", reg, proxy.host,
-                                   baseline, bound=10)
+            outcome, frame = _scan(
+                tally, "a slow registry", "a scan over its time budget", reg, proxy.host, baseline, bound=10
+            )
         assert outcome == ROW and frame is not None and frame["error"].str.contains("timed out").any()
         reg = Registry(cache=None, credentials=Credentials.none(), concurrency=2)
         threading.Timer(0.4, reg.cancel).start()
-        outcome, frame = _scan(tally, "a slow registry", "cancelled from another thread", reg, proxy.host,
-                               baseline, bound=10)
+        outcome, frame = _scan(
+            tally, "a slow registry", "cancelled from another thread", reg, proxy.host, baseline, bound=10
+        )
         assert outcome == ROW and frame is not None and frame["error"].str.contains("cancelled").any()
         reg.close()
 
@@ -287,13 +338,27 @@ def test_server_errors_mid_scan(server: RegistryServer, tally: Tally, status: in
             with lock:
                 count += 1
                 fail = count % 3 == 0
-            return Action(status=status, body=b'{"errors":[{"code":"UNKNOWN"}]}',
-                          headers={"Content-Type": "application/json"}) if fail else None
+            return (
+                Action(
+                    status=status,
+                    body=b'{"errors":[{"code":"UNKNOWN"}]}',
+                    headers={"Content-Type": "application/json"},
+                )
+                if fail
+                else None
+            )
 
         proxy.add(third)
         with Registry(cache=None, credentials=Credentials.none(), retry=PATIENT) as reg:
-            outcome, _ = _scan(tally, "registry errors mid-scan", f"every third answer a {status}", reg,
-                               proxy.host, baseline, bound=30)
+            outcome, _ = _scan(
+                tally,
+                "registry errors mid-scan",
+                f"every third answer a {status}",
+                reg,
+                proxy.host,
+                baseline,
+                bound=30,
+            )
         # 500 and 503 are retried, as go-containerregistry retries them, and pass.
         assert outcome == HANDLED
 
@@ -302,7 +367,9 @@ def test_server_errors_mid_scan(server: RegistryServer, tally: Tally, status: in
 
 
 @pytest.mark.parametrize("fault", ["killed", "paused"])
-def test_memcached_fails_mid_scan(server: RegistryServer, server_factory: Any, tally: Tally, fault: str) -> None:
+def test_memcached_fails_mid_scan(
+    server: RegistryServer, server_factory: Any, tally: Tally, fault: str
+) -> None:
     _running(server)
     mc = server_factory.memcached()
     with start_proxy(server.host, delay=0.01) as proxy:
@@ -311,11 +378,25 @@ def test_memcached_fails_mid_scan(server: RegistryServer, server_factory: Any, t
         cache = Cache(MemcachedBackend([mc.address], timeout=0.2, connect_timeout=0.2))
         try:
             with Registry(cache=cache, credentials=Credentials.none(), concurrency=4) as reg:
-                outcome, _ = _scan(tally, "a cache failing mid-scan", f"memcached {fault} mid-scan", reg,
-                                   proxy.host, baseline, bound=30)
+                outcome, _ = _scan(
+                    tally,
+                    "a cache failing mid-scan",
+                    f"memcached {fault} mid-scan",
+                    reg,
+                    proxy.host,
+                    baseline,
+                    bound=30,
+                )
                 assert outcome == HANDLED  # a cache failure is a miss, never a row lost
-                outcome, _ = _scan(tally, "a cache failing mid-scan", f"memcached {fault}, the next scan", reg,
-                                   proxy.host, baseline, bound=30)
+                outcome, _ = _scan(
+                    tally,
+                    "a cache failing mid-scan",
+                    f"memcached {fault}, the next scan",
+                    reg,
+                    proxy.host,
+                    baseline,
+                    bound=30,
+                )
                 assert outcome == HANDLED
             assert cache.errors > 0
         finally:
@@ -342,8 +423,15 @@ def test_sqlite_cache_unwritable(server: RegistryServer, tmp_path: Path, tally: 
     for name, spec in _unwritable(tmp_path).items():
         with Registry(cache=spec, credentials=Credentials.none()) as reg:
             for attempt in ("first scan", "second scan"):
-                outcome, _ = _scan(tally, "a cache failing mid-scan", f"SQLite cache: {name}, {attempt}", reg,
-                                   server.host, baseline, bound=30)
+                outcome, _ = _scan(
+                    tally,
+                    "a cache failing mid-scan",
+                    f"SQLite cache: {name}, {attempt}",
+                    reg,
+                    server.host,
+                    baseline,
+                    bound=30,
+                )
                 assert outcome == HANDLED
             assert reg.cache is not None and reg.cache.errors > 0
 
@@ -373,8 +461,15 @@ def test_every_cache_entry_poisoned(server: RegistryServer, tally: Tally) -> Non
         for key in keys:
             backend.set(key, garbage)
         with Registry(cache=Cache(backend), credentials=Credentials.none()) as reg:
-            outcome, _ = _scan(tally, "a cache failing mid-scan", f"every cache entry holds {name}", reg,
-                               server.host, baseline, bound=30)
+            outcome, _ = _scan(
+                tally,
+                "a cache failing mid-scan",
+                f"every cache entry holds {name}",
+                reg,
+                server.host,
+                baseline,
+                bound=30,
+            )
         assert outcome == HANDLED
 
 
@@ -393,8 +488,12 @@ def test_token_server_fails_mid_scan(server_factory: Any, tally: Tally) -> None:
     assert baseline["error"].isna().all()
     with start_proxy(srv.host, delay=0.02) as proxy:
         proxy.add(_on_request(3, "/manifests/", lambda: token_server.fail_next(500, count=1000)))
-        with Registry(cache=None, credentials=Credentials.from_mapping(
-                {proxy.host: ("alice", srv.users["alice"])}), concurrency=2, retry=QUICK) as reg:
+        with Registry(
+            cache=None,
+            credentials=Credentials.from_mapping({proxy.host: ("alice", srv.users["alice"])}),
+            concurrency=2,
+            retry=QUICK,
+        ) as reg:
             baseline = baseline.assign(registry=proxy.host)
             batch = tally.batch("fault", "the token server failing mid-scan")
             started = time.monotonic()
@@ -403,8 +502,9 @@ def test_token_server_fails_mid_scan(server_factory: Any, tally: Tally) -> None:
             except Exception as exc:
                 batch.exception("token server answering 500 from the 3rd manifest on", exc)
             else:
-                batch.record("token server answering 500 from the 3rd manifest on",
-                             *judge_marked(frame, baseline))
+                batch.record(
+                    "token server answering 500 from the 3rd manifest on", *judge_marked(frame, baseline)
+                )
             assert time.monotonic() - started < 30
     batch.assert_clean()
     assert batch.cases[-1].outcome == ROW, batch.cases[-1]
@@ -416,8 +516,7 @@ def test_token_server_fails_mid_scan(server_factory: Any, tally: Tally) -> None:
 def test_the_breaker_fails_fast_on_a_host_that_stopped_answering(tally: Tally) -> None:
     """After ``breaker`` requests in a row got no answer, the next ones are not sent (nor retried)
     until ``maximum`` seconds after the last failure; then one is tried, and an answer closes it."""
-    transport, script, clock = make([dropped()] * 12 + [200], attempts=3, initial=0.1, maximum=5.0,
-                                    breaker=6)
+    transport, script, clock = make([dropped()] * 12 + [200], attempts=3, initial=0.1, maximum=5.0, breaker=6)
     failed = []
     for _ in range(3):  # three requests, three attempts each: the breaker trips on the 6th failure
         with pytest.raises(TransportError):
@@ -436,4 +535,5 @@ def test_the_breaker_fails_fast_on_a_host_that_stopped_answering(tally: Tally) -
     assert transport.send(get()).status == 200  # an answer: the breaker is closed again
     assert transport.host(get().url).streak == 0
     tally.batch("fault", "the registry killed mid-scan").record(
-        "the breaker on a fake clock: trips, fails fast, probes, closes", HANDLED)
+        "the breaker on a fake clock: trips, fails fast, probes, closes", HANDLED
+    )

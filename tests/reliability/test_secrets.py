@@ -45,6 +45,7 @@ import urllib3
 
 import regdata
 from regdata import Credential, Credentials, Registry, RegistryError
+from regdata.client.remote import RemoteFactory
 from regdata.transport import HTTPTransport, Request
 from tests.support.builder import Builder, ImageSpec
 from tests.support.proxy import Action, RecordingServer, Seen, start_proxy
@@ -100,8 +101,13 @@ class Planted:
 
 def forms(secret: str) -> list[str]:
     """The ways a secret could be written: raw, base64, as Basic auth, URL-encoded; a JWT's signature."""
-    out = {secret, base64.b64encode(secret.encode()).decode(),
-           base64.b64encode(f"alice:{secret}".encode()).decode(), quote(secret, safe=""), quote_plus(secret)}
+    out = {
+        secret,
+        base64.b64encode(secret.encode()).decode(),
+        base64.b64encode(f"alice:{secret}".encode()).decode(),
+        quote(secret, safe=""),
+        quote_plus(secret),
+    }
     if secret.count(".") == 2:  # a JWT: its signature is what makes it a credential
         out.add(secret.rsplit(".", 1)[1])
     return sorted(out)
@@ -125,14 +131,20 @@ def _attempt(planted: Planted, call: Any) -> Any:
         return None
 
 
-def _read_all(planted: Planted, reg: Registry, repo: str, label: str, images: dict[str, pd.DataFrame]) -> None:
+def _read_all(
+    planted: Planted, reg: Registry, repo: str, label: str, images: dict[str, pd.DataFrame]
+) -> None:
     """Every way the API reads a repository, each result or error kept."""
     frame = _attempt(planted, lambda: reg.get_repository(repo))
     if frame is not None:
         images[repo] = frame
         planted.frames[f"images of {repo} ({label})"] = frame
-    for what, call in (("image", lambda: reg.get_image(f"{repo}:1")), ("history", lambda: reg.history(f"{repo}:1")),
-                       ("tags", lambda: reg.tags(repo)), ("missing", lambda: reg.get_image(f"{repo}:missing"))):
+    for what, call in (
+        ("image", lambda: reg.get_image(f"{repo}:1")),
+        ("history", lambda: reg.history(f"{repo}:1")),
+        ("tags", lambda: reg.tags(repo)),
+        ("missing", lambda: reg.get_image(f"{repo}:missing")),
+    ):
         result = _attempt(planted, call)
         if isinstance(result, pd.DataFrame):
             planted.frames[f"{what} of {repo} ({label})"] = result
@@ -178,7 +190,9 @@ def _plant(planted: Planted, tmp: Path, closers: list[Any]) -> None:
     # Basic auth.
     basic = start_registry("htpasswd", users={"alice": BASIC_PASSWORD})
     closers.append(basic.close)
-    Builder(basic.url, "alice", BASIC_PASSWORD).push_image("team/app", ImageSpec(labels={"x": "1"}), tags=["1", "2"])
+    Builder(basic.url, "alice", BASIC_PASSWORD).push_image(
+        "team/app", ImageSpec(labels={"x": "1"}), tags=["1", "2"]
+    )
     # Token auth, its token server behind a proxy that catches every token it issues.
     token_server = start_token_server({"alice": TOKEN_PASSWORD, "pusher": "pusher-pw"}, ACL)
     closers.append(token_server.stop)
@@ -194,8 +208,11 @@ def _plant(planted: Planted, tmp: Path, closers: list[Any]) -> None:
         def keep(status: int, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
             if status == 200:
                 doc = json.loads(body)
-                planted.bearer.update(str(doc[k]) for k in ("token", "access_token", "refresh_token") if k in doc)
+                planted.bearer.update(
+                    str(doc[k]) for k in ("token", "access_token", "refresh_token") if k in doc
+                )
             return status, headers, body
+
         return Action(transform=keep)
 
     token_proxy.add(catch)
@@ -203,8 +220,15 @@ def _plant(planted: Planted, tmp: Path, closers: list[Any]) -> None:
 
     def via_token_proxy(seen: Seen) -> Action:
         def rewrite(status: int, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-            return status, {k: v.replace(token_server.realm, realm) if k.lower() == "www-authenticate" else v
-                            for k, v in headers.items()}, body
+            return (
+                status,
+                {
+                    k: v.replace(token_server.realm, realm) if k.lower() == "www-authenticate" else v
+                    for k, v in headers.items()
+                },
+                body,
+            )
+
         return Action(transform=rewrite)
 
     # Three doors to the token registry: one per kind of credential.
@@ -214,35 +238,59 @@ def _plant(planted: Planted, tmp: Path, closers: list[Any]) -> None:
         door.add(via_token_proxy)
         closers.append(door.stop)
         doors.append(door)
-    answer = requests.post(token_server.realm, data={
-        "grant_type": "password", "username": "alice", "password": TOKEN_PASSWORD,
-        "service": token_server.service, "client_id": "test", "access_type": "offline"}, timeout=10).json()
+    answer = requests.post(
+        token_server.realm,
+        data={
+            "grant_type": "password",
+            "username": "alice",
+            "password": TOKEN_PASSWORD,
+            "service": token_server.service,
+            "client_id": "test",
+            "access_type": "offline",
+        },
+        timeout=10,
+    ).json()
     identity_token = answer["refresh_token"]
-    registry_token = token_server.issue("alice", [Grant("repository", "private/app", ("pull",)),
-                                                  Grant("repository", "private/multi", ("pull",))])
-    planted.secrets = {"Basic password": BASIC_PASSWORD, "token server password": TOKEN_PASSWORD,
-                       "wrong password": WRONG_PASSWORD, "identity token": identity_token,
-                       "registry token": registry_token}
+    registry_token = token_server.issue(
+        "alice",
+        [Grant("repository", "private/app", ("pull",)), Grant("repository", "private/multi", ("pull",))],
+    )
+    planted.secrets = {
+        "Basic password": BASIC_PASSWORD,
+        "token server password": TOKEN_PASSWORD,
+        "wrong password": WRONG_PASSWORD,
+        "identity token": identity_token,
+        "registry token": registry_token,
+    }
     memcached = start_memcached()
     closers.append(memcached.close)
     planted.memcached = memcached
 
     # The Basic registry's password comes from a docker config file, as a user's would.
     config = planted.config = tmp / "config.json"
-    config.write_text(json.dumps({"auths": {basic.host: {
-        "auth": base64.b64encode(f"alice:{BASIC_PASSWORD}".encode()).decode()}}}))
-    credentials = Credentials.from_docker_config(config).merge(Credentials.from_mapping({
-        doors[0].host: Credential(identity_token=identity_token),
-        doors[1].host: ("alice", TOKEN_PASSWORD),
-        doors[2].host: Credential(registry_token=registry_token),
-    }))
+    config.write_text(
+        json.dumps(
+            {"auths": {basic.host: {"auth": base64.b64encode(f"alice:{BASIC_PASSWORD}".encode()).decode()}}}
+        )
+    )
+    credentials = Credentials.from_docker_config(config).merge(
+        Credentials.from_mapping(
+            {
+                doors[0].host: Credential(identity_token=identity_token),
+                doors[1].host: ("alice", TOKEN_PASSWORD),
+                doors[2].host: Credential(registry_token=registry_token),
+            }
+        )
+    )
     planted.sqlite.append(tmp / "cache.sqlite")
     caches = [f"sqlite://{tmp}/cache.sqlite", f"memcached://{memcached.host}"]
     images: dict[str, pd.DataFrame] = {}
     for number, cache in enumerate(caches):
         reg = Registry(credentials=credentials, cache=cache)
         planted.objects += [reg, reg.factory, reg.cache, credentials, reg.factory.http, reg.factory.base]
-        repos = [f"{basic.host}/team/app"] + [f"{d.host}/private/{r}" for d in doors for r in ("app", "multi")]
+        repos = [f"{basic.host}/team/app"] + [
+            f"{d.host}/private/{r}" for d in doors for r in ("app", "multi")
+        ]
         for repo in repos:
             _read_all(planted, reg, repo, f"scan {number}", images)
         _attempt(planted, lambda reg=reg: reg.catalog(basic.host))
@@ -250,15 +298,21 @@ def _plant(planted: Planted, tmp: Path, closers: list[Any]) -> None:
         _attempt(planted, lambda reg=reg: reg.get_repository(f"{doors[1].host}/secret/none"))  # no access
         for host in [basic.host] + [d.host for d in doors]:
             remote = reg.factory.remote(host)
-            planted.objects += [remote, remote.transport, remote.transport.inner,  # type: ignore[attr-defined]
-                                remote.credential]
+            planted.objects += [
+                remote,
+                remote.transport,
+                remote.transport.inner,  # type: ignore[attr-defined]
+                remote.credential,
+            ]
         planted.frames[f"requests (scan {number})"] = reg.requests
         planted.frames[f"summary (scan {number})"] = reg.summary()
         planted.frames[f"limiter log (scan {number})"] = reg.limiter_log
         planted.objects.append(reg.rate_limits)
         reg.close()
     # Errors on purpose: a wrong password, a token server failing, a token that breaks a header.
-    wrong = Credentials.from_mapping({basic.host: ("alice", WRONG_PASSWORD), doors[1].host: ("alice", WRONG_PASSWORD)})
+    wrong = Credentials.from_mapping(
+        {basic.host: ("alice", WRONG_PASSWORD), doors[1].host: ("alice", WRONG_PASSWORD)}
+    )
     with Registry(credentials=wrong, cache=None) as reg:
         _attempt(planted, lambda: reg.get_repository(f"{basic.host}/team/app"))
         _attempt(planted, lambda: reg.get_repository(f"{doors[1].host}/private/app"))
@@ -275,6 +329,7 @@ def _plant(planted: Planted, tmp: Path, closers: list[Any]) -> None:
                     planted.bearer.add(doc[key])
                     doc[key] += "\r\nX: y"
             return status, headers, json.dumps(doc).encode()
+
         return Action(transform=bad)
 
     token_proxy.faults.insert(0, crlf)
@@ -293,23 +348,37 @@ def _plant(planted: Planted, tmp: Path, closers: list[Any]) -> None:
     fleet = read_fleets([_compose(tmp / "compose.yaml", [f"{repo}:1" for repo in images])])
     with Registry(credentials=credentials, cache=None) as reg:
         scan = scan_fleet(reg, fleet)
-        planted.report = write_report(judge_fleet(scan), scan.images, reg.requests, tmp / "report.html",
-                                      errors=scan.errors, cache=reg.cache)
+        planted.report = write_report(
+            judge_fleet(scan),
+            scan.images,
+            reg.requests,
+            tmp / "report.html",
+            errors=scan.errors,
+            cache=reg.cache,
+        )
 
 
-def _plant_proxy(planted: Planted, basic: RegistryServer, closers: list[Any],
-                 images: dict[str, pd.DataFrame]) -> None:
+def _plant_proxy(
+    planted: Planted, basic: RegistryServer, closers: list[Any], images: dict[str, pd.DataFrame]
+) -> None:
     """A proxy password in the proxy URL: read through tinyproxy, then refused with a wrong one."""
     proxy = start_tinyproxy([CORP_NAME], user="alice", password=PROXY_PASSWORD)
     closers.append(proxy.stop)
     planted.secrets["proxy password"] = PROXY_PASSWORD
     host = f"{CORP_NAME}:{basic.port}"
     credentials = Credentials.from_mapping({host: ("alice", BASIC_PASSWORD)})
-    for label, url in (("through a proxy", proxy.url),
-                       ("a wrong proxy password", f"http://alice:{PROXY_PASSWORD}-wrong@{proxy.host}")):
+    for label, url in (
+        ("through a proxy", proxy.url),
+        ("a wrong proxy password", f"http://alice:{PROXY_PASSWORD}-wrong@{proxy.host}"),
+    ):
         proxies = regdata.Proxies(http=url, https=url)
-        with Registry(credentials=credentials, cache=None, insecure=[host], proxies=proxies,
-                      retry=regdata.RetryPolicy(attempts=1)) as reg:
+        with Registry(
+            credentials=credentials,
+            cache=None,
+            insecure=[host],
+            proxies=proxies,
+            retry=regdata.RetryPolicy(attempts=1),
+        ) as reg:
             planted.objects += [proxies, reg, reg.factory, reg.factory.http]
             _read_all(planted, reg, f"{host}/team/app", label, images)
             planted.frames[f"requests ({label})"] = reg.requests
@@ -334,7 +403,8 @@ def _places(planted: Planted) -> dict[str, bytes]:
     places: dict[str, bytes] = {
         "log records at DEBUG, every logger": "\n".join(planted.logs).encode(),
         "exception messages, reprs and tracebacks": "\n".join(
-            _texts_of_exception(e) for e in planted.errors).encode(),
+            _texts_of_exception(e) for e in planted.errors
+        ).encode(),
         "reprs of public objects": "\n".join(repr(o) + str(o) for o in planted.objects).encode(),
     }
     for name, frame in planted.frames.items():
@@ -344,7 +414,8 @@ def _places(planted: Planted) -> dict[str, bytes]:
             rows = con.execute("SELECT key, value FROM regdata").fetchall()
         assert rows, "the SQLite cache holds entries"
         places[f"SQLite cache {path.name}: keys and values"] = b"\n".join(
-            str(k).encode() + b" " + bytes(v) for k, v in rows)
+            str(k).encode() + b" " + bytes(v) for k, v in rows
+        )
     if planted.memcached is not None:
         dump = memcached_dump(planted.memcached.address)
         assert dump, "memcached holds entries"
@@ -363,7 +434,7 @@ def test_no_secret_anywhere_regdata_writes(planted: Planted, tally: Tally) -> No
             hits = [form for secret in values for form in forms(secret) if form.encode() in data]
             if hits:
                 at = data.find(hits[0].encode())
-                context = data[max(0, at - 80):at + 20].decode("utf-8", "replace")
+                context = data[max(0, at - 80) : at + 20].decode("utf-8", "replace")
                 batch.record(f"{place}: {name}", LEAKED, f"found {hits[0][:12]}... in ...{context!r}")
             else:
                 batch.record(f"{place}: {name}", CLEAN)
@@ -373,9 +444,12 @@ def test_no_secret_anywhere_regdata_writes(planted: Planted, tally: Tally) -> No
     logs = "\n".join(planted.logs)
     assert "urllib3" in logs and "regdata" in logs and "Authorization" not in logs
     assert any(isinstance(e, RegistryError) for e in planted.errors)
-    assert any(isinstance(e, regdata.MalformedContent) and "no usable token" in str(e) for e in planted.errors)
-    assert planted.config is not None and any(f.encode() in planted.config.read_bytes()
-                                              for f in forms(BASIC_PASSWORD))
+    assert any(
+        isinstance(e, regdata.MalformedContent) and "no usable token" in str(e) for e in planted.errors
+    )
+    assert planted.config is not None and any(
+        f.encode() in planted.config.read_bytes() for f in forms(BASIC_PASSWORD)
+    )
     assert planted.report is not None or not _report_exists()
 
 
@@ -401,7 +475,9 @@ def _saw_credentials(seen: list[Seen]) -> list[Seen]:
     return [s for s in seen if s.authorization]
 
 
-def test_credentials_not_sent_along_redirects(basic_registry: tuple[RegistryServer, Builder], tally: Tally) -> None:
+def test_credentials_not_sent_along_redirects(
+    basic_registry: tuple[RegistryServer, Builder], tally: Tally
+) -> None:
     batch = tally.batch("secret", "credentials sent only to their own host and port")
     server, _ = basic_registry
     storage = RecordingServer()
@@ -415,23 +491,32 @@ def test_credentials_not_sent_along_redirects(basic_registry: tuple[RegistryServ
             for name, target in targets.items():
                 proxy.clear()
                 storage.seen.clear()
-                proxy.add(lambda s, target=target: Action(status=307, headers={"Location": target})
-                          if "/blobs/" in s.path or "/manifests/" in s.path else None)
+                proxy.add(
+                    lambda s, target=target: (
+                        Action(status=307, headers={"Location": target})
+                        if "/blobs/" in s.path or "/manifests/" in s.path
+                        else None
+                    )
+                )
                 with Registry(credentials=_credentials(proxy.host), cache=None) as reg:
                     reg.get_repository(f"{proxy.host}/team/app")
                 own = [s for s in proxy.seen if (s.host_header or "") == proxy.host]
                 away = [s for s in proxy.seen if (s.host_header or "") != proxy.host] + storage.seen
                 assert away, f"{name}: the redirect was followed"
                 assert _saw_credentials(own), "the registry itself got them"
-                batch.record(f"redirect to {name}", LEAKED if _saw_credentials(away) else CLEAN,
-                             f"{len(_saw_credentials(away))} of {len(away)} requests away carried them")
+                batch.record(
+                    f"redirect to {name}",
+                    LEAKED if _saw_credentials(away) else CLEAN,
+                    f"{len(_saw_credentials(away))} of {len(away)} requests away carried them",
+                )
     finally:
         storage.stop()
     batch.assert_clean()
 
 
-def test_credentials_not_sent_to_other_pages_or_realms(basic_registry: tuple[RegistryServer, Builder],
-                                                       tally: Tally) -> None:
+def test_credentials_not_sent_to_other_pages_or_realms(
+    basic_registry: tuple[RegistryServer, Builder], tally: Tally
+) -> None:
     batch = tally.batch("secret", "credentials sent only to their own host and port")
     server, _ = basic_registry
     elsewhere = RecordingServer()
@@ -439,25 +524,48 @@ def test_credentials_not_sent_to_other_pages_or_realms(basic_registry: tuple[Reg
         with start_proxy(server.host) as proxy:
             other = elsewhere.url.split("://", 1)[1]
             # A Link to another host's page: pagination stops, nothing is sent there.
-            proxy.add(lambda s: Action(status=200, headers={
-                "Content-Type": "application/json",
-                "Link": f"<{elsewhere.url}/v2/team/app/tags/list?n=1000&last=1>; rel=\"next\""},
-                body=b'{"name":"team/app","tags":["1"]}') if "/tags/list" in s.path else None)
-            with Registry(credentials=_credentials(proxy.host), cache=None) as reg, \
-                    pytest.raises(regdata.MalformedContent, match="another host"):
+            proxy.add(
+                lambda s: (
+                    Action(
+                        status=200,
+                        headers={
+                            "Content-Type": "application/json",
+                            "Link": f'<{elsewhere.url}/v2/team/app/tags/list?n=1000&last=1>; rel="next"',
+                        },
+                        body=b'{"name":"team/app","tags":["1"]}',
+                    )
+                    if "/tags/list" in s.path
+                    else None
+                )
+            )
+            with (
+                Registry(credentials=_credentials(proxy.host), cache=None) as reg,
+                pytest.raises(regdata.MalformedContent, match="another host"),
+            ):
                 reg.get_repository(f"{proxy.host}/team/app")
             batch.record("a Link to another host", LEAKED if elsewhere.seen else CLEAN)
             # A token realm on another scheme (the recording server listens there too).
-            for realm in (f"ftp://{other}/token", f"gopher://{other}/token", f"file://{other}/token",
-                          "http://203.0.113.9/token"):
+            for realm in (
+                f"ftp://{other}/token",
+                f"gopher://{other}/token",
+                f"file://{other}/token",
+                "http://203.0.113.9/token",
+            ):
                 proxy.clear()
-                proxy.add(lambda s, realm=realm: Action(status=401, headers={
-                    "WWW-Authenticate": f'Bearer realm="{realm}",service="x"'}))
-                with Registry(credentials=_credentials(proxy.host), cache=None) as reg, \
-                        pytest.raises(regdata.InsecureRequest):
+                proxy.add(
+                    lambda s, realm=realm: Action(
+                        status=401, headers={"WWW-Authenticate": f'Bearer realm="{realm}",service="x"'}
+                    )
+                )
+                with (
+                    Registry(credentials=_credentials(proxy.host), cache=None) as reg,
+                    pytest.raises(regdata.InsecureRequest),
+                ):
                     reg.get_repository(f"{proxy.host}/team/app")
-                batch.record(f"a token realm {realm.split(':', 1)[0]}:// elsewhere",
-                             LEAKED if elsewhere.seen else CLEAN)
+                batch.record(
+                    f"a token realm {realm.split(':', 1)[0]}:// elsewhere",
+                    LEAKED if elsewhere.seen else CLEAN,
+                )
     finally:
         elsewhere.stop()
     batch.assert_clean()
@@ -478,9 +586,10 @@ def test_never_plain_http_to_a_host_not_named_insecure(monkeypatch: pytest.Monke
         HTTPTransport().send(Request("GET", "http://127.0.0.1:1/v2/", "ping"))
     assert sent == ["http://127.0.0.1:1/v2/"]
     sent.clear()
-    credentials = Credentials.from_mapping({"203.0.113.9": ("alice", BASIC_PASSWORD),
-                                            "registry.example": ("alice", BASIC_PASSWORD)})
-    factory = regdata.RemoteFactory(credentials=credentials, cache=None)
+    credentials = Credentials.from_mapping(
+        {"203.0.113.9": ("alice", BASIC_PASSWORD), "registry.example": ("alice", BASIC_PASSWORD)}
+    )
+    factory = RemoteFactory(credentials=credentials, cache=None)
     for host in ("203.0.113.9", "registry.example"):
         remote = factory.remote(host)
         for url in (f"http://{host}/v2/", f"http://{host}:80/v2/team/app/tags/list"):
@@ -494,13 +603,19 @@ def test_never_plain_http_to_a_host_not_named_insecure(monkeypatch: pytest.Monke
     batch.assert_clean()
 
 
-def test_a_redirect_to_plain_http_elsewhere_is_refused(basic_registry: tuple[RegistryServer, Builder],
-                                                       tally: Tally) -> None:
+def test_a_redirect_to_plain_http_elsewhere_is_refused(
+    basic_registry: tuple[RegistryServer, Builder], tally: Tally
+) -> None:
     batch = tally.batch("secret", "no plain HTTP to a host not named insecure")
     server, _ = basic_registry
     with start_proxy(server.host) as proxy:
-        proxy.add(lambda s: Action(status=302, headers={"Location": "http://203.0.113.9/blob"})
-                  if "/blobs/" in s.path else None)
+        proxy.add(
+            lambda s: (
+                Action(status=302, headers={"Location": "http://203.0.113.9/blob"})
+                if "/blobs/" in s.path
+                else None
+            )
+        )
         with Registry(credentials=_credentials(proxy.host), cache=None) as reg:
             frame = reg.get_repository(f"{proxy.host}/team/app")
     assert frame["error"].str.startswith("InsecureRequest").all()
@@ -508,9 +623,12 @@ def test_a_redirect_to_plain_http_elsewhere_is_refused(basic_registry: tuple[Reg
     batch.assert_clean()
 
 
-def test_environment_proxies_and_netrc_are_not_used(basic_registry: tuple[RegistryServer, Builder],
-                                                    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                    tally: Tally) -> None:
+def test_environment_proxies_and_netrc_are_not_used(
+    basic_registry: tuple[RegistryServer, Builder],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    tally: Tally,
+) -> None:
     batch = tally.batch("secret", "credentials sent only to their own host and port")
     server, _ = basic_registry
     trap = RecordingServer()
@@ -534,8 +652,9 @@ def test_environment_proxies_and_netrc_are_not_used(basic_registry: tuple[Regist
     batch.assert_clean()
 
 
-def test_credential_helpers_run_from_path_only_and_time_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            tally: Tally) -> None:
+def test_credential_helpers_run_from_path_only_and_time_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tally: Tally
+) -> None:
     batch = tally.batch("secret", "credential helpers: validated names, PATH only, a timeout")
     log = tmp_path / "helper.log"
     monkeypatch.setenv("REGDATA_TEST_HELPER_LOG", str(log))
@@ -570,8 +689,10 @@ def test_tls_is_verified_by_default(tls_registry: RegistryServer, tls_builder: B
     tls_builder.push_image("reliability/tls", ImageSpec(), tags=["1"])
     repo = f"{tls_registry.host}/reliability/tls"
     credentials = _credentials(tls_registry.host)
-    with Registry(credentials=credentials, cache=None) as reg, \
-            pytest.raises(regdata.TransportError, match="TLS failure") as info:
+    with (
+        Registry(credentials=credentials, cache=None) as reg,
+        pytest.raises(regdata.TransportError, match="TLS failure") as info,
+    ):
         reg.get_repository(repo)
     assert not info.value.temporary
     # The handshake failed before any request: no row of the log shows an HTTP status.
@@ -582,4 +703,3 @@ def test_tls_is_verified_by_default(tls_registry: RegistryServer, tls_builder: B
     assert frame["error"].isna().all() and frame["tag"].tolist() == ["1"]
     batch.record("the same registry with its CA given", CLEAN)
     batch.assert_clean()
-

@@ -12,11 +12,11 @@ are therefore not the real ones (unless ``max_layer_bytes`` lets them be).
 
 Two approximations: the data does not say which history entries made empty layers, so
 ``empty_layer`` is guessed from ``created_by`` and adjusted to the layer count (the
-sandbox's guess, ``regdata.imagebuild.empty_flags``, so both make the same configs); and
+sandbox's guess, ``regdata.sandbox.imagebuild.empty_flags``, so both make the same configs); and
 an attestation entry is taken to attest the image listed just before it (one image may
 lack its attestation, as on Docker Hub).
 
-The sandbox (``regdata.imagebuild``) builds the same metadata differently on purpose:
+The sandbox (``regdata.sandbox.imagebuild``) builds the same metadata differently on purpose:
 its layers declare the real sizes (unpullable, a few MB for the whole demo), while these
 images are whole and consistent, for tests that pull, copy and compare bytes.
 """
@@ -33,7 +33,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from regdata.imagebuild import empty_flags, json_list
+from regdata.sandbox.imagebuild import empty_flags, json_list
 
 from .builder import (
     DOCKER_FOREIGN_LAYER,

@@ -28,10 +28,14 @@ __all__ = ["UPLOADED_MS", "start_gcr"]
 
 UPLOADED_MS = 1_700_000_000_000
 _TAGS = re.compile(r"^/v2/(.+)/tags/list")
-_ACCEPT = ", ".join([
-    "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json",
-])
+_ACCEPT = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
 
 
 def _millis(created: str | None) -> str:
@@ -45,18 +49,28 @@ def _manifest_map(upstream: str, name: str, tags: list[str]) -> dict[str, dict[s
     with requests.Session() as session:
         session.trust_env = False
         for tag in tags:
-            answer = session.get(f"http://{upstream}/v2/{name}/manifests/{tag}", headers={"Accept": _ACCEPT},
-                                 timeout=10)
+            answer = session.get(
+                f"http://{upstream}/v2/{name}/manifests/{tag}", headers={"Accept": _ACCEPT}, timeout=10
+            )
             digest = answer.headers["Docker-Content-Digest"]
             doc = answer.json()
-            entry = found.setdefault(digest, {"tag": [], "mediaType": doc.get("mediaType", ""),
-                                              "imageSizeBytes": "0", "timeCreatedMs": "0",
-                                              "timeUploadedMs": str(UPLOADED_MS), "layerId": ""})
+            entry = found.setdefault(
+                digest,
+                {
+                    "tag": [],
+                    "mediaType": doc.get("mediaType", ""),
+                    "imageSizeBytes": "0",
+                    "timeCreatedMs": "0",
+                    "timeUploadedMs": str(UPLOADED_MS),
+                    "layerId": "",
+                },
+            )
             entry["tag"].append(tag)
             if "config" in doc:
                 size = doc["config"]["size"] + sum(layer["size"] for layer in doc.get("layers", []))
-                config = session.get(f"http://{upstream}/v2/{name}/blobs/{doc['config']['digest']}",
-                                     timeout=10).json()
+                config = session.get(
+                    f"http://{upstream}/v2/{name}/blobs/{doc['config']['digest']}", timeout=10
+                ).json()
                 entry["imageSizeBytes"] = str(size)
                 entry["timeCreatedMs"] = _millis(config.get("created"))
     return found
@@ -76,8 +90,12 @@ def start_gcr(upstream: str) -> FaultProxy:
             if status != 200:
                 return status, headers, body
             doc = json.loads(body)
-            doc = {"child": [], "manifest": _manifest_map(upstream, name, doc.get("tags") or []),
-                   "name": name, "tags": doc.get("tags") or []}
+            doc = {
+                "child": [],
+                "manifest": _manifest_map(upstream, name, doc.get("tags") or []),
+                "name": name,
+                "tags": doc.get("tags") or [],
+            }
             out = json.dumps(doc).encode()
             return status, {**headers, "Content-Length": str(len(out))}, out
 

@@ -23,8 +23,10 @@ from .proxy import Action, FaultProxy, Seen, start_proxy
 
 WINDOW = 21600  # Docker Hub's window: 6 hours
 # Docker Hub's answer to a pull past the quota (its words as of 2025).
-HUB_429 = (b'{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your unauthenticated pull '
-           b'rate limit. https://www.docker.com/increase-rate-limit"}]}')
+HUB_429 = (
+    b'{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your unauthenticated pull '
+    b'rate limit. https://www.docker.com/increase-rate-limit"}]}'
+)
 
 
 def is_pull(seen: Seen) -> bool:
@@ -48,16 +50,20 @@ class PullQuota:
             self.remaining = self.limit
 
     def headers(self, left: int) -> dict[str, str]:
-        return {"ratelimit-limit": f"{self.limit};w={WINDOW}", "ratelimit-remaining": f"{left};w={WINDOW}",
-                "docker-ratelimit-source": self.source}
+        return {
+            "ratelimit-limit": f"{self.limit};w={WINDOW}",
+            "ratelimit-remaining": f"{left};w={WINDOW}",
+            "docker-ratelimit-source": self.source,
+        }
 
     def __call__(self, seen: Seen) -> Action:
         pull = is_pull(seen)
         with self.lock:
             if pull and self.remaining <= 0:
                 self.refused += 1
-                return Action(status=429, body=HUB_429,
-                              headers={**self.headers(0), "Content-Type": "application/json"})
+                return Action(
+                    status=429, body=HUB_429, headers={**self.headers(0), "Content-Type": "application/json"}
+                )
             if pull:
                 self.remaining -= 1  # taken now, so concurrent pulls cannot overdraw it
                 self.pulls += 1
@@ -94,9 +100,11 @@ class Throttle:
                 return Action(drop=True)
             if self.every and n % self.every == 0:
                 self.throttled += 1
-                return Action(status=429, headers={"Retry-After": self.retry_after,
-                                                   "Content-Type": "application/json"},
-                              body=b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}')
+                return Action(
+                    status=429,
+                    headers={"Retry-After": self.retry_after, "Content-Type": "application/json"},
+                    body=b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}',
+                )
         return None
 
 

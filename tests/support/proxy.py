@@ -60,6 +60,7 @@ class _Server(ThreadingHTTPServer):
     # for a SYN retransmit (1 s): a client's concurrency must not be capped here.
     request_queue_size = 128
 
+
 _HOP = {
     "connection",
     "keep-alive",

@@ -60,8 +60,14 @@ class TinyProxy:
 
     def config(self) -> str:
         lines = [
-            f"Port {self.port}", "Listen 127.0.0.1", "Timeout 30", f'LogFile "{self.log_path}"',
-            "LogLevel Connect", "MaxClients 200", "Allow 127.0.0.1", "DisableViaHeader Yes",
+            f"Port {self.port}",
+            "Listen 127.0.0.1",
+            "Timeout 30",
+            f'LogFile "{self.log_path}"',
+            "LogLevel Connect",
+            "MaxClients 200",
+            "Allow 127.0.0.1",
+            "DisableViaHeader Yes",
         ]
         if self.user:
             lines.append(f"BasicAuth {self.user} {self.password}")
@@ -117,18 +123,26 @@ def _namespace(hosts: Path) -> list[str]:
     """The unshare command that gives a process its own /etc/hosts: a user namespace, else root's."""
     tried = []
     for argv in ([UNSHARE_BIN, "--user", "--map-root-user", "--mount"], [UNSHARE_BIN, "--mount"]):
-        check = subprocess.run([*argv, "sh", "-c", f"mount --bind {hosts} /etc/hosts"], capture_output=True,
-                               text=True, timeout=10, check=False)
+        check = subprocess.run(
+            [*argv, "sh", "-c", f"mount --bind {hosts} /etc/hosts"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
         if check.returncode == 0:
             return argv
         tried.append(f"{' '.join(argv)}: {check.stderr.strip()[:200]}")
-    raise RuntimeError("cannot give tinyproxy its own /etc/hosts (the tests resolve registry names only "
-                       "inside it): " + "; ".join(tried))
+    raise RuntimeError(
+        "cannot give tinyproxy its own /etc/hosts (the tests resolve registry names only "
+        "inside it): " + "; ".join(tried)
+    )
 
 
 def start_tinyproxy(names: Sequence[str], user: str | None = None, password: str | None = None) -> TinyProxy:
     """Start tinyproxy resolving ``names`` to 127.0.0.1; with ``user``, it asks for Basic auth."""
-    proxy = TinyProxy(Path(tempfile.mkdtemp(prefix="regdata-tinyproxy-")), free_port(), tuple(names),
-                      user, password)
+    proxy = TinyProxy(
+        Path(tempfile.mkdtemp(prefix="regdata-tinyproxy-")), free_port(), tuple(names), user, password
+    )
     proxy.start()
     return proxy

@@ -8,7 +8,7 @@ SQLite and memcached backends are imported from their modules
 not load requests-cache or pymemcache.
 """
 
-from .base import Backend, BackendUnavailable
-from .memory import MemoryBackend
+from regdata.cache.backends.base import Backend, BackendUnavailable
+from regdata.cache.backends.memory import MemoryBackend
 
 __all__ = ["Backend", "BackendUnavailable", "MemoryBackend"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["Backend", "BackendUnavailable"]
 
@@ -14,6 +14,7 @@ class BackendUnavailable(RuntimeError):
     """
 
 
+@runtime_checkable
 class Backend(Protocol):
     """A byte store with optional per-entry expiry (``ttl`` seconds; None keeps it).
 
@@ -37,4 +38,8 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections and files."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """The backend's own counters and settings for :meth:`regdata.cache.Cache.stats`; {} for none."""
         ...

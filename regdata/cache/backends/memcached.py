@@ -44,9 +44,9 @@ from pymemcache.client.base import PooledClient
 from pymemcache.client.murmur3 import murmur3_32
 from pymemcache.exceptions import MemcacheError, MemcacheServerError, MemcacheUnexpectedCloseError
 
-from ..instrument import CacheOperation, OperationLog
-from ..srv import SrvRecord, query_srv
-from .base import BackendUnavailable
+from regdata.cache.backends.base import BackendUnavailable
+from regdata.cache.instrument import CacheOperation, OperationLog
+from regdata.cache.srv import SrvRecord, query_srv
 
 __all__ = [
     "DEFAULT_UPDATE_INTERVAL",
@@ -194,8 +194,11 @@ class MemcachedBackend:
             for name, address in wanted.items():
                 if name not in self._clients:
                     self._clients[name] = PooledClient(
-                        address, timeout=self.timeout, connect_timeout=self.connect_timeout,
-                        max_pool_size=self.max_pool_size, no_delay=True,
+                        address,
+                        timeout=self.timeout,
+                        connect_timeout=self.connect_timeout,
+                        max_pool_size=self.max_pool_size,
+                        no_delay=True,
                     )
                     self._addresses[name] = address
         for client in gone:
@@ -250,8 +253,12 @@ class MemcachedBackend:
                 # Retry sooner than the interval: a failed lookup may leave no server at all.
                 self._next_refresh = self._clock() + min(self.update_interval, self.dead_timeout)
                 if not self._refresh_failing:
-                    log.warning("memcached SRV lookup of %s failed (%s); keeping %d server(s)",
-                                srv_name(self.service), exc, len(self.servers))
+                    log.warning(
+                        "memcached SRV lookup of %s failed (%s); keeping %d server(s)",
+                        srv_name(self.service),
+                        exc,
+                        len(self.servers),
+                    )
                 self._refresh_failing = True
         finally:
             self._refresh_lock.release()
@@ -289,18 +296,42 @@ class MemcachedBackend:
     # -- instrumented calls ---------------------------------------------------------
 
     def _record(
-        self, started: float, clock: float, server: str | None, method: str, outcome: str, *,
-        keys: int = 1, size: int = 0, key: str | None = None, error: BaseException | None = None,
+        self,
+        started: float,
+        clock: float,
+        server: str | None,
+        method: str,
+        outcome: str,
+        *,
+        keys: int = 1,
+        size: int = 0,
+        key: str | None = None,
+        error: BaseException | None = None,
     ) -> None:
-        self.operations.record(CacheOperation(
-            started=started, backend=self.name, server=server, method=method, outcome=outcome,
-            duration_s=time.perf_counter() - clock, keys=keys, bytes=size, key=key,
-            error=None if error is None else f"{type(error).__name__}: {error}"[:200],
-        ))
+        self.operations.record(
+            CacheOperation(
+                started=started,
+                backend=self.name,
+                server=server,
+                method=method,
+                outcome=outcome,
+                duration_s=time.perf_counter() - clock,
+                keys=keys,
+                bytes=size,
+                key=key,
+                error=None if error is None else f"{type(error).__name__}: {error}"[:200],
+            )
+        )
 
     def _call(
-        self, server: str, method: str, call: Callable[[], T], outcome: Callable[[T], tuple[str, int]],
-        *, keys: int = 1, key: str | None = None,
+        self,
+        server: str,
+        method: str,
+        call: Callable[[], T],
+        outcome: Callable[[T], tuple[str, int]],
+        *,
+        keys: int = 1,
+        key: str | None = None,
     ) -> T:
         started, clock = time.time(), time.perf_counter()
         try:
@@ -321,8 +352,13 @@ class MemcachedBackend:
     def get(self, key: str) -> bytes | None:
         """The value, or None; a chunked value is put back together and checked."""
         server, client = self._pick(key)
-        value = self._call(server, "get", lambda: client.get(key),
-                           lambda v: ("miss", 0) if v is None else ("hit", len(v)), key=key)
+        value = self._call(
+            server,
+            "get",
+            lambda: client.get(key),
+            lambda v: ("miss", 0) if v is None else ("hit", len(v)),
+            key=key,
+        )
         if value is None:
             return None
         data = bytes(value)
@@ -342,8 +378,9 @@ class MemcachedBackend:
             return
         sha = hashlib.sha256(value).hexdigest()
         names = _chunk_keys(key, sha, count)
-        chunks = {name: value[i * self.item_limit:(i + 1) * self.item_limit]
-                  for i, name in enumerate(names)}
+        chunks = {
+            name: value[i * self.item_limit : (i + 1) * self.item_limit] for i, name in enumerate(names)
+        }
         for server, client, part in self._by_server(chunks):
             failed = self._set_many(server, client, part, expire)
             if failed:
@@ -355,8 +392,13 @@ class MemcachedBackend:
     def delete(self, key: str) -> None:
         """Remove ``key`` (its chunks, if any, expire or are evicted on their own)."""
         server, client = self._pick(key)
-        self._call(server, "delete", lambda: client.delete(key, noreply=False),
-                   lambda found: ("ok" if found else "miss", 0), key=key)
+        self._call(
+            server,
+            "delete",
+            lambda: client.delete(key, noreply=False),
+            lambda found: ("ok" if found else "miss", 0),
+            key=key,
+        )
 
     def close(self) -> None:
         """Close the sockets (they open again if the backend is used again)."""
@@ -374,8 +416,13 @@ class MemcachedBackend:
     def _set_one(self, key: str, value: bytes, expire: int) -> None:
         server, client = self._pick(key)
         try:
-            self._call(server, "set", lambda: client.set(key, value, expire=expire, noreply=False),
-                       lambda ok: ("ok" if ok else "error", len(value)), key=key)
+            self._call(
+                server,
+                "set",
+                lambda: client.set(key, value, expire=expire, noreply=False),
+                lambda ok: ("ok" if ok else "error", len(value)),
+                key=key,
+            )
         except MemcacheServerError as exc:
             # A server started with a smaller item limit (-I) than ours: skipped, not an error.
             if "too large" not in str(exc).lower():
@@ -390,7 +437,7 @@ class MemcachedBackend:
 
     def _get_chunks(self, key: str, head: bytes) -> bytes | None:
         try:
-            doc = json.loads(head[len(_CHUNK_HEAD):])
+            doc = json.loads(head[len(_CHUNK_HEAD) :])
             count, length, sha = int(doc["n"]), int(doc["len"]), str(doc["sha256"])
         except (ValueError, KeyError, TypeError, OverflowError, RecursionError):  # any bytes at all
             self._count("torn")
@@ -418,8 +465,14 @@ class MemcachedBackend:
         def call() -> list[Any]:
             return list(client.set_many(part, expire=expire, noreply=False) or [])
 
-        return self._call(server, "set_many", call, lambda failed: ("error" if failed else "ok", size),
-                          keys=len(part), key=next(iter(part)))
+        return self._call(
+            server,
+            "set_many",
+            call,
+            lambda failed: ("error" if failed else "ok", size),
+            keys=len(part),
+            key=next(iter(part)),
+        )
 
     def _get_many(self, server: str, client: PooledClient, names: list[str]) -> dict[Any, Any]:
         def call() -> dict[Any, Any]:

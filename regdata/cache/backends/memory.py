@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 __all__ = ["MemoryBackend"]
 
@@ -48,6 +49,10 @@ class MemoryBackend:
         """Remove every entry."""
         with self._lock:
             self._data.clear()
+
+    def stats(self) -> dict[str, Any]:
+        """Nothing to tell: a dict has no servers and no size limit."""
+        return {}
 
     def close(self) -> None:
         """Nothing to release."""

@@ -32,7 +32,7 @@ from typing import Any
 from platformdirs import user_cache_dir
 from requests_cache.backends.sqlite import SQLiteDict  # untyped: used through Any
 
-from .base import BackendUnavailable
+from regdata.cache.backends.base import BackendUnavailable
 
 __all__ = ["DEFAULT_MAX_BYTES", "TABLE", "SQLiteBackend", "default_path"]
 
@@ -77,8 +77,9 @@ class SQLiteBackend:
             raise BackendUnavailable(f"cache file {self.path} cannot be opened: {self._failure}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = SQLiteDict(str(self.path), table_name=TABLE, serializer=None, wal=True,
-                            busy_timeout=_BUSY_TIMEOUT_MS)
+            db = SQLiteDict(
+                str(self.path), table_name=TABLE, serializer=None, wal=True, busy_timeout=_BUSY_TIMEOUT_MS
+            )
         except (OSError, sqlite3.Error) as exc:
             self._failed_at, self._failure = time.monotonic(), f"{type(exc).__name__}: {exc}"
             raise BackendUnavailable(f"cache file {self.path} cannot be opened: {self._failure}") from exc
@@ -114,8 +115,10 @@ class SQLiteBackend:
         """Store, expiring after ``ttl`` seconds when given."""
         expires = None if ttl is None else time.time() + ttl
         with self._connection() as con:
-            con.execute(f"INSERT OR REPLACE INTO {TABLE} (key, value, expires) VALUES (?, ?, ?)",
-                        (key, sqlite3.Binary(value), expires))
+            con.execute(
+                f"INSERT OR REPLACE INTO {TABLE} (key, value, expires) VALUES (?, ?, ?)",
+                (key, sqlite3.Binary(value), expires),
+            )
             self._bytes += len(value)
             if self._bytes > self.max_bytes:
                 self._prune(con)
@@ -164,8 +167,12 @@ class SQLiteBackend:
 
     def stats(self) -> dict[str, Any]:
         """The file, its bound, and what was pruned to keep to it."""
-        return {"path": str(self.path), "bytes": self._bytes, "max_bytes": self.max_bytes,
-                "pruned": self.pruned}
+        return {
+            "path": str(self.path),
+            "bytes": self._bytes,
+            "max_bytes": self.max_bytes,
+            "pruned": self.pruned,
+        }
 
     def __repr__(self) -> str:
         return f"SQLiteBackend({str(self.path)!r})"

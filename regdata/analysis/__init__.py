@@ -1,0 +1,1 @@
+"""Analysis of what was read: versions, freshness, fleets, snapshots and plots."""

@@ -1,0 +1,1 @@
+"""The model: references, digests, manifests and configs, as the OCI and Docker specs define them."""
