@@ -295,11 +295,16 @@ class Remote:
         return _digest_header(self._head(ref, self._ctx(context), cache_state))
 
     def _head(self, ref: Reference, ctx: Context, cache_state: str) -> Response:
+        return self._manifest_request("HEAD", "manifest_head", ref, ctx, cache_state)
+
+    def _manifest_request(
+        self, method: str, kind: str, ref: Reference, ctx: Context, cache_state: str
+    ) -> Response:
         return self._send(
             Request(
-                "HEAD",
+                method,
                 self.url(_manifest_path(ref), ctx),
-                "manifest_head",
+                kind,
                 headers={"Accept": ", ".join(ACCEPT_ALL)},
                 repository=ref.repository,
                 scope=f"repository:{ref.repository}:pull",
@@ -321,18 +326,7 @@ class Remote:
         """The manifest ``ref`` names (its digest if it has one, else its tag), verified."""
         ref = as_reference(ref, self.registry)
         ctx = self._ctx(context)
-        response = self._send(
-            Request(
-                "GET",
-                self.url(_manifest_path(ref), ctx),
-                "manifest",
-                headers={"Accept": ", ".join(ACCEPT_ALL)},
-                repository=ref.repository,
-                scope=f"repository:{ref.repository}:pull",
-                context=ctx,
-                cache=cache_state,
-            )
-        )
+        response = self._manifest_request("GET", "manifest", ref, ctx, cache_state)
         body = response.body
         header_type = response.media_type
         manifest = parse_manifest(body, header_type)

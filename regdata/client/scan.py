@@ -355,30 +355,14 @@ class _Scan:
     ) -> None:
         manifest = child.manifest
         assert isinstance(manifest, ImageManifest)
+        config, failed = None, None
         if manifest.is_artifact:
             kind = "artifact"
-            config = None
         else:
             try:
                 config = self._config(manifest.config.digest, local)
             except Exception as exc:
-                row = image_row(
-                    ref,
-                    tag,
-                    top.digest,
-                    top.media_type,
-                    kind,
-                    child.digest,
-                    manifest,
-                    None,
-                    descriptor,
-                    self.options.labels_win,
-                )
-                row["error"] = describe(exc)
-                row["cause"] = exc
-                row["size"] = row["layers"] = None
-                self._emit(key, row)
-                return
+                failed = exc
         row = image_row(
             ref,
             tag,
@@ -391,6 +375,12 @@ class _Scan:
             descriptor,
             self.options.labels_win,
         )
+        if failed is not None:  # the manifest's row, its config's failure in it
+            row["error"] = describe(failed)
+            row["cause"] = failed
+            row["size"] = row["layers"] = None
+            self._emit(key, row)
+            return
         if not self._kept(row):  # a platform filter keeps no artifact: it has no platform
             return
         history = None
