@@ -6,6 +6,10 @@ checked against its digest; registry errors become our exceptions.  A
 Remote caches nothing: with a cache, the factory wraps it in a
 :class:`~regdata.cache.remote.CachedRemote`, which has the same methods
 (as Flux v1's ``CachedDockerRegistry`` wrapped its client).
+
+(Over 500 lines, formatted: the API of one host and the factory that stacks
+credentials, transport and cache around it; the cache's policy is apart, in
+``cache/remote.py``, and the TLS probe in ``transport/scheme.py``.)
 """
 
 from __future__ import annotations

@@ -35,6 +35,9 @@ account being locked out.  HEADs, tag lists and blobs cost no quota and go on.
 The default floor (``"auto"``) keeps 10% of the announced limit, at least 2
 pulls: 10 of Docker Hub's 100 per 6 hours, 2 of the anonymous 10 per hour,
 enough for a person to still pull by hand what a report says is behind.
+
+(Over 500 lines, formatted: one host's limiter, whose adaptation, token bucket
+and quota floor share its lock and state; the headers are apart, in ``ratelimit.py``.)
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ counted in ``oversize``: never an error.
 Every call to a server is recorded (method, server, duration, outcome) in
 an :class:`~regdata.cache.instrument.OperationLog`; :meth:`MemcachedBackend.stats`
 sums it up.
+
+(Over 500 lines, formatted: one backend's hash ring, value chunking and
+failure handling change together; the SRV lookup is apart, in ``cache/srv.py``.)
 """
 
 from __future__ import annotations
