@@ -27,7 +27,7 @@ from tests.support.builder import Builder, ImageSpec, Schema1Spec, helm_chart_sp
 from tests.support.proxy import Action, RecordingServer, Seen, start_proxy
 from tests.support.registry_server import RegistryServer
 
-NO_RETRY = RetryPolicy(attempts=1)
+NO_RETRY = RetryPolicy(attempts=1, max_retry_after=0)  # no retry, and no Retry-After waited for
 
 
 def factory(**kwargs: object) -> RemoteFactory:
