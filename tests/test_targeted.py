@@ -16,6 +16,7 @@ import pytest
 
 from regdata import Credentials, Registry
 from regdata.analysis.fleet import read_fleet
+from regdata.analysis.targeted import AGREES_WITH_FULL
 from regdata.report import FleetScan, judge_fleet, read_fleets, scan_fleet
 from regdata.sandbox import Sandbox
 from regdata.sandbox.demo import FLEET_FILES
@@ -25,21 +26,6 @@ from tests.support.hubproxy import start_hub
 from tests.support.registry_server import RegistryServer
 
 NOW = "2018-01-27T12:00:00Z"
-# What both judgements must agree on (newest_tag/newest_created: see the README's freshness part).
-AGREE = [
-    "image",
-    "status",
-    "reason",
-    "deployed_tag",
-    "deployed_created",
-    "candidate_tag",
-    "candidate_created",
-    "lag_days",
-    "newer_versions",
-    "tag_digest",
-    "tag_moved",
-    "repush",
-]
 
 
 def judged(
@@ -51,7 +37,7 @@ def judged(
 
 
 def agreed(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[AGREE].reset_index(drop=True)
+    return frame[list(AGREES_WITH_FULL)].reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")

@@ -161,6 +161,23 @@ def check_schema(frame: pd.DataFrame, schema: Any = IMAGES) -> None:
 # -- the repository every test reads -------------------------------------------
 
 
+# The tags the Repo fixture pushes, one per kind of content or fault.
+PUSHED = (
+    "schema2",
+    "oci",
+    "multi",
+    "chart",
+    "old",
+    "nocreated",
+    "labelled",
+    "tz",
+    "zero",
+    "noconfig",
+    "tampered",
+    "badjson",
+)
+
+
 class Repo:
     """A repository with one tag of each kind, and one of each failure."""
 
@@ -215,20 +232,7 @@ class Repo:
         self.tampered = image(created="2024-01-06T00:00:00Z", layers=[6])
         self.badjson = raw(b"{oops", DOCKER_MANIFEST)
         m = self.mock
-        for tag in (
-            "schema2",
-            "oci",
-            "multi",
-            "chart",
-            "old",
-            "nocreated",
-            "labelled",
-            "tz",
-            "zero",
-            "noconfig",
-            "tampered",
-            "badjson",
-        ):
+        for tag in PUSHED:
             m.push(f"{REPO}:{tag}", getattr(self, tag))
         m.tag(f"{REPO}:latest", f"{REPO}:multi")
         m.fail(f"{REPO}@{self.noconfig.config_digest}")
@@ -570,24 +574,7 @@ def test_history(repo: Repo) -> None:
 
 
 def test_tags_lists_pushed_and_fault_tags_sorted(repo: Repo) -> None:
-    assert repo.mock.registry().tags(REPO) == sorted(
-        [
-            "schema2",
-            "oci",
-            "multi",
-            "chart",
-            "old",
-            "nocreated",
-            "labelled",
-            "tz",
-            "zero",
-            "noconfig",
-            "tampered",
-            "badjson",
-            "latest",
-            "gone",
-        ]
-    )
+    assert repo.mock.registry().tags(REPO) == sorted([*PUSHED, "latest", "gone"])
 
 
 def test_repository_fault_fails_the_tag_list() -> None:

@@ -45,7 +45,24 @@ from regdata.oci.reference import Reference, Repository
 if TYPE_CHECKING:
     from regdata.client.registry import Registry
 
-__all__ = ["Plan", "RepoReads", "read_targeted"]
+__all__ = ["AGREES_WITH_FULL", "Plan", "RepoReads", "read_targeted"]
+
+# The freshness columns on which a targeted judgement equals a full one; newest_tag and
+# newest_created may differ (the newest *built* is known only among the images read).
+AGREES_WITH_FULL = (
+    "image",
+    "status",
+    "reason",
+    "deployed_tag",
+    "deployed_created",
+    "candidate_tag",
+    "candidate_created",
+    "lag_days",
+    "newer_versions",
+    "tag_digest",
+    "tag_moved",
+    "repush",
+)
 
 # Per image read on the judged platform: an index and one platform manifest.
 PULLS_PER_IMAGE = 2
